@@ -1,0 +1,92 @@
+"""The Python API: the manager's operations, plus pointing this process at the server.
+
+``mlflow_magic.start()`` in a script or notebook does what ``%mlflow_server
+start`` does; the magics, the console script and the widgets all call these.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import manager
+from .config import ServerOptions, resolve, resolve_data_dir
+from .manager import Progress
+from .results import (
+    Connected,
+    Launched,
+    LogTail,
+    Reused,
+    ServerList,
+    ServerStatus,
+    Stopped,
+    StoppedAll,
+)
+from .tracking import use_tracking_server
+
+PathLike = str | os.PathLike[str] | None
+
+
+def start(path: PathLike = None, *, on_progress: Progress | None = None,
+          use: bool = True, **options: Any) -> Launched | Reused:
+    """Start (or reuse) the MLflow server of a data folder and point MLflow at it.
+
+    ``path`` defaults to ``$MLFLOW_PATH``, else ``~/mlflow_data``. ``options`` are
+    the fields of :class:`~mlflow_magic.config.ServerOptions` (``port=5001``,
+    ``backend_store_uri=...``, ``extra_args=("--expose-prometheus", "/tmp/m")``).
+    With ``use=False`` the process's tracking URI is left alone.
+    """
+    return launch(ServerOptions(path=path, **options), on_progress=on_progress, use=use)
+
+
+def restart(path: PathLike = None, *, on_progress: Progress | None = None,
+            use: bool = True, **options: Any) -> Launched | Reused:
+    """Stop the folder's server and start it again with ``options``."""
+    return launch(ServerOptions(path=path, **options), restart=True,
+                  on_progress=on_progress, use=use)
+
+
+def launch(options: ServerOptions, *, restart: bool = False,
+           on_progress: Progress | None = None, use: bool = True) -> Launched | Reused:
+    """:func:`start` (or :func:`restart`) from a ready-made :class:`ServerOptions`."""
+    config = resolve(options)
+    run = manager.restart if restart else manager.start
+    result = run(config, on_progress)
+    if use:
+        _use(result)
+    return result
+
+
+def _use(result: Launched | Reused) -> None:
+    """Tracking URI = the server; the registry too (it is served by the same server)."""
+    use_tracking_server(result.url)
+
+
+def stop(path: PathLike = None, *, all: bool = False) -> Stopped | StoppedAll:
+    """Stop the folder's server (or, with ``all=True``, every known server)."""
+    if all:
+        return manager.stop_all()
+    return manager.stop(resolve_data_dir(path))
+
+
+def status(path: PathLike = None) -> ServerStatus:
+    """State, URL, pid, uptime, stores and log of the folder's server."""
+    return manager.status(resolve_data_dir(path))
+
+
+def list_servers() -> ServerList:
+    """Every server this user started from a known data folder."""
+    return manager.list_servers()
+
+
+def logs(path: PathLike = None, lines: int = 30) -> LogTail:
+    """The last ``lines`` lines of the folder's server log."""
+    return manager.logs(resolve_data_dir(path), lines)
+
+
+def connect(uri: str, *, registry_uri: str | None = None, use: bool = True) -> Connected:
+    """Use an existing tracking server at ``uri`` (e.g. a team server on PostgreSQL + S3)."""
+    result = manager.connect(uri, registry_uri)
+    if use:
+        use_tracking_server(uri, registry_uri)
+    return result

@@ -1,0 +1,131 @@
+"""The one definition of ``%mlflow_server``'s subcommands and flags.
+
+Both shells build their parser here: the magic with IPython's
+``MagicArgumentParser`` (errors become ``UsageError``, no traceback) and the
+console script with plain ``argparse`` (errors exit with status 2). So the
+magic's ``?`` help and ``mlflow-magic --help`` never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .config import DEFAULT_TIMEOUT, FIRST_PORT, ServerOptions
+
+DESCRIPTION = """\
+Run one MLflow tracking server per data folder, shared by every notebook, kernel
+and terminal that uses the folder, and point MLflow at it.
+
+The data folder is --path, else $MLFLOW_PATH, else ~/mlflow_data. Anything
+after `--` is passed to `mlflow server` as is, e.g.
+`start -- --expose-prometheus /tmp/metrics`.
+"""
+
+
+def _add_folder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--path", metavar="DIR",
+                        help="data folder (default: $MLFLOW_PATH, else ~/mlflow_data)")
+
+
+def _add_start_flags(parser: argparse.ArgumentParser) -> None:
+    _add_folder(parser)
+    store = parser.add_argument_group("backend store")
+    store.add_argument("--sqlite", action="store_true",
+                       help="SQLite database <folder>/mlflow.db (the default)")
+    store.add_argument("--file-store", action="store_true",
+                       help="file store <folder>/mlruns (deprecated by MLflow)")
+    store.add_argument("--backend-store-uri", metavar="URI",
+                       help="any SQLAlchemy URI, e.g. postgresql://user:pass@host/db")
+    store.add_argument("--registry-store-uri", metavar="URI",
+                       help="separate store for the model registry")
+    art = parser.add_argument_group("artifacts")
+    art.add_argument("--artifacts-destination", metavar="URI",
+                     help="where the server stores proxied artifacts "
+                          "(default: <folder>/artifacts; s3://bucket/path works)")
+    art.add_argument("--default-artifact-root", metavar="URI",
+                     help="artifact root of new experiments")
+    art.add_argument("--no-serve-artifacts", action="store_true",
+                     help="clients write artifacts directly to --default-artifact-root "
+                          "instead of through the server")
+    art.add_argument("--artifacts-only", action="store_true",
+                     help="serve artifacts only, no tracking (MLflow scenario 6)")
+    net = parser.add_argument_group("network and process")
+    net.add_argument("--host", help="interface to listen on (default: 127.0.0.1)")
+    net.add_argument("--port", type=int,
+                     help=f"port (default: the first free port from {FIRST_PORT})")
+    net.add_argument("--workers", type=int, help="uvicorn worker processes (default: 1)")
+    net.add_argument("--timeout", type=float,
+                     help=f"seconds to wait for the server to answer (default: "
+                          f"{DEFAULT_TIMEOUT:.0f})")
+    net.add_argument("--jobs", action="store_true",
+                     help="enable MLflow's job runner (used by some GenAI features; "
+                          "off by default: it costs ~7 processes)")
+    net.add_argument("--attached", action="store_true",
+                     help="stop the server when this kernel exits (default: it keeps running)")
+    net.add_argument("--allowed-hosts", metavar="HOSTS",
+                     help="comma-separated Host names the server accepts besides "
+                          "localhost (needed behind a public proxy)")
+    net.add_argument("--cors-allowed-origins", metavar="ORIGINS",
+                     help="comma-separated origins allowed to write cross-origin")
+
+
+def add_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Add every subcommand, with its flags, to ``parser``."""
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (("start", "start or reuse the folder's server and use it"),
+                       ("restart", "stop the folder's server and start it again")):
+        _add_start_flags(sub.add_parser(name, help=text, description=text))
+    stop = sub.add_parser("stop", help="stop the folder's server and all its processes")
+    _add_folder(stop)
+    stop.add_argument("--all", action="store_true", help="stop every known server")
+    _add_folder(sub.add_parser("status", help="state, URL, pid, uptime, stores, log"))
+    sub.add_parser("list", help="every known server")
+    logs = sub.add_parser("logs", help="the end of the server's log")
+    _add_folder(logs)
+    logs.add_argument("-n", "--lines", type=int, default=30, help="how many lines (default: 30)")
+    connect = sub.add_parser("connect", help="use an existing tracking server")
+    connect.add_argument("uri", help="http(s) URL of the tracking server")
+    connect.add_argument("--registry-uri", metavar="URI",
+                         help="a separate model registry server")
+
+
+def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+                 prog: str = "mlflow-magic") -> argparse.ArgumentParser:
+    parser = parser_class(prog=prog, description=DESCRIPTION,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_subcommands(parser)
+    return parser
+
+
+def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split at the first ``--``: our flags before it, ``mlflow server``'s after it."""
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def server_options(ns: argparse.Namespace, extra_args: Sequence[str] = ()) -> ServerOptions:
+    """The :class:`ServerOptions` named by parsed ``start``/``restart`` flags."""
+    return ServerOptions(
+        path=ns.path,
+        sqlite=ns.sqlite,
+        file_store=ns.file_store,
+        backend_store_uri=ns.backend_store_uri,
+        registry_store_uri=ns.registry_store_uri,
+        default_artifact_root=ns.default_artifact_root,
+        artifacts_destination=ns.artifacts_destination,
+        no_serve_artifacts=ns.no_serve_artifacts,
+        artifacts_only=ns.artifacts_only,
+        host=ns.host,
+        port=ns.port,
+        workers=ns.workers,
+        timeout=ns.timeout,
+        jobs=ns.jobs,
+        attached=ns.attached,
+        allowed_hosts=ns.allowed_hosts,
+        cors_allowed_origins=ns.cors_allowed_origins,
+        extra_args=tuple(extra_args),
+    )

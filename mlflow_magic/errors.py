@@ -1,0 +1,45 @@
+"""Errors raised by mlflow_magic.
+
+Every error carries one paragraph that names the problem and the fix. The
+notebook shell turns them into IPython ``UsageError`` (no traceback), the
+console script prints them to stderr, and the Python API lets them propagate.
+"""
+
+from __future__ import annotations
+
+
+class MlflowMagicError(Exception):
+    """Base class: the message is meant for the user, as is."""
+
+
+class ConfigError(MlflowMagicError):
+    """The requested flags, URIs or folder cannot work; nothing was started."""
+
+
+class PortInUseError(MlflowMagicError):
+    """The requested port is held by another process."""
+
+
+class SettingsMismatchError(MlflowMagicError):
+    """A server runs for this data folder, but with other settings than requested."""
+
+
+class StartFailedError(MlflowMagicError):
+    """The server process exited before it answered; the log tail says why."""
+
+    def __init__(self, message: str, exit_code: int | None = None, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.log_tail = log_tail
+
+
+class StartTimeoutError(StartFailedError):
+    """The server did not answer within the timeout; it was stopped."""
+
+
+class ConnectError(MlflowMagicError):
+    """A tracking server given to ``connect`` does not answer as MLflow."""
+
+
+class BusyError(MlflowMagicError):
+    """Another process holds the data folder's lock for too long."""

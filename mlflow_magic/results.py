@@ -1,0 +1,281 @@
+"""Typed results of the manager, each able to render itself as text and as HTML.
+
+``str(result)`` is what a terminal shows; ``_repr_html_`` is what a notebook
+shows (IPython picks it up without this module importing IPython).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+
+from .registry import ServerRecord
+
+
+def human_duration(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``2 h 5 min``, ``3 d 4 h``: short enough for a status line."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def _link(url: str, text: str | None = None) -> str:
+    return (f'<a href="{html.escape(url)}" target="_blank" rel="noopener">'
+            f"{html.escape(text or url)}</a>")
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    """A two-column key/value table; values are already HTML."""
+    body = "".join(
+        f'<tr><th style="text-align:left;padding-right:1em">{html.escape(k)}</th>'
+        f'<td style="text-align:left">{v}</td></tr>'
+        for k, v in rows
+    )
+    return f'<table class="mlflow-magic">{body}</table>'
+
+
+class _Renders:
+    """Text for terminals (``str``/IPython pretty), HTML for notebooks."""
+
+    def text(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def html(self) -> str:
+        return f"<pre>{html.escape(self.text())}</pre>"
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(self.text())
+
+
+def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[str, str]]:
+    """The facts a user wants about a running server, as (label, HTML) rows."""
+    rows = [
+        ("URL", _link(server.url)),
+        ("pid", f"{server.pid}" + (" (attached to its kernel)" if server.attached else "")),
+        ("uptime", human_duration(server.uptime)),
+        ("data folder", html.escape(server.data_dir)),
+        ("backend store", html.escape(str(server.backend_store_uri or "none (artifacts only)"))),
+    ]
+    if server.registry_store_uri:
+        rows.append(("registry store", html.escape(server.registry_store_uri)))
+    proxied = " (proxied by the server)" if server.settings.get("serve_artifacts") else ""
+    rows.append(("artifacts", html.escape(f"{server.artifact_location}{proxied}")))
+    rows.append(("MLflow", html.escape(server.mlflow_version)))
+    rows.append(("log", html.escape(server.log_path)))
+    if health:
+        rows.append(("health", html.escape(health)))
+    return rows
+
+
+def _rows_text(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {html.unescape(_strip_tags(v))}" for k, v in rows)
+
+
+def _strip_tags(fragment: str) -> str:
+    """Drop the tags of our own small HTML fragments (links) for the text rendering."""
+    out, inside = [], False
+    for ch in fragment:
+        if ch == "<":
+            inside = True
+        elif ch == ">":
+            inside = False
+        elif not inside:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Launched(_Renders):
+    """A new server was started and answered after ``seconds``."""
+
+    server: ServerRecord
+    seconds: float
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def text(self) -> str:
+        s = self.server
+        return (f"Started MLflow server at {s.url} (pid {s.pid}) in {self.seconds:.1f} s\n"
+                f"  data folder {s.data_dir}")
+
+    def html(self) -> str:
+        s = self.server
+        return (f"<div>Started MLflow server at {_link(s.url)} (pid {s.pid}) in "
+                f"{self.seconds:.1f} s &middot; data folder <code>{html.escape(s.data_dir)}"
+                "</code></div>")
+
+
+@dataclass(frozen=True)
+class Reused(_Renders):
+    """A server was already running for the folder and is used as is."""
+
+    server: ServerRecord
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def text(self) -> str:
+        s = self.server
+        return (f"Reusing MLflow server at {s.url} (pid {s.pid}, up "
+                f"{human_duration(s.uptime)})\n  data folder {s.data_dir}")
+
+    def html(self) -> str:
+        s = self.server
+        return (f"<div>Reusing MLflow server at {_link(s.url)} (pid {s.pid}, up "
+                f"{human_duration(s.uptime)}) &middot; data folder "
+                f"<code>{html.escape(s.data_dir)}</code></div>")
+
+
+@dataclass(frozen=True)
+class Stopped(_Renders):
+    """The outcome of ``stop`` for one folder: ``server`` is None if none was running."""
+
+    data_dir: str
+    server: ServerRecord | None
+
+    def text(self) -> str:
+        if self.server is None:
+            return f"No MLflow server is running for {self.data_dir}"
+        return f"Stopped MLflow server at {self.server.url} (pid {self.server.pid})"
+
+
+@dataclass(frozen=True)
+class StoppedAll(_Renders):
+    """The outcome of ``stop --all``."""
+
+    stopped: list[Stopped] = field(default_factory=list)
+
+    def text(self) -> str:
+        done = [s for s in self.stopped if s.server is not None]
+        if not done:
+            return "No MLflow servers were running."
+        return "\n".join(s.text() for s in done)
+
+
+@dataclass(frozen=True)
+class ServerStatus(_Renders):
+    """The state of a data folder's server: running, unresponsive, crashed or stopped."""
+
+    data_dir: str
+    state: str
+    server: ServerRecord | None = None
+    detail: str | None = None
+    log_path: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def _rows(self) -> list[tuple[str, str]]:
+        if self.server is None:
+            rows = [("data folder", html.escape(self.data_dir))]
+            if self.log_path:
+                rows.append(("log", html.escape(self.log_path)))
+            return rows
+        return _server_rows(self.server, self.detail)
+
+    def _headline(self) -> str:
+        return {
+            "running": "MLflow server is running",
+            "unresponsive": "MLflow server process is alive but does not answer",
+            "crashed": "MLflow server has stopped unexpectedly (its record was stale)",
+            "stopped": "No MLflow server is running",
+        }.get(self.state, self.state)
+
+    def text(self) -> str:
+        return f"{self._headline()}\n{_rows_text(self._rows())}"
+
+    def html(self) -> str:
+        colour = {"running": "#2e7d32", "unresponsive": "#ef6c00", "crashed": "#c62828"}.get(
+            self.state, "#616161")
+        return (f'<div><b style="color:{colour}">{html.escape(self._headline())}</b>'
+                f"{_table(self._rows())}</div>")
+
+
+@dataclass(frozen=True)
+class ServerList(_Renders):
+    """Every known server (``list``)."""
+
+    servers: list[ServerStatus]
+
+    def text(self) -> str:
+        if not self.servers:
+            return "No MLflow servers are known to be running."
+        lines = [f"{'STATE':<13}{'URL':<28}{'PID':>8}  {'UP':>9}  DATA FOLDER"]
+        for st in self.servers:
+            s = st.server
+            lines.append(
+                f"{st.state:<13}{(s.url if s else '-'):<28}{(s.pid if s else '-'):>8}  "
+                f"{(human_duration(s.uptime) if s else '-'):>9}  {st.data_dir}"
+            )
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        if not self.servers:
+            return f"<div>{html.escape(self.text())}</div>"
+        head = "".join(f"<th style='text-align:left'>{h}</th>"
+                       for h in ("state", "URL", "pid", "up", "data folder"))
+        rows = "".join(
+            "<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in (
+                html.escape(st.state),
+                _link(st.server.url) if st.server else "-",
+                str(st.server.pid) if st.server else "-",
+                human_duration(st.server.uptime) if st.server else "-",
+                f"<code>{html.escape(st.data_dir)}</code>",
+            )) + "</tr>"
+            for st in self.servers
+        )
+        return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+@dataclass(frozen=True)
+class Connected(_Renders):
+    """The kernel now talks to an existing tracking server (``connect``)."""
+
+    url: str
+    version: str
+    registry_uri: str | None = None
+
+    def text(self) -> str:
+        extra = f", model registry at {self.registry_uri}" if self.registry_uri else ""
+        return f"Connected to MLflow {self.version} at {self.url}{extra}"
+
+    def html(self) -> str:
+        extra = (f", model registry at <code>{html.escape(self.registry_uri)}</code>"
+                 if self.registry_uri else "")
+        return (f"<div>Connected to MLflow {html.escape(self.version)} at "
+                f"{_link(self.url)}{extra}</div>")
+
+
+@dataclass(frozen=True)
+class LogTail(_Renders):
+    """The last lines of a server's log."""
+
+    path: str
+    lines: str
+
+    def text(self) -> str:
+        return f"==> {self.path} <==\n{self.lines}" if self.lines else f"{self.path} is empty"
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,130 @@
+"""Run ``mlflow server`` in one process: ``python -m mlflow_magic.serve [mlflow server flags]``.
+
+``mlflow server`` imports MLflow, prepares the database, then starts uvicorn
+as a *new* Python process that imports MLflow all over again, and leaves the
+first process idling at ~250 MB. Here MLflow's own CLI command runs unchanged
+(every flag, check and migration is MLflow's), but the uvicorn command it
+builds runs in this very process, reusing the modules already imported: one
+process and one import instead of two, about half the start time and memory.
+
+This relies on one internal detail of MLflow: ``mlflow.server._run_server``
+launches ``[python, -m, uvicorn, ...]`` through the module-level
+``_exec_cmd``. If a release changes that, the command runs as a subprocess
+exactly as MLflow intends (slower, never broken), a warning goes to the log,
+and ``tests/test_serve.py`` fails loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+import psutil
+
+PARENT_ENV = "MLFLOW_MAGIC_PARENT_PID"
+IN_PROCESS_MARKER = "mlflow_magic: serving in-process"
+
+
+class InProcessServer:
+    """Stands in for the ``Popen`` of the uvicorn command MLflow would spawn.
+
+    ``_run_server`` only needs ``pid``, ``poll``, ``send_signal`` and ``wait``;
+    ``wait`` is where uvicorn actually runs, in the main thread, after MLflow has
+    launched the optional job runner (which watches ``pid``, i.e. this process).
+    """
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str]) -> None:
+        self.args = list(argv)
+        self.env = env
+        self.pid = os.getpid()
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        """A signal before uvicorn took over: end now, nothing is serving yet."""
+        raise SystemExit(128 + signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        os.environ.update(self.env)
+        # uvicorn installs its own SIGTERM/SIGINT handlers for a graceful shutdown while it
+        # serves; before that, the default action (exit) is right.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        import uvicorn.main
+
+        print(IN_PROCESS_MARKER, flush=True)
+        try:
+            uvicorn.main.main(args=self.args[3:], prog_name="uvicorn", standalone_mode=False)
+        finally:
+            self.returncode = 0
+        return 0
+
+
+def _is_uvicorn_command(cmd: object) -> bool:
+    return (isinstance(cmd, (list, tuple)) and len(cmd) > 3
+            and list(cmd[1:3]) == ["-m", "uvicorn"])
+
+
+def install() -> bool:
+    """Route MLflow's uvicorn launch into this process; False if MLflow changed shape."""
+    import mlflow.server as mlflow_server
+
+    original = getattr(mlflow_server, "_exec_cmd", None)
+    if original is None:
+        print("mlflow_magic: mlflow.server._exec_cmd not found; using MLflow's own "
+              "launcher (slower)", file=sys.stderr, flush=True)
+        return False
+
+    def exec_cmd(cmd, *args, extra_env=None, synchronous=True, **kwargs):
+        if _is_uvicorn_command(cmd) and not synchronous and not args:
+            return InProcessServer(cmd, dict(extra_env or {}))
+        print("mlflow_magic: unexpected server command; using MLflow's own launcher",
+              file=sys.stderr, flush=True)
+        return original(cmd, *args, extra_env=extra_env, synchronous=synchronous, **kwargs)
+
+    mlflow_server._exec_cmd = exec_cmd
+    return True
+
+
+def watch_parent(pid: int, interval: float = 1.0) -> None:
+    """For ``--attached``: end this server's process group when the kernel is gone."""
+    try:
+        parent = psutil.Process(pid)
+        born = parent.create_time()
+    except psutil.Error:
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+        return
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                alive = parent.is_running() and parent.create_time() == born and (
+                    parent.status() != psutil.STATUS_ZOMBIE)
+            except psutil.Error:
+                alive = False
+            if not alive:
+                os.killpg(os.getpgrp(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=loop, name="mlflow-magic-parent-watch", daemon=True).start()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the server process."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent:
+        watch_parent(int(parent))
+    install()
+    from mlflow.cli import cli
+
+    cli.main(args=["server", *(sys.argv[1:] if argv is None else argv)], prog_name="mlflow")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Point this Python process (a kernel, a script) at a tracking server.
+
+Environment variables reach every subprocess (``!python train.py``) and are
+what MLflow reads when it is first imported; ``mlflow.set_tracking_uri`` is
+called only if MLflow is already imported, so this never pays its import cost.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+REGISTRY_ENV = "MLFLOW_REGISTRY_URI"
+
+
+def use_tracking_server(tracking_uri: str, registry_uri: str | None = None) -> None:
+    """Make ``tracking_uri`` (and ``registry_uri``, if given) the process's MLflow target.
+
+    Without a separate registry, a registry URI left over from an earlier
+    ``connect`` is cleared so the registry follows the tracking server again.
+    """
+    os.environ[TRACKING_ENV] = tracking_uri
+    if registry_uri:
+        os.environ[REGISTRY_ENV] = registry_uri
+    else:
+        os.environ.pop(REGISTRY_ENV, None)
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None or not hasattr(mlflow, "set_tracking_uri"):
+        return
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri or "")
