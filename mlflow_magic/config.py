@@ -24,19 +24,20 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 120.0
 FIRST_PORT = 5000
 
-#: Database URI schemes MLflow's SQLAlchemy store accepts, with the Python module
-#: the driver needs and the pip package that provides it.
+#: Database engines MLflow's SQLAlchemy store supports.
+DB_ENGINES = ("postgresql", "mysql", "sqlite", "mssql")
+
+#: SQLAlchemy driver name -> (Python module it imports, pip package that provides it).
 DB_DRIVERS: dict[str, tuple[str, str]] = {
-    "sqlite": ("sqlite3", "the Python standard library's sqlite3"),
-    "postgresql": ("psycopg2", "psycopg2-binary"),
-    "postgresql+psycopg2": ("psycopg2", "psycopg2-binary"),
-    "postgresql+psycopg": ("psycopg", "psycopg[binary]"),
-    "postgresql+pg8000": ("pg8000", "pg8000"),
-    "mysql": ("MySQLdb", "mysqlclient"),
-    "mysql+mysqldb": ("MySQLdb", "mysqlclient"),
-    "mysql+pymysql": ("pymysql", "PyMySQL"),
-    "mssql": ("pyodbc", "pyodbc"),
-    "mssql+pyodbc": ("pyodbc", "pyodbc"),
+    "psycopg": ("psycopg", "psycopg[binary]"),
+    "psycopg2": ("psycopg2", "psycopg2-binary"),
+    "pg8000": ("pg8000", "pg8000"),
+    "mysqldb": ("MySQLdb", "mysqlclient"),
+    "pymysql": ("pymysql", "PyMySQL"),
+    "mysqlconnector": ("mysql.connector", "mysql-connector-python"),
+    "pyodbc": ("pyodbc", "pyodbc"),
+    "pymssql": ("pymssql", "pymssql"),
+    "pysqlite": ("sqlite3", "pysqlite3"),
 }
 
 #: Artifact URI schemes, with the module the server needs for them (None: nothing extra).
@@ -323,19 +324,32 @@ def is_file_store(uri: str | None) -> bool:
 
 
 def check_backend_uri(uri: str, flag: str) -> None:
-    """A backend or registry URI needs a known scheme and an installed DB driver."""
+    """A backend or registry URI needs a supported database and an installed driver."""
     scheme = uri_scheme(uri)
     if scheme in ("", "file"):
         return
-    if scheme not in DB_DRIVERS:
-        known = ", ".join(sorted({s.split("+")[0] for s in DB_DRIVERS}))
+    engine, _, driver = scheme.partition("+")
+    if engine not in DB_ENGINES:
         raise ConfigError(
             f"{flag} {mask_uri(uri)} has the scheme '{scheme}', which MLflow cannot use as a "
-            f"store. Use a database URI ({known}; e.g. postgresql://user:pass@host/db) or a "
-            "local folder for a file store."
+            f"store. Use a database URI ({', '.join(DB_ENGINES)}; e.g. "
+            "postgresql://user:pass@host/db) or a local folder for a file store."
         )
-    module, package = DB_DRIVERS[scheme]
-    _require_module(module, package, f"{flag} {mask_uri(uri)}")
+    driver = driver or _default_driver(uri)
+    if driver in DB_DRIVERS:
+        module, package = DB_DRIVERS[driver]
+        _require_module(module, package, f"{flag} {mask_uri(uri)}")
+
+
+def _default_driver(uri: str) -> str:
+    """The driver SQLAlchemy picks for a URI without ``+driver`` (it changes across releases:
+    SQLAlchemy 2.1 uses psycopg 3 for ``postgresql://``, 2.0 used psycopg2)."""
+    from sqlalchemy.engine.url import make_url
+
+    try:
+        return make_url(uri).get_dialect().driver
+    except Exception:  # a URI SQLAlchemy rejects is reported by MLflow itself
+        return ""
 
 
 def check_artifact_uri(uri: str, flag: str) -> None:

@@ -176,12 +176,15 @@ def _launch_on(config: ServerConfig, port: int, started: float,
         if isinstance(outcome, process.Exited):
             raise _start_failed(config, outcome.exit_code, process.tail(log, 30, offset))
         if isinstance(outcome, process.TimedOut):
+            log_tail = process.tail(log, 30, offset)
+            hint = _hint(config, log_tail)
+            if hint.startswith("The log below"):
+                hint = ("A slow disk or a remote database can make the first start slow: "
+                        "try a longer --timeout.")
             raise StartTimeoutError(
-                f"The MLflow server did not answer at {url} within {config.timeout:.0f} s, so "
-                "it was stopped. A slow disk or a remote database can make the first start "
-                "slow: try a longer --timeout. Last lines of its log "
-                f"({log}):\n{process.tail(log, 30, offset)}",
-                log_tail=process.tail(log, 30, offset),
+                f"The MLflow server did not answer at {url} within {config.timeout:g} s, so "
+                f"it was stopped. {hint} Last lines of its log ({log}):\n{log_tail}",
+                log_tail=log_tail,
             )
         ps = psutil.Process(proc.pid)
         record = ServerRecord(
@@ -221,24 +224,35 @@ def _phase(log: Path, offset: int) -> str:
     return "starting Python and MLflow"
 
 
-def _start_failed(config: ServerConfig, code: int | None, log_tail: str) -> StartFailedError:
-    """Explain an early exit; known causes get a specific fix."""
+def _hint(config: ServerConfig, log_tail: str) -> str:
+    """A specific fix for the known causes of a failed start, found in the log."""
     lowered = log_tail.lower()
     if "out-of-date database schema" in lowered:
-        hint = (f"The database was created by an older MLflow. Back it up, then upgrade it "
+        return (f"The database was created by an older MLflow. Back it up, then upgrade it "
                 f"with `mlflow db upgrade {mask_uri(config.backend_store_uri)}` and start "
                 "again.")
-    elif "address already in use" in lowered:
-        hint = "Its port was taken by another process meanwhile; start again."
-    elif "no module named" in lowered:
-        missing = re.search(r"no module named '([^']+)'", lowered)
-        name = missing.group(1) if missing else "the missing module"
-        hint = f"A Python module is missing: install it with `pip install {name}`."
-    else:
-        hint = "The log below says why; fix that and start again."
+    if "usage: mlflow server" in lowered:
+        return ("`mlflow server` refused its arguments: check the ones you passed after `--` "
+                "(`mlflow server --help` lists them).")
+    if "address already in use" in lowered:
+        return "Its port was taken by another process meanwhile; start again."
+    if "connection refused" in lowered or "could not connect" in lowered:
+        return (f"The database at {mask_uri(config.backend_store_uri)} does not accept "
+                "connections: check that it runs and that host, port and credentials are "
+                "right.")
+    if "password authentication failed" in lowered:
+        return "The database refused the user name or password in --backend-store-uri."
+    missing = re.search(r"no module named '([^'.]+)", lowered)
+    if missing:
+        return f"A Python module is missing: install it with `pip install {missing.group(1)}`."
+    return "The log below says why; fix that and start again."
+
+
+def _start_failed(config: ServerConfig, code: int | None, log_tail: str) -> StartFailedError:
+    """Explain an early exit, with the exit code and the log tail."""
     return StartFailedError(
         f"The MLflow server for {config.data_dir} exited with code {code} before it "
-        f"answered. {hint} Last lines of its log "
+        f"answered. {_hint(config, log_tail)} Last lines of its log "
         f"({registry.log_path(config.data_dir)}):\n{log_tail}",
         exit_code=code,
         log_tail=log_tail,

@@ -58,9 +58,14 @@ def _reason(exc: BaseException) -> str:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """True if a server could bind ``host:port`` now."""
+    """True if a server could listen on ``host:port`` now.
+
+    SO_REUSEADDR, as uvicorn sets it: connections of a stopped server lingering in
+    TIME_WAIT do not make its port busy, a listening socket does.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -82,8 +82,8 @@ class ServerRecord:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def record_dir(data_dir: Path) -> Path:
-    return data_dir / RECORD_DIR
+def record_dir(data_dir: str | os.PathLike[str]) -> Path:
+    return Path(data_dir) / RECORD_DIR
 
 
 def record_path(data_dir: Path) -> Path:

