@@ -7,7 +7,6 @@ shows (IPython picks it up without this module importing IPython).
 from __future__ import annotations
 
 import html
-import time
 from dataclasses import dataclass, field
 
 from .registry import ServerRecord
@@ -55,6 +54,9 @@ class _Renders:
     def __str__(self) -> str:
         return self.text()
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.text().splitlines()[0]}>"
+
     def _repr_html_(self) -> str:
         return self.html()
 
@@ -100,7 +102,7 @@ def _strip_tags(fragment: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Launched(_Renders):
     """A new server was started and answered after ``seconds``."""
 
@@ -123,7 +125,7 @@ class Launched(_Renders):
                 "</code></div>")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Reused(_Renders):
     """A server was already running for the folder and is used as is."""
 
@@ -145,7 +147,7 @@ class Reused(_Renders):
                 f"<code>{html.escape(s.data_dir)}</code></div>")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Stopped(_Renders):
     """The outcome of ``stop`` for one folder: ``server`` is None if none was running."""
 
@@ -158,7 +160,7 @@ class Stopped(_Renders):
         return f"Stopped MLflow server at {self.server.url} (pid {self.server.pid})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StoppedAll(_Renders):
     """The outcome of ``stop --all``."""
 
@@ -171,7 +173,7 @@ class StoppedAll(_Renders):
         return "\n".join(s.text() for s in done)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ServerStatus(_Renders):
     """The state of a data folder's server: running, unresponsive, crashed or stopped."""
 
@@ -211,7 +213,7 @@ class ServerStatus(_Renders):
                 f"{_table(self._rows())}</div>")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ServerList(_Renders):
     """Every known server (``list``)."""
 
@@ -247,7 +249,7 @@ class ServerList(_Renders):
         return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Connected(_Renders):
     """The kernel now talks to an existing tracking server (``connect``)."""
 
@@ -266,7 +268,7 @@ class Connected(_Renders):
                 f"{_link(self.url)}{extra}</div>")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LogTail(_Renders):
     """The last lines of a server's log."""
 
@@ -276,6 +278,3 @@ class LogTail(_Renders):
     def text(self) -> str:
         return f"==> {self.path} <==\n{self.lines}" if self.lines else f"{self.path} is empty"
 
-
-def now() -> float:
-    return time.time()

@@ -31,7 +31,9 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 import mlflow_magic  # noqa: E402
 from mlflow_magic import manager  # noqa: E402
 
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_BIN = Path(os.environ.get("PG_BIN") or max(
+    Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"),
+    key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0))
 
 
 def free_port() -> int:
@@ -107,12 +109,13 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
+def postgres():
     """A throwaway PostgreSQL cluster on a free port; yields a URI with a password."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN} (apt-get install "
                     "postgresql); .ci/run installs them.")
-    root = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp folder: the postgres user must be able to reach it.
+    root = Path(tempfile.mkdtemp(prefix="mlflow-magic-pg-"))
     password = "pg-s3cret-pw"
     (root / "pw").write_text(password)
     if os.geteuid() == 0:
@@ -135,6 +138,7 @@ def postgres(tmp_path_factory):
     finally:
         subprocess.run(_as_postgres([*ctl, "-m", "immediate", "-w", "stop"]),
                        capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- S3 (SeaweedFS) -----------------------------------------------------------------------
