@@ -70,12 +70,26 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
                      help="comma-separated origins allowed to write cross-origin")
 
 
+def _add_ui_flags(parser: argparse.ArgumentParser, show_flag: bool = True) -> None:
+    ui = parser.add_argument_group("user interface")
+    if show_flag:
+        ui.add_argument("--no-ui", action="store_true", help="do not show the UI inline")
+    ui.add_argument("--height", type=int, default=None,
+                    help="height of the inline UI in pixels (default: 650)")
+    ui.add_argument("--proxy-url", metavar="URL",
+                    help="how the browser reaches the server: a URL template with {port} or "
+                         "the Jupyter base URL (default: $MLFLOW_MAGIC_PROXY_URL, else found "
+                         "from the Jupyter server that runs this kernel)")
+
+
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
     """Add every subcommand, with its flags, to ``parser``."""
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (("start", "start or reuse the folder's server and use it"),
                        ("restart", "stop the folder's server and start it again")):
-        _add_start_flags(sub.add_parser(name, help=text, description=text))
+        start = sub.add_parser(name, help=text, description=text)
+        _add_start_flags(start)
+        _add_ui_flags(start)
     stop = sub.add_parser("stop", help="stop the folder's server and all its processes")
     _add_folder(stop)
     stop.add_argument("--all", action="store_true", help="stop every known server")
@@ -88,6 +102,14 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     connect.add_argument("uri", help="http(s) URL of the tracking server")
     connect.add_argument("--registry-uri", metavar="URI",
                          help="a separate model registry server")
+    _add_ui_flags(connect)
+    ui = sub.add_parser("ui", help="show the UI (inline in notebooks), optionally at an "
+                                   "experiment or run")
+    _add_folder(ui)
+    ui.add_argument("--experiment", metavar="NAME_OR_ID", help="open this experiment")
+    ui.add_argument("--run", metavar="RUN_ID", help="open this run (needs --experiment, "
+                                                   "or finds it from the run)")
+    _add_ui_flags(ui, show_flag=False)
 
 
 def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,

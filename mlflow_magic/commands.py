@@ -7,14 +7,27 @@ parse (argparse flavour) and how they show the result (HTML or text).
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
+from urllib.parse import quote, urlsplit
 
 from . import api
 from .arguments import server_options
+from .display import (
+    DEFAULT_HEIGHT,
+    UiLocation,
+    UiView,
+    deep_link,
+    trace_renderer_base,
+    ui_location,
+)
 from .errors import ConfigError
 from .manager import Progress
+from .process import get_json
+from .tracking import TRACKING_ENV, set_trace_renderer_base
 
 START_COMMANDS = ("start", "restart")
+UI_COMMANDS = ("start", "restart", "connect")
 
 
 def run(ns: argparse.Namespace, extra_args: Sequence[str] = (),
@@ -45,4 +58,63 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] = (),
         return api.logs(ns.path, ns.lines)
     if command == "connect":
         return api.connect(ns.uri, registry_uri=ns.registry_uri)
+    if command == "ui":
+        return ui_view(_ui_server_url(ns.path), ns.proxy_url, ns.height,
+                       experiment=ns.experiment, run=ns.run)
     raise ConfigError(f"Unknown command {command!r}; see `%mlflow_server?` for the commands.")
+
+
+def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = None,
+            experiment: str | None = None, run: str | None = None) -> UiView:
+    """The inline UI of ``server_url``; MLflow's trace display is routed the same way."""
+    if height is not None and height < 100:
+        raise ConfigError(f"--height {height} is too small to show the UI; give 100 or more "
+                          "pixels (the default is 650).")
+    if _is_loopback(server_url):
+        location = ui_location(server_url, proxy_url)
+    else:  # a remote server: the browser reaches it directly, no Jupyter proxy involved
+        location = UiLocation(server_url.rstrip("/") + "/", server_url.rstrip("/") + "/", False)
+    set_trace_renderer_base(trace_renderer_base(location))
+    experiment_id, run = _resolve_route(server_url, experiment, run)
+    return UiView(location, deep_link(experiment_id, run), height or DEFAULT_HEIGHT)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _ui_server_url(path: str | None) -> str:
+    """The server ``ui`` shows: the folder's (``--path``), else the one MLflow uses."""
+    tracking = os.environ.get(TRACKING_ENV, "")
+    if path is None and tracking.startswith(("http://", "https://")):
+        return tracking
+    status = api.status(path)
+    if not status.running or status.server is None:
+        raise ConfigError(
+            f"No MLflow server is running for {status.data_dir}, so there is no UI to show. "
+            "Start it with `%mlflow_server start` (or connect with `%mlflow_server connect "
+            "URL`)."
+        )
+    return status.server.url
+
+
+def _resolve_route(url: str, experiment: str | None,
+                   run: str | None) -> tuple[str | None, str | None]:
+    """Experiment names and bare run ids become the ids the UI's deep links need."""
+    base = url.rstrip("/")
+    try:
+        if run and not experiment:
+            found = get_json(f"{base}/api/2.0/mlflow/runs/get?run_id={quote(run)}")
+            experiment = found["run"]["info"]["experiment_id"]
+        elif experiment and not experiment.isdigit():
+            found = get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?"
+                             f"experiment_name={quote(experiment)}")
+            experiment = found["experiment"]["experiment_id"]
+    except (OSError, KeyError, ValueError):
+        what = f"run {run}" if run and not experiment else f"experiment {experiment!r}"
+        raise ConfigError(
+            f"The MLflow server at {url} has no {what}. Check the name or id (the UI's "
+            "experiment list shows them), or leave the flag out to open the UI's start page."
+        ) from None
+    return experiment, run

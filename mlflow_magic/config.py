@@ -78,6 +78,13 @@ MANAGED_SERVER_FLAGS = frozenset({
     "--cors-allowed-origins",
 })
 
+#: `mlflow server` flags that cannot work under mlflow_magic, and why.
+UNSUPPORTED_SERVER_FLAGS = {
+    "--static-prefix": "the UI and /health must sit at the server's root, where "
+                       "mlflow_magic and Jupyter's proxy look for them; the proxy already "
+                       "gives the UI a path of its own (<base_url>proxy/<port>/)",
+}
+
 #: The user-facing option that controls each setting compared on reuse.
 SETTING_FLAGS: dict[str, str] = {
     "backend_store_uri": "--backend-store-uri/--sqlite/--file-store",
@@ -293,6 +300,9 @@ def _check_extra_args(extra_args: Sequence[str]) -> None:
     """Arguments after ``--`` must not fight the flags mlflow_magic manages."""
     for arg in extra_args:
         flag = arg.split("=", 1)[0]
+        if flag in UNSUPPORTED_SERVER_FLAGS:
+            raise ConfigError(f"{flag} cannot be used with mlflow_magic: "
+                              f"{UNSUPPORTED_SERVER_FLAGS[flag]}. Remove it.")
         if flag in MANAGED_SERVER_FLAGS:
             raise ConfigError(
                 f"{flag} was given after `--`, but mlflow_magic sets it itself. Put it before "
@@ -451,5 +461,13 @@ def server_env(config: ServerConfig, environ: Mapping[str, str] | None = None) -
     # MLflow's job runner (7 huey consumers, each importing mlflow) serves only some GenAI
     # features; it is off unless asked for with --jobs.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true" if config.jobs else "false"
+    # Read when mlflow.server is imported, which in the one-process launch happens before
+    # `mlflow server` would set them from its flags: pass them in from the start.
+    for name, value in (("MLFLOW_SERVER_ALLOWED_HOSTS", config.allowed_hosts),
+                        ("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", config.cors_allowed_origins)):
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
     return env

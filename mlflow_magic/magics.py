@@ -40,9 +40,11 @@ class MlflowMagics(Magics):
         ns = PARSER.parse_args(argv)
         try:
             result = commands.run(ns, extra)
+            display(result)
+            if ns.command in commands.UI_COMMANDS and not ns.no_ui:
+                display(commands.ui_view(result.url, ns.proxy_url, ns.height))
         except MlflowMagicError as exc:
             raise UsageError(str(exc)) from None
-        display(result)
 
 
 MlflowMagics.mlflow_server.__doc__ = PARSER.format_help()

@@ -12,6 +12,14 @@ launches ``[python, -m, uvicorn, ...]`` through the module-level
 ``_exec_cmd``. If a release changes that, the command runs as a subprocess
 exactly as MLflow intends (slower, never broken), a warning goes to the log,
 and ``tests/test_serve.py`` fails loudly.
+
+``mlflow.server`` configures its Flask app from environment variables when it
+is first imported, which here is before ``_run_server`` sets them. So the
+settings read at import time come in through the environment before that
+import (mlflow_magic passes allowed hosts and CORS origins that way), and the
+few ``mlflow server`` flags that only work through import-time configuration
+(static prefix, Prometheus, other web servers, dev mode, auth apps) make this
+launcher step aside for MLflow's own.
 """
 
 from __future__ import annotations
@@ -27,6 +35,30 @@ import psutil
 
 PARENT_ENV = "MLFLOW_MAGIC_PARENT_PID"
 IN_PROCESS_MARKER = "mlflow_magic: serving in-process"
+OWN_LAUNCHER_MARKER = "mlflow_magic: using MLflow's own launcher"
+
+#: Flags (and the environment variables behind them) that MLflow applies when
+#: ``mlflow.server`` is imported in a fresh uvicorn/gunicorn process.
+OWN_LAUNCHER_FLAGS = {
+    "--static-prefix": "MLFLOW_STATIC_PREFIX",
+    "--expose-prometheus": "MLFLOW_EXPOSE_PROMETHEUS",
+    "--gunicorn-opts": "MLFLOW_GUNICORN_OPTS",
+    "--waitress-opts": None,
+    "--dev": None,
+    "--app-name": None,
+    "--x-frame-options": None,
+    "--disable-security-middleware": None,
+}
+
+
+def needs_own_launcher(argv: Sequence[str], environ: dict[str, str]) -> str | None:
+    """The flag that requires MLflow's own two-process launch, if any."""
+    for flag, env in OWN_LAUNCHER_FLAGS.items():
+        if any(a == flag or a.startswith(flag + "=") for a in argv):
+            return flag
+        if env and environ.get(env):
+            return env
+    return None
 
 
 class InProcessServer:
@@ -76,15 +108,15 @@ def install() -> bool:
 
     original = getattr(mlflow_server, "_exec_cmd", None)
     if original is None:
-        print("mlflow_magic: mlflow.server._exec_cmd not found; using MLflow's own "
-              "launcher (slower)", file=sys.stderr, flush=True)
+        print(f"{OWN_LAUNCHER_MARKER}: mlflow.server._exec_cmd not found (slower)",
+              file=sys.stderr, flush=True)
         return False
 
     def exec_cmd(cmd, *args, extra_env=None, synchronous=True, **kwargs):
         if _is_uvicorn_command(cmd) and not synchronous and not args:
             return InProcessServer(cmd, dict(extra_env or {}))
-        print("mlflow_magic: unexpected server command; using MLflow's own launcher",
-              file=sys.stderr, flush=True)
+        print(f"{OWN_LAUNCHER_MARKER}: unexpected server command", file=sys.stderr,
+              flush=True)
         return original(cmd, *args, extra_env=extra_env, synchronous=synchronous, **kwargs)
 
     mlflow_server._exec_cmd = exec_cmd
@@ -120,10 +152,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parent = os.environ.pop(PARENT_ENV, None)
     if parent:
         watch_parent(int(parent))
-    install()
+    args = list(sys.argv[1:] if argv is None else argv)
+    reason = needs_own_launcher(args, dict(os.environ))
+    if reason:
+        print(f"{OWN_LAUNCHER_MARKER}: {reason} needs it", file=sys.stderr, flush=True)
+    else:
+        # As in MLflow's own uvicorn process, so mlflow.server sets up its Flask app as a
+        # server (security middleware included) when it is imported.
+        import uvicorn  # noqa: F401
+
+        install()
     from mlflow.cli import cli
 
-    cli.main(args=["server", *(sys.argv[1:] if argv is None else argv)], prog_name="mlflow")
+    cli.main(args=["server", *args], prog_name="mlflow")
 
 
 if __name__ == "__main__":

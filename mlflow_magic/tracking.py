@@ -30,3 +30,14 @@ def use_tracking_server(tracking_uri: str, registry_uri: str | None = None) -> N
         return
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(registry_uri or "")
+
+
+TRACE_BASE_ENV = "MLFLOW_NOTEBOOK_TRACE_RENDERER_BASE_URL"
+
+
+def set_trace_renderer_base(url: str | None) -> None:
+    """Route MLflow's own inline trace display through the same URL as our UI."""
+    if url:
+        os.environ[TRACE_BASE_ENV] = url
+    else:
+        os.environ.pop(TRACE_BASE_ENV, None)

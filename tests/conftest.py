@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -188,3 +189,51 @@ def s3(tmp_path_factory):
             os.killpg(proc.pid, 9)
             proc.wait()
         log.close()
+
+
+# --- Jupyter with jupyter-server-proxy ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def jupyter(tmp_path_factory):
+    """A real JupyterLab server with jupyter-server-proxy, on a free port with a token.
+
+    Its ``$MLFLOW_PATH`` is a folder of its own, so the launcher tile and the magic
+    in its kernels share that folder's server.
+    """
+    root = tmp_path_factory.mktemp("jupyter")
+    data_dir = root / "mlflow_data"
+    port, token = free_port(), "test-token-123"
+    env = {**os.environ, "MLFLOW_PATH": str(data_dir), "JUPYTER_RUNTIME_DIR": str(root / "rt")}
+    log = open(root / "jupyter.log", "wb")  # noqa: SIM115 - closed in the finalizer
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
+         f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/"
+
+    def up():
+        if proc.poll() is not None:
+            pytest.fail(f"Jupyter exited: {(root / 'jupyter.log').read_text()}")
+        try:
+            urllib.request.urlopen(f"{base}api/status?token={token}", timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, timeout=90, interval=0.3)
+        yield {"url": base, "token": token, "root": root, "data_dir": data_dir, "env": env,
+               "auth": {"Authorization": f"token {token}"}}
+    finally:
+        manager.stop(data_dir)
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
+        manager.stop(data_dir)  # in case the launcher started it while Jupyter shut down

@@ -100,6 +100,7 @@ def test_mask_args():
     ({"timeout": -1}, ["--timeout"]),
     ({"extra_args": ("--port", "6000")}, ["--port", "after `--`"]),
     ({"extra_args": ("--backend-store-uri=sqlite:///x",)}, ["--backend-store-uri"]),
+    ({"extra_args": ("--static-prefix", "/m")}, ["--static-prefix", "Remove it"]),
     ({"backend_store_uri": "mongodb://h/db"}, ["'mongodb'", "postgresql"]),
     ({"backend_store_uri": "oracle://h/db"}, ["'oracle'", "postgresql"]),
     ({"artifacts_destination": "bogus://bucket"}, ["'bogus'", "s3"]),

@@ -1,0 +1,360 @@
+"""Side-by-side benchmark: mlflow_magic versus the plain ``mlflow server`` command.
+
+    .venv/bin/python benchmarks/bench.py [--rounds 3] [--markdown]
+
+Every measurement alternates ours and the plain command in the same run on the
+same machine, and reports medians and ratios in one table. Nothing here is a
+test: numbers depend on the machine, ratios much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+import mlflow_magic
+from mlflow_magic import manager, process
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_health(url: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        if process.probe(url, timeout=1).healthy:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def tree_rss_mb(pid: int) -> tuple[float, int]:
+    """RSS summed over a process and all its descendants, and how many processes."""
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total / 2**20, len(procs)
+
+
+class Plain:
+    """The seeds' command, as users run it today."""
+
+    label = "plain `mlflow server`"
+
+    def __init__(self, data_dir: Path, flags: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir, self.flags, self.env = data_dir, flags or [], env or {}
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> float:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "server",
+               "--backend-store-uri", f"sqlite:///{self.data_dir}/mlflow.db",
+               "--default-artifact-root", str(self.data_dir / "artifacts"),
+               "--port", str(port), *self.flags]
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, env={**os.environ, **self.env})
+        wait_health(self.url, self.proc)
+        return time.perf_counter() - t0
+
+    def memory(self) -> tuple[float, int]:
+        return tree_rss_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        process.stop_tree(psutil.Process(self.proc.pid))
+        self.proc.wait()
+
+
+class Ours:
+    """``mlflow_magic.start`` on the same kind of folder."""
+
+    label = "mlflow_magic"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.url = ""
+        self.pid = 0
+
+    def start(self) -> float:
+        t0 = time.perf_counter()
+        server = mlflow_magic.start(self.data_dir, use=False).server
+        elapsed = time.perf_counter() - t0
+        self.url, self.pid = server.url, server.pid
+        return elapsed
+
+    def memory(self) -> tuple[float, int]:
+        return tree_rss_mb(self.pid)
+
+    def stop(self) -> None:
+        manager.stop(self.data_dir)
+
+
+def import_floor() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import mlflow.server.fastapi_app"], check=True,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def python_ms(code: str) -> float:
+    """Run ``code`` in a new interpreter; it prints a number of milliseconds."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True,
+                         capture_output=True, text=True, env=os.environ.copy())
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def load_ext_ms() -> tuple[float, float]:
+    """(%load_ext mlflow_magic, bare IPython start) in ms, in one fresh process each."""
+    ext = python_ms("""
+        import sys, time
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance()
+        t0 = time.perf_counter()
+        shell.run_line_magic("load_ext", "mlflow_magic")
+        assert "mlflow" not in sys.modules, "load_ext imported mlflow"
+        print((time.perf_counter() - t0) * 1000)
+    """)
+    bare = python_ms("""
+        import time
+        t0 = time.perf_counter()
+        from IPython.core.interactiveshell import InteractiveShell
+        InteractiveShell.instance()
+        print((time.perf_counter() - t0) * 1000)
+    """)
+    return ext, bare
+
+
+def reuse_ms(data_dir: Path) -> float:
+    """``mlflow_magic.start`` on a running server, from a new process (a new kernel)."""
+    return python_ms(f"""
+        import sys, time
+        t0 = time.perf_counter()
+        import mlflow_magic
+        r = mlflow_magic.start({str(data_dir)!r})
+        assert type(r).__name__ == "Reused" and "mlflow" not in sys.modules
+        print((time.perf_counter() - t0) * 1000)
+    """)
+
+
+def logging_rates(url: str, n: int = 200) -> tuple[float, float]:
+    """Metrics per second: single ``log_metric`` calls, and ``log_batch`` of 100."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url)
+    exp = client.create_experiment(f"bench-{time.time_ns()}")
+    run = client.create_run(exp).info.run_id
+    t0 = time.perf_counter()
+    for i in range(n):
+        client.log_metric(run, "m", float(i), step=i)
+    single = n / (time.perf_counter() - t0)
+    batches, per = 10, 100
+    t0 = time.perf_counter()
+    ts = int(time.time() * 1000)
+    for b in range(batches):
+        client.log_batch(run, metrics=[Metric("b", float(i), ts, b * per + i)
+                                       for i in range(per)])
+    batch = batches * per / (time.perf_counter() - t0)
+    return single, batch
+
+
+def rest_latency_ms(url: str, n: int = 50, headers: dict | None = None) -> float:
+    """Median latency of a small REST call."""
+    times = []
+    for _ in range(n):
+        req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=5",
+                                     headers=headers or {})
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def jupyter_proxy(port_of_mlflow: int) -> tuple[subprocess.Popen, str, str]:
+    """A real Jupyter server with jupyter-server-proxy; returns (proc, proxied URL, token)."""
+    port, token = free_port(), "bench-token"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
+         f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1", "--allow-root",
+         f"--ServerApp.root_dir={tempfile.gettempdir()}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("Jupyter server did not start") from None
+            time.sleep(0.2)
+    return proc, f"{base}/proxy/{port_of_mlflow}", token
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def measure_starts(rounds: int, root: Path) -> dict[str, dict[str, list[float]]]:
+    """Cold and warm starts plus memory, alternating the contenders each round."""
+    contenders: dict[str, Callable[[Path], object]] = {
+        "plain": lambda d: Plain(d),
+        "plain --workers 1, no jobs": lambda d: Plain(
+            d, ["--workers", "1"], {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+        "mlflow_magic": lambda d: Ours(d),
+    }
+    results: dict[str, dict[str, list[float]]] = {
+        name: {"cold": [], "warm": [], "rss": [], "procs": []} for name in contenders}
+    results["import floor"] = {"cold": [], "warm": []}
+    for r in range(rounds):
+        for name, make in contenders.items():
+            folder = root / f"{name.replace(' ', '_')}-{r}"
+            server = make(folder)
+            results[name]["cold"].append(server.start())
+            time.sleep(2)
+            rss, procs = server.memory()
+            results[name]["rss"].append(rss)
+            results[name]["procs"].append(procs)
+            server.stop()
+            results[name]["warm"].append(server.start())
+            server.stop()
+            print(f"  round {r + 1}: {name}: cold {results[name]['cold'][-1]:.1f} s, "
+                  f"warm {results[name]['warm'][-1]:.1f} s, {rss:.0f} MB in {procs} processes",
+                  file=sys.stderr, flush=True)
+        floor = import_floor()
+        results["import floor"]["cold"].append(floor)
+        results["import floor"]["warm"].append(floor)
+    return results
+
+
+def machine() -> str:
+    mem = psutil.virtual_memory().total / 2**30
+    import mlflow.version
+
+    return (f"{platform.platform()}; {psutil.cpu_count()} cores; {mem:.0f} GiB; "
+            f"Python {platform.python_version()}; MLflow {mlflow.version.VERSION}")
+
+
+def table(rows: list[tuple[str, ...]], markdown: bool) -> str:
+    header = ("measure", "plain `mlflow server`", "mlflow_magic", "ratio", "target")
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths)),
+                      *(fmt.format(*r) for r in rows)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="mlflow-magic-bench-"))
+    os.environ["MLFLOW_MAGIC_STATE_DIR"] = str(root / "state")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    print(f"machine: {machine()}", file=sys.stderr)
+    try:
+        starts = measure_starts(args.rounds, root)
+        floor = median(starts["import floor"]["cold"])
+
+        ext, bare = zip(*(load_ext_ms() for _ in range(args.rounds)), strict=True)
+
+        # Steady-state measurements on one running server of each kind.
+        plain_srv, ours_srv = Plain(root / "plain-steady"), Ours(root / "ours-steady")
+        plain_srv.start()
+        ours_srv.start()
+        try:
+            reuse = [reuse_ms(ours_srv.data_dir) for _ in range(args.rounds)]
+            rates_plain = [logging_rates(plain_srv.url) for _ in range(args.rounds)]
+            rates_ours = [logging_rates(ours_srv.url) for _ in range(args.rounds)]
+            port = int(ours_srv.url.rsplit(":", 1)[1])
+            jproc, proxied, token = jupyter_proxy(port)
+            try:
+                auth = {"Authorization": f"token {token}"}
+                direct = [rest_latency_ms(ours_srv.url) for _ in range(args.rounds)]
+                via = [rest_latency_ms(proxied, headers=auth) for _ in range(args.rounds)]
+            finally:
+                os.killpg(jproc.pid, signal.SIGTERM)
+                jproc.wait(timeout=30)
+        finally:
+            plain_srv.stop()
+            ours_srv.stop()
+    finally:
+        mlflow_magic.stop(all=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+    def pair(name, p, o, unit, target, digits=1):
+        return (name, f"{p:.{digits}f} {unit}", f"{o:.{digits}f} {unit}", f"{o / p:.2f}x",
+                target)
+
+    m = {k: {kk: median(v) for kk, v in d.items()} for k, d in starts.items()}
+    rows = [
+        pair("cold start (new SQLite DB) to /health", m["plain"]["cold"], m["mlflow_magic"]["cold"],
+             "s", "<= 0.40x"),
+        ("  same vs `import mlflow.server.fastapi_app`", f"{floor:.1f} s (floor)",
+         f"{m['mlflow_magic']['cold']:.1f} s", f"{m['mlflow_magic']['cold'] / floor:.2f}x",
+         "<= 1.5x"),
+        pair("warm start (existing DB)", m["plain"]["warm"], m["mlflow_magic"]["warm"], "s",
+             "<= 0.40x"),
+        ("  same vs import floor", f"{floor:.1f} s (floor)",
+         f"{m['mlflow_magic']['warm']:.1f} s", f"{m['mlflow_magic']['warm'] / floor:.2f}x",
+         "<= 1.5x"),
+        pair("server memory (RSS of the process tree)", m["plain"]["rss"],
+             m["mlflow_magic"]["rss"], "MB", "<= 0.30x", 0),
+        pair("server processes", m["plain"]["procs"], m["mlflow_magic"]["procs"], "", "", 0),
+        ("reference: plain + --workers 1, no job runner",
+         f"{m['plain --workers 1, no jobs']['cold']:.1f} s, "
+         f"{m['plain --workers 1, no jobs']['rss']:.0f} MB", "",
+         f"{m['plain --workers 1, no jobs']['cold'] / m['plain']['cold']:.2f}x", ""),
+        ("reuse from a new process (start() call)", "-", f"{median(reuse):.0f} ms", "",
+         "<= 100 ms"),
+        ("%load_ext mlflow_magic (over bare IPython)", f"{median(bare):.0f} ms (IPython)",
+         f"{median(ext):.1f} ms", "", "<= 30 ms, no mlflow import"),
+        pair("log_metric, one call each (metrics/s)", median([r[0] for r in rates_plain]),
+             median([r[0] for r in rates_ours]), "/s", "report", 0),
+        pair("log_batch of 100 (metrics/s)", median([r[1] for r in rates_plain]),
+             median([r[1] for r in rates_ours]), "/s", "report", 0),
+        ("REST call: direct vs jupyter-server-proxy", f"{median(direct):.1f} ms (direct)",
+         f"{median(via):.1f} ms (proxied)", f"{median(via) / median(direct):.2f}x", "<= 1.5x"),
+    ]
+    print(f"\nmachine: {machine()}; medians of {args.rounds} rounds\n")
+    print(table(rows, args.markdown))
+
+
+if __name__ == "__main__":
+    main()

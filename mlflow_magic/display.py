@@ -1,0 +1,167 @@
+"""Where the browser finds the MLflow UI, and the inline view of it.
+
+In Jupyter the UI is shown through jupyter-server-proxy, ``<base_url>proxy/<port>/``:
+the same origin as the notebook page, which MLflow's default
+``X-Frame-Options: SAMEORIGIN`` requires for an iframe, and reachable from a
+browser that cannot reach the kernel's 127.0.0.1 (JupyterHub, remote servers).
+Elsewhere (plain IPython, VS Code, a terminal) a direct link is all that works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+PROXY_URL_ENV = "MLFLOW_MAGIC_PROXY_URL"
+DEFAULT_HEIGHT = 650
+
+
+@dataclass(frozen=True)
+class UiLocation:
+    """The UI's address for the browser (``url``) and for this machine (``direct_url``)."""
+
+    url: str
+    direct_url: str
+    proxied: bool
+    #: the JupyterLab named server (launcher tile) URL, when a Jupyter server was found
+    lab_url: str | None = None
+
+
+def ui_location(direct_url: str, proxy_url: str | None = None,
+                environ: Mapping[str, str] | None = None) -> UiLocation:
+    """Find how the browser reaches ``direct_url``, without asking the user.
+
+    In order: an explicit ``proxy_url`` / ``$MLFLOW_MAGIC_PROXY_URL`` (``{port}`` is
+    replaced; without it, it is the Jupyter base URL), ``$JUPYTERHUB_SERVICE_PREFIX``,
+    the running Jupyter server that owns this kernel; else the direct URL.
+    """
+    environ = os.environ if environ is None else environ
+    direct = direct_url.rstrip("/") + "/"
+    port = int(direct.rstrip("/").rsplit(":", 1)[1])
+    template = proxy_url or environ.get(PROXY_URL_ENV)
+    if template:
+        if "{port}" in template:
+            return UiLocation(_slash(template.replace("{port}", str(port))), direct, True)
+        return UiLocation(f"{_slash(template)}proxy/{port}/", direct, True)
+    hub_prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX")
+    if hub_prefix:
+        return UiLocation(f"{_slash(hub_prefix)}proxy/{port}/", direct, True,
+                          f"{_slash(hub_prefix)}mlflow/")
+    base = jupyter_base_url(environ)
+    if base is not None:
+        return UiLocation(f"{base}proxy/{port}/", direct, True, f"{base}mlflow/")
+    return UiLocation(direct, direct, False)
+
+
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def jupyter_base_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """The base URL of the Jupyter server that started this kernel, if it proxies.
+
+    The kernel's parent is found from ``JPY_PARENT_PID`` (set by jupyter_client) or
+    the process tree, and matched against the servers' runtime files. The server is
+    asked for ``server-proxy/servers-info`` so a Jupyter without
+    jupyter-server-proxy gets a direct link, not a broken iframe.
+    """
+    environ = os.environ if environ is None else environ
+    servers = {info.get("pid"): info for info in _running_servers()}
+    if not servers:
+        return None
+    candidates = []
+    if environ.get("JPY_PARENT_PID", "").isdigit():
+        candidates.append(int(environ["JPY_PARENT_PID"]))
+    with contextlib.suppress(psutil.Error):
+        candidates += [p.pid for p in psutil.Process().parents()]
+    for pid in candidates:
+        info = servers.get(pid)
+        if info is not None and _has_server_proxy(info):
+            return _slash(info.get("base_url") or "/")
+    return None
+
+
+def _running_servers() -> list[dict]:
+    """The JSON files Jupyter servers write to the runtime folder while they run."""
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+    except ImportError:
+        return []
+    infos = []
+    for path in Path(jupyter_runtime_dir()).glob("*server-*.json"):
+        try:
+            infos.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return infos
+
+
+def _has_server_proxy(info: dict) -> bool:
+    url = info.get("url", "").rstrip("/") + "/server-proxy/servers-info"
+    req = urllib.request.Request(url, headers={"Authorization": f"token {info.get('token', '')}"})
+    try:
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def deep_link(experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """The UI's hash route for an experiment or a run (MLflow uses hash routing)."""
+    if experiment_id and run_id:
+        return f"#/experiments/{experiment_id}/runs/{run_id}"
+    if experiment_id:
+        return f"#/experiments/{experiment_id}"
+    return ""
+
+
+@dataclass(frozen=True, repr=False)
+class UiView:
+    """The UI inline: an iframe in notebooks, a link in terminals."""
+
+    location: UiLocation
+    route: str = ""
+    height: int = DEFAULT_HEIGHT
+
+    @property
+    def url(self) -> str:
+        return self.location.url + self.route
+
+    def __str__(self) -> str:
+        return f"MLflow UI: {self.location.direct_url}{self.route}"
+
+    def __repr__(self) -> str:
+        return f"<UiView {self.url}>"
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        url = html.escape(self.url)
+        links = [f'<a href="{url}" target="_blank" rel="noopener">open in a new browser tab</a>']
+        if self.location.lab_url:
+            links.append("or use the <b>MLflow</b> tile of the JupyterLab launcher "
+                         f'(<a href="{html.escape(self.location.lab_url)}{self.route}" '
+                         'target="_blank" rel="noopener">its page</a>) for a JupyterLab tab')
+        frame = ""
+        if self.location.proxied:
+            frame = (f'<iframe class="mlflow-magic-ui" src="{url}" width="100%" '
+                     f'height="{self.height}" style="border:1px solid #ddd" '
+                     'title="MLflow UI"></iframe>')
+        else:
+            links.insert(0, "No Jupyter proxy found, so the UI is not embedded "
+                            "(set MLFLOW_MAGIC_PROXY_URL if there is one).")
+        return f'{frame}<div style="font-size:90%">{" &middot; ".join(links)}</div>'
+
+
+def trace_renderer_base(location: UiLocation) -> str | None:
+    """What MLflow's own inline trace display should use as its base URL."""
+    return location.url if location.proxied else None

@@ -1,0 +1,44 @@
+"""Where the UI is found and how it is shown (pure logic, no server)."""
+
+from __future__ import annotations
+
+from mlflow_magic.display import UiLocation, UiView, deep_link, ui_location
+
+DIRECT = "http://127.0.0.1:5007"
+
+
+def test_explicit_template_with_port():
+    loc = ui_location(DIRECT, "https://hub.example.org/user/ann/proxy/{port}", environ={})
+    assert loc.url == "https://hub.example.org/user/ann/proxy/5007/" and loc.proxied
+
+
+def test_explicit_base_url_gets_proxy_path():
+    loc = ui_location(DIRECT, environ={"MLFLOW_MAGIC_PROXY_URL": "/jupyter"})
+    assert loc.url == "/jupyter/proxy/5007/"
+
+
+def test_jupyterhub_prefix():
+    loc = ui_location(DIRECT, environ={"JUPYTERHUB_SERVICE_PREFIX": "/user/ann/"})
+    assert loc.url == "/user/ann/proxy/5007/" and loc.lab_url == "/user/ann/mlflow/"
+
+
+def test_no_jupyter_gives_a_direct_link(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    loc = ui_location(DIRECT, environ={})
+    assert loc == UiLocation(f"{DIRECT}/", f"{DIRECT}/", False)
+    html = UiView(loc)._repr_html_()
+    assert "<iframe" not in html and "MLFLOW_MAGIC_PROXY_URL" in html
+    assert str(UiView(loc)) == f"MLflow UI: {DIRECT}/"
+
+
+def test_proxied_view_embeds_an_iframe_with_deep_link():
+    loc = UiLocation("/proxy/5007/", f"{DIRECT}/", True, "/mlflow/")
+    view = UiView(loc, deep_link("3", "abc"), height=400)
+    html = view._repr_html_()
+    assert 'src="/proxy/5007/#/experiments/3/runs/abc"' in html
+    assert 'height="400"' in html and "/mlflow/#/experiments/3/runs/abc" in html
+
+
+def test_deep_links():
+    assert deep_link() == ""
+    assert deep_link("7") == "#/experiments/7"

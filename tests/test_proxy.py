@@ -1,0 +1,67 @@
+"""The UI through a real Jupyter server with jupyter-server-proxy."""
+
+from __future__ import annotations
+
+import requests
+from conftest import serve_processes
+
+import mlflow_magic
+from mlflow_magic import manager, registry
+from mlflow_magic.proxy import setup_mlflow
+
+
+def test_entry_point_config():
+    config = setup_mlflow()
+    assert config["timeout"] >= 60 and config["new_browser_tab"] is False
+    assert config["launcher_entry"]["title"] == "MLflow"
+    assert config["launcher_entry"]["icon_path"].endswith(".svg")
+    assert "{port}" in config["command"]
+
+
+def test_servers_info_lists_mlflow(jupyter):
+    info = requests.get(f"{jupyter['url']}server-proxy/servers-info", headers=jupyter["auth"],
+                        timeout=10).json()
+    names = [s["name"] for s in info["server_processes"]]
+    assert "mlflow" in names
+
+
+def test_launcher_route_and_magic_share_one_server(jupyter):
+    base, auth, data = jupyter["url"], jupyter["auth"], jupyter["data_dir"]
+    # The launcher tile first: /mlflow/ starts the folder's server, detached and shared.
+    page = requests.get(f"{base}mlflow/", headers=auth, timeout=150)
+    assert page.status_code == 200 and "<title>MLflow</title>" in page.text
+    record = registry.read_record(data)
+    assert record is not None
+
+    # Then the magic (any kernel): it reuses that server.
+    result = mlflow_magic.start(data, use=False)
+    assert type(result).__name__ == "Reused" and result.server.pid == record.pid
+
+    # What one side writes, the other side sees.
+    created = requests.post(f"{base}proxy/{record.port}/api/2.0/mlflow/experiments/create",
+                            json={"name": "via-proxy"}, headers=auth, timeout=30)
+    assert created.status_code == 200, created.text
+    via_named = requests.get(f"{base}mlflow/api/2.0/mlflow/experiments/get-by-name",
+                             params={"experiment_name": "via-proxy"}, headers=auth, timeout=30)
+    assert via_named.json()["experiment"]["experiment_id"] == created.json()["experiment_id"]
+    assert len(serve_processes(str(data))) == 1
+
+    # After a stop, the tile brings the folder's server back.
+    manager.stop(data)
+    again = requests.get(f"{base}mlflow/api/2.0/mlflow/experiments/get-by-name",
+                         params={"experiment_name": "via-proxy"}, headers=auth, timeout=150)
+    assert again.status_code == 200
+    assert registry.read_record(data).pid != record.pid
+
+
+def test_proxy_serves_ui_and_rest_and_requires_the_token(jupyter, shared_server):
+    base, auth = jupyter["url"], jupyter["auth"]
+    ui = requests.get(f"{base}proxy/{shared_server.port}/", headers=auth, timeout=30)
+    assert ui.status_code == 200 and "<title>MLflow</title>" in ui.text
+    rest = requests.get(f"{base}proxy/{shared_server.port}/api/2.0/mlflow/experiments/search",
+                        params={"max_results": 5}, headers=auth, timeout=30)
+    assert rest.status_code == 200 and "experiments" in rest.json()
+    anonymous = requests.get(f"{base}proxy/{shared_server.port}/api/2.0/mlflow/experiments/"
+                             "search", allow_redirects=False, timeout=30)
+    assert anonymous.status_code in (302, 401, 403)
+    assert "experiments" not in anonymous.text
