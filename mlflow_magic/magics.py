@@ -12,7 +12,6 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from . import commands
 from .arguments import build_parser, split_passthrough
 from .errors import MlflowMagicError
 
@@ -36,6 +35,8 @@ class MlflowMagics(Magics):
 
     @line_magic
     def mlflow_server(self, line: str = "") -> None:
+        from . import commands  # the manager and its libraries load on first use, not at %load_ext
+
         argv, extra = split_passthrough(arg_split(line))
         ns = PARSER.parse_args(argv)
         try:

@@ -1,0 +1,90 @@
+"""A real JupyterLab in a real headless Chromium: the MLflow UI renders inline.
+
+Screenshots go to ``test-artifacts/`` at the top of the repository.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mlflow_magic import registry
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing (apt-get install chromium); .ci/setup installs it.")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
+
+
+def run_first_cell(page) -> None:
+    """Run the notebook's first cell once its kernel is connected (Lab ignores it before)."""
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
+    prompt = page.locator(".jp-Notebook .jp-Cell").first.locator(".jp-InputPrompt")
+    for _ in range(6):
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                               timeout=90_000)
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator("jp-button[data-command='notebook:run-cell-and-select-next'], "
+                     "button[data-command='notebook:run-cell-and-select-next']").first.click()
+        for _ in range(20):
+            text = prompt.inner_text()
+            if "*" in text or any(ch.isdigit() for ch in text):
+                return
+            page.wait_for_timeout(500)
+    pytest.fail("JupyterLab never ran the cell")
+
+
+def test_ui_renders_inline_in_jupyterlab(jupyter, page):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext mlflow_magic\n%mlflow_server start")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, jupyter["root"] / "ui_check.ipynb")
+
+    page.goto(f"{jupyter['url']}lab/tree/ui_check.ipynb?token={jupyter['token']}")
+    run_first_cell(page)
+
+    try:
+        page.wait_for_selector("iframe.mlflow-magic-ui", timeout=120_000)
+        inline = page.frame_locator("iframe.mlflow-magic-ui")
+        inline.get_by_text("Experiments").first.wait_for(timeout=60_000)
+    finally:
+        shot(page, "inline-ui")
+    record = registry.read_record(jupyter["data_dir"])
+    assert record is not None
+    src = page.get_attribute("iframe.mlflow-magic-ui", "src")
+    assert src.startswith(f"/proxy/{record.port}/")
