@@ -6,8 +6,10 @@ outlives a failing test; a session finalizer stops any server a test forgot.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -88,6 +90,18 @@ def clean_tracking_env(monkeypatch):
     if mlflow is not None:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri("")
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM a fixture's process group (started with a new session), SIGKILL if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
@@ -182,12 +196,7 @@ def s3(tmp_path_factory):
             "AWS_DEFAULT_REGION": "us-east-1",
         }}
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        stop_group(proc)
         log.close()
 
 
@@ -229,11 +238,6 @@ def jupyter(tmp_path_factory):
                "auth": {"Authorization": f"token {token}"}}
     finally:
         manager.stop(data_dir)
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        stop_group(proc)
         log.close()
         manager.stop(data_dir)  # in case the launcher started it while Jupyter shut down
