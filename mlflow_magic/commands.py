@@ -73,7 +73,8 @@ def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = 
     if _is_loopback(server_url):
         location = ui_location(server_url, proxy_url)
     else:  # a remote server: the browser reaches it directly, no Jupyter proxy involved
-        location = UiLocation(server_url.rstrip("/") + "/", server_url.rstrip("/") + "/", False)
+        direct = server_url.rstrip("/") + "/"
+        location = UiLocation(direct, direct, False)
     set_trace_renderer_base(trace_renderer_base(location))
     experiment_id, run = _resolve_route(server_url, experiment, run)
     return UiView(location, deep_link(experiment_id, run), height or DEFAULT_HEIGHT)

@@ -15,8 +15,9 @@ import argparse
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
-from . import manager, registry
+from . import manager
 from .config import ServerOptions, resolve
 from .errors import MlflowMagicError
 
@@ -33,12 +34,8 @@ class Forwarder:
 
     def _ensure_server(self) -> tuple[str, int]:
         """Reuse the folder's server if it is alive, else start it (blocking)."""
-        config = resolve(self.options)
-        record = registry.read_record(config.data_dir)
-        if record is None or registry.process_of(record) is None:
-            record = manager.start(config).server
-        host = "127.0.0.1" if record.host in ("0.0.0.0", "") else record.host
-        return host, record.port
+        url = urlsplit(manager.start(resolve(self.options)).server.url)
+        return url.hostname or "127.0.0.1", url.port or 80
 
     async def target(self) -> tuple[str, int]:
         async with self._lock:

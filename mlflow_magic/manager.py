@@ -177,10 +177,9 @@ def _launch_on(config: ServerConfig, port: int, started: float,
             raise _start_failed(config, outcome.exit_code, process.tail(log, 30, offset))
         if isinstance(outcome, process.TimedOut):
             log_tail = process.tail(log, 30, offset)
-            hint = _hint(config, log_tail)
-            if hint.startswith("The log below"):
-                hint = ("A slow disk or a remote database can make the first start slow: "
-                        "try a longer --timeout.")
+            hint = _hint(config, log_tail) or (
+                "A slow disk or a remote database can make the first start slow: try a "
+                "longer --timeout.")
             raise StartTimeoutError(
                 f"The MLflow server did not answer at {url} within {config.timeout:g} s, so "
                 f"it was stopped. {hint} Last lines of its log ({log}):\n{log_tail}",
@@ -224,7 +223,7 @@ def _phase(log: Path, offset: int) -> str:
     return "starting Python and MLflow"
 
 
-def _hint(config: ServerConfig, log_tail: str) -> str:
+def _hint(config: ServerConfig, log_tail: str) -> str | None:
     """A specific fix for the known causes of a failed start, found in the log."""
     lowered = log_tail.lower()
     if "out-of-date database schema" in lowered:
@@ -245,14 +244,15 @@ def _hint(config: ServerConfig, log_tail: str) -> str:
     missing = re.search(r"no module named '([^'.]+)", lowered)
     if missing:
         return f"A Python module is missing: install it with `pip install {missing.group(1)}`."
-    return "The log below says why; fix that and start again."
+    return None
 
 
 def _start_failed(config: ServerConfig, code: int | None, log_tail: str) -> StartFailedError:
     """Explain an early exit, with the exit code and the log tail."""
+    hint = _hint(config, log_tail) or "The log below says why; fix that and start again."
     return StartFailedError(
         f"The MLflow server for {config.data_dir} exited with code {code} before it "
-        f"answered. {_hint(config, log_tail)} Last lines of its log "
+        f"answered. {hint} Last lines of its log "
         f"({registry.log_path(config.data_dir)}):\n{log_tail}",
         exit_code=code,
         log_tail=log_tail,
