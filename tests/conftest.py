@@ -219,6 +219,10 @@ def jupyter(tmp_path_factory):
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
          f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+         # Its own workspace and settings: a workspace restored from an earlier run would
+         # reopen tabs that point at that run's (dead) Jupyter port.
+         f"--LabApp.workspaces_dir={root / 'workspaces'}",
+         f"--LabApp.user_settings_dir={root / 'settings'}",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}/"

@@ -1,4 +1,4 @@
-"""A real JupyterLab in a real headless Chromium: the MLflow UI renders inline.
+"""A real JupyterLab in a real headless Chromium: the UI inline and in a launcher tab.
 
 Screenshots go to ``test-artifacts/`` at the top of the repository.
 """
@@ -68,7 +68,7 @@ def run_first_cell(page) -> None:
     pytest.fail("JupyterLab never ran the cell")
 
 
-def test_ui_renders_inline_in_jupyterlab(jupyter, page):
+def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%load_ext mlflow_magic\n%mlflow_server start")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -88,3 +88,16 @@ def test_ui_renders_inline_in_jupyterlab(jupyter, page):
     assert record is not None
     src = page.get_attribute("iframe.mlflow-magic-ui", "src")
     assert src.startswith(f"/proxy/{record.port}/")
+
+    # The launcher tile opens the same server's UI in a JupyterLab tab.
+    page.locator("[data-command='launcher:create']").first.click()
+    card = page.locator(".jp-LauncherCard", has_text="MLflow").first
+    card.wait_for(timeout=30_000)
+    card.click()
+    tab_frame = f"iframe[src='{jupyter['url']}mlflow/']"
+    try:
+        page.wait_for_selector(tab_frame, timeout=120_000)
+        page.frame_locator(tab_frame).get_by_text("Experiments").first.wait_for(timeout=60_000)
+    finally:
+        shot(page, "launcher-tab")
+    assert registry.read_record(jupyter["data_dir"]).pid == record.pid
