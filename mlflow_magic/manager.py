@@ -79,21 +79,36 @@ def client_url(host: str, port: int) -> str:
 def start(config: ServerConfig, on_progress: Progress | None = None) -> Launched | Reused:
     """Reuse the folder's running server, or start one and wait until it answers.
 
-    The folder lock is held for the whole start, so concurrent starts on one
-    folder (other kernels, terminals, the JupyterLab launcher) wait and then
+    A healthy server is reused without taking the folder lock (its record is
+    written atomically), which keeps a new kernel's ``start`` fast. Anything else
+    happens under the lock, held for the whole start, so concurrent starts on
+    one folder (other kernels, terminals, the JupyterLab launcher) wait and then
     reuse the one server instead of starting a second one on the same database.
     """
+    reused = _reuse(config, registry.read_record(config.data_dir))
+    if reused is not None:
+        return reused
     with registry.folder_lock(config.data_dir, config.timeout + LOCK_MARGIN):
         record = registry.read_record(config.data_dir)
+        reused = _reuse(config, record)
+        if reused is not None:
+            return reused
         if record is not None:
             proc = registry.process_of(record)
-            if proc is not None and process.probe(record.url).healthy:
-                _check_settings(config, record)
-                return Reused(record)
             if proc is not None:  # ours, alive, but not answering: replace it
                 process.stop_tree(proc)
             registry.remove_record(config.data_dir)
         return _launch(config, on_progress or _no_progress)
+
+
+def _reuse(config: ServerConfig, record: ServerRecord | None) -> Reused | None:
+    """The recorded server, if it is alive, ours and answering (and has the asked settings)."""
+    if record is None or registry.process_of(record) is None:
+        return None
+    if not process.probe(record.url).healthy:
+        return None
+    _check_settings(config, record)
+    return Reused(record)
 
 
 def _no_progress(phase: str, elapsed: float) -> None:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from filelock import FileLock, Timeout
 
 from .errors import BusyError
 
@@ -104,11 +103,15 @@ class _FolderLock:
     """A :class:`filelock.FileLock` whose timeout becomes a :class:`BusyError`."""
 
     def __init__(self, data_dir: Path, timeout: float) -> None:
+        from filelock import FileLock  # only starts and stops need it, not a reuse
+
         self._lock = FileLock(record_dir(data_dir) / "server.lock")
         self._data_dir = data_dir
         self._timeout = timeout
 
     def __enter__(self) -> _FolderLock:
+        from filelock import Timeout
+
         try:
             self._lock.acquire(timeout=self._timeout)
         except Timeout:
