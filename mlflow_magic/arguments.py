@@ -110,6 +110,33 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     ui.add_argument("--run", metavar="RUN_ID", help="open this run (needs --experiment, "
                                                    "or finds it from the run)")
     _add_ui_flags(ui, show_flag=False)
+    panel = sub.add_parser("panel", help="a control panel with status, buttons and log "
+                                         "(also: %%mlflow_server with no command)")
+    _add_folder(panel)
+    panel.add_argument("--proxy-url", metavar="URL", help="as for start")
+
+
+RUN_DESCRIPTION = """\
+Run the cell inside an MLflow run (nested if a run is active) and show a card
+with its status, params, last metric values, artifacts, duration and a link to
+it in the UI. A failing cell ends the run as FAILED. Starts the data folder's
+server first if MLflow is not pointed at one yet.
+"""
+
+
+def build_run_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+                     prog: str = "%%mlflow_run") -> argparse.ArgumentParser:
+    """The flags of the ``%%mlflow_run`` cell magic."""
+    parser = parser_class(prog=prog, description=RUN_DESCRIPTION,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", metavar="NAME",
+                        help="experiment (created if new; default: the active one)")
+    parser.add_argument("--name", metavar="RUN_NAME", help="run name (default: generated)")
+    parser.add_argument("--tags", nargs="*", metavar="KEY=VALUE", help="tags of the run")
+    parser.add_argument("--autolog", action="store_true",
+                        help="turn on mlflow.autolog() for this cell")
+    _add_folder(parser)
+    return parser
 
 
 def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,

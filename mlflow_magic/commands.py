@@ -48,7 +48,7 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] = (),
             raise ConfigError("`stop --all` stops every known server; drop --path, or drop "
                               "--all to stop only the server of that folder.")
         return api.stop(ns.path, all=ns.all)
-    if command == "status":
+    if command in ("status", "panel"):  # the panel's text form, where widgets cannot show
         return api.status(getattr(ns, "path", None))
     if command == "list":
         return api.list_servers()

@@ -7,12 +7,12 @@ user can fix become IPython ``UsageError`` (one paragraph, no traceback).
 from __future__ import annotations
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from .arguments import build_parser, split_passthrough
+from .arguments import build_parser, build_run_parser, split_passthrough
 from .errors import MlflowMagicError
 
 PROG = "%mlflow_server"
@@ -27,6 +27,7 @@ class _Parser(MagicArgumentParser):
 
 
 PARSER = build_parser(_Parser, prog=PROG)
+RUN_PARSER = build_run_parser(_Parser)
 
 
 @magics_class
@@ -36,16 +37,66 @@ class MlflowMagics(Magics):
     @line_magic
     def mlflow_server(self, line: str = "") -> None:
         from . import commands  # the manager and its libraries load on first use, not at %load_ext
+        from .progress import for_this_shell, in_notebook
 
         argv, extra = split_passthrough(arg_split(line))
         ns = PARSER.parse_args(argv)
+        if ns.command in (None, "panel") and in_notebook():
+            return self._panel(ns)
+        progress = for_this_shell()
         try:
-            result = commands.run(ns, extra)
+            result = commands.run(ns, extra, on_progress=progress)
             display(result)
             if ns.command in commands.UI_COMMANDS and not ns.no_ui:
                 display(commands.ui_view(result.url, ns.proxy_url, ns.height))
         except MlflowMagicError as exc:
+            progress.fail()
             raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            progress.fail()
+            raise
+
+    def _panel(self, ns) -> None:
+        from .config import ServerOptions
+        from .widgets import ServerPanel
+
+        display(ServerPanel(ServerOptions(path=getattr(ns, "path", None)),
+                            getattr(ns, "proxy_url", None)))
+
+    @cell_magic
+    def mlflow_run(self, line: str, cell: str) -> None:
+        from . import commands, runs
+        from .display import deep_link
+
+        ns = RUN_PARSER.parse_args(arg_split(line))
+        try:
+            tags = runs.parse_tags(ns.tags)
+            server_url = self._tracking_server(ns.path)
+            view = commands.ui_view(server_url)
+            card = runs.run_cell(
+                lambda: self.shell.run_cell(cell).success,
+                experiment=ns.experiment, name=ns.name, tags=tags, autolog=ns.autolog,
+                link_for=lambda exp, run: view.location.url + deep_link(exp, run),
+            )
+        except MlflowMagicError as exc:
+            raise UsageError(str(exc)) from None
+        display(card)
+
+    @staticmethod
+    def _tracking_server(path: str | None) -> str:
+        """The server MLflow uses; the folder's server is started (or reused) if none."""
+        import os
+
+        from . import api
+        from .progress import for_this_shell
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if path is None and uri.startswith(("http://", "https://")):
+            return uri
+        result = api.start(path, on_progress=for_this_shell())
+        display(result)
+        return result.url
 
 
 MlflowMagics.mlflow_server.__doc__ = PARSER.format_help()
+MlflowMagics.mlflow_run.__doc__ = RUN_PARSER.format_help()

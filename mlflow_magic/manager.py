@@ -52,6 +52,10 @@ from .results import (
 #: Called with (phase, seconds since start) while a server starts.
 Progress = Callable[[str, float], None]
 
+#: The start-up phases, in order, as reported to a Progress callback.
+PHASE_ORDER = ("starting Python and MLflow", "preparing database", "starting web server",
+               "waiting for health", "ready")
+
 #: Log lines that tell which start-up phase the server is in, latest phase first.
 PHASES = (
     ("Uvicorn running", "waiting for health"),
@@ -181,7 +185,7 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     if config.attached:
         env["MLFLOW_MAGIC_PARENT_PID"] = str(os.getpid())
     url = client_url(config.host, port)
-    on_progress("starting Python and MLflow", time.monotonic() - started)
+    on_progress(PHASE_ORDER[0], time.monotonic() - started)
     proc = process.spawn(server_argv(config, port), env, log)
     try:
         outcome = process.wait_ready(
@@ -235,7 +239,7 @@ def _phase(log: Path, offset: int) -> str:
     for marker, phase in PHASES:
         if marker in text:
             return phase
-    return "starting Python and MLflow"
+    return PHASE_ORDER[0]
 
 
 def _hint(config: ServerConfig, log_tail: str) -> str | None:

@@ -89,3 +89,71 @@ def test_start_status_stop_through_the_magic(tmp_path):
     assert "MLflow server is running" in out
     assert "Stopped MLflow server" in out
     assert registry.read_record(data) is None
+
+
+@pytest.fixture
+def on_shared_server(shared_server, clean_tracking_env, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_server.url)
+    import mlflow
+
+    mlflow.set_tracking_uri(shared_server.url)
+    return shared_server
+
+
+def last_card(ip, line: str, cell: str):
+    """Run %%mlflow_run and return the RunCard it displayed."""
+    from mlflow_magic import runs
+
+    shown = []
+    ip.display_pub.publish = lambda data, **kw: shown.append(data)  # capture display()
+    try:
+        ip.run_cell_magic("mlflow_run", line, cell)
+    finally:
+        del ip.display_pub.publish
+    texts = [d.get("text/plain", "") for d in shown]
+    cards = [t for t in texts if t.startswith("MLflow run")]
+    assert cards, texts
+    return cards[-1], runs
+
+
+def test_mlflow_run_logs_a_finished_run_with_a_card(ip, on_shared_server):
+    import mlflow
+
+    card, _ = last_card(ip, "--experiment cell-runs --name first --tags team=vision",
+                        "import mlflow\nmlflow.log_param('alpha', 0.5)\n"
+                        "mlflow.log_metric('rmse', 3.0)\nmlflow.log_metric('rmse', 2.0)\n"
+                        "mlflow.log_text('x', 'a/b.txt')")
+    assert "'first'" in card and "FINISHED" in card
+    assert "param alpha" in card and "0.5" in card and "metric rmse" in card and " 2" in card
+    assert "artifacts            1" in card
+    run = mlflow.search_runs(experiment_names=["cell-runs"], output_format="list")[0]
+    assert run.data.tags["team"] == "vision" and run.info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_mlflow_run_marks_a_failing_cell_failed(ip, on_shared_server):
+    import mlflow
+
+    card, _ = last_card(ip, "--experiment cell-runs --name broken", "1 / 0")
+    assert "FAILED" in card
+    run = mlflow.search_runs(experiment_names=["cell-runs"], filter_string=
+                             "tags.mlflow.runName = 'broken'", output_format="list")[0]
+    assert run.info.status == "FAILED"
+    assert mlflow.active_run() is None
+
+
+def test_mlflow_run_nests_under_an_active_run(ip, on_shared_server):
+    import mlflow
+
+    with mlflow.start_run(run_name="parent") as parent:
+        card, _ = last_card(ip, "--name child", "x = 1")
+        assert mlflow.active_run().info.run_id == parent.info.run_id
+    assert f"parent run           {parent.info.run_id}" in card
+    child = mlflow.search_runs(filter_string="tags.mlflow.runName = 'child'",
+                               search_all_experiments=True, output_format="list")[0]
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_mlflow_run_bad_tags(ip, on_shared_server):
+    with pytest.raises(UsageError, match="key=value"):
+        ip.run_cell_magic("mlflow_run", "--tags nonsense", "x = 1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import nbformat
@@ -47,6 +48,45 @@ def test_getting_started(tmp_path, monkeypatch):
     assert "Stopped MLflow server" in text
     assert list(data.glob("artifacts/*/*/artifacts/notes.txt"))
     assert registry.read_record(data) is None
+
+
+def test_quickstart(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    nb = run_notebook("quickstart.ipynb", data, monkeypatch)
+    text = outputs(nb)
+    assert "Started MLflow server at" in text
+    assert "MLflow run plain-linear" in text and "FINISHED" in text
+    assert "Stopped MLflow server" in text
+    with sqlite3.connect(data / "mlflow.db") as db:
+        runs = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'FINISHED'").fetchone()[0]
+        models = db.execute("SELECT name FROM registered_models").fetchall()
+    assert runs == 4
+    assert models == [("diabetes-elasticnet",)]
+
+
+def test_shared_server(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    nb = run_notebook("shared_server.ipynb", data, monkeypatch)
+    text = outputs(nb)
+    assert "logged to http://127.0.0.1:" in text  # the script inherited the server
+    assert "Reusing MLflow server" in text  # the other process did not start a second one
+    assert "from-a-script" in text and "from-the-notebook" in text
+    assert registry.read_record(data) is None
+
+
+def test_team_server_on_postgres_and_s3(tmp_path, monkeypatch, postgres, s3):
+    for name, value in s3["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TEAM_BACKEND_STORE_URI", postgres)
+    monkeypatch.setenv("TEAM_ARTIFACTS_DESTINATION", "s3://mlflow/team-notebook")
+    nb = run_notebook("team_server.ipynb", tmp_path / "data", monkeypatch)
+    text = outputs(nb)
+    assert "Connected to MLflow" in text and "README.txt" in text
+    assert "postgres:***@" in text and postgres.split(":")[2].split("@")[0] not in text
+    assert "Stopped MLflow server" in text
+    keys = [o["Key"] for o in s3["client"].list_objects_v2(
+        Bucket="mlflow", Prefix="team-notebook/")["Contents"]]
+    assert any(k.endswith("/artifacts/README.txt") for k in keys)
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)

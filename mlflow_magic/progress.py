@@ -1,0 +1,85 @@
+"""Live progress of a server start: a widget bar in notebooks, one updating line in terminals.
+
+Both are :data:`~mlflow_magic.manager.Progress` callbacks. Nothing is shown
+until the first phase arrives, so reusing a running server shows no progress.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import TextIO
+
+from .manager import PHASE_ORDER
+
+
+def _step(phase: str) -> int:
+    return PHASE_ORDER.index(phase) if phase in PHASE_ORDER else 0
+
+
+class TextProgress:
+    """``preparing database ... 2.3 s`` on one line, rewritten in place."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.shown = False
+        self.elapsed = 0.0
+
+    def __call__(self, phase: str, elapsed: float) -> None:
+        self.shown, self.elapsed = True, elapsed
+        if phase == "ready":
+            self.stream.write(f"\r\033[Kready in {elapsed:.1f} s\n")
+        else:
+            self.stream.write(f"\r\033[K{phase} ... {elapsed:4.1f} s")
+        self.stream.flush()
+
+    def fail(self) -> None:
+        if self.shown:
+            self.stream.write(f"\r\033[Kfailed after {self.elapsed:.1f} s\n")
+            self.stream.flush()
+
+
+class WidgetProgress:
+    """An ipywidgets bar with the phase and the elapsed time; red on failure."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.label = None
+        self.elapsed = 0.0
+
+    def _show(self) -> None:
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        self.bar = widgets.IntProgress(value=0, min=0, max=len(PHASE_ORDER) - 1,
+                                       description="MLflow", bar_style="info")
+        self.label = widgets.Label(value="")
+        display(widgets.HBox([self.bar, self.label]))
+
+    def __call__(self, phase: str, elapsed: float) -> None:
+        if self.bar is None:
+            self._show()
+        self.elapsed = elapsed
+        self.bar.value = _step(phase)
+        if phase == "ready":
+            self.bar.bar_style = "success"
+            self.label.value = f"ready in {elapsed:.1f} s"
+        else:
+            self.label.value = f"{phase} … {elapsed:.1f} s"
+
+    def fail(self) -> None:
+        if self.bar is not None:
+            self.bar.bar_style = "danger"
+            self.label.value = f"failed after {self.elapsed:.1f} s (see the message below)"
+
+
+def in_notebook() -> bool:
+    """True in a Jupyter kernel whose front end can show widgets."""
+    if "ipykernel" not in sys.modules:
+        return False
+    # find_spec, not import: ipywidgets costs ~100 ms, paid only when a widget is shown.
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def for_this_shell() -> TextProgress | WidgetProgress:
+    return WidgetProgress() if in_notebook() else TextProgress()

@@ -1,0 +1,150 @@
+"""The control panel: ``%mlflow_server`` with no subcommand, in a notebook.
+
+A thin shell over the API: it shows the folder's status, offers Start / Stop /
+Restart / Open UI, and the log. It refreshes after every action and on a light
+timer (one status read every few seconds: a file read, a process lookup and one
+``/health`` request), so it also shows what other kernels and terminals did.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+
+import ipywidgets as widgets
+from IPython.display import display
+
+from . import api
+from .commands import ui_view
+from .config import ServerOptions
+from .errors import MlflowMagicError
+from .progress import WidgetProgress
+from .results import ServerStatus, human_duration
+
+STATE_COLOURS = {"running": "#2e7d32", "unresponsive": "#ef6c00", "crashed": "#c62828",
+                 "stopped": "#616161"}
+REFRESH_SECONDS = 5.0
+LOG_LINES = 40
+
+
+def status_html(status: ServerStatus) -> str:
+    """The panel's header: state in colour, then the facts that matter."""
+    colour = STATE_COLOURS.get(status.state, "#616161")
+    parts = [f'<b style="color:{colour}">&#9679; {html.escape(status.state)}</b>',
+             f"data folder <code>{html.escape(status.data_dir)}</code>"]
+    server = status.server
+    if server is not None and status.state != "crashed":
+        parts += [
+            f'<a href="{html.escape(server.url)}" target="_blank" rel="noopener">'
+            f"{html.escape(server.url)}</a> (pid {server.pid}, up "
+            f"{human_duration(server.uptime)})",
+            f"backend <code>{html.escape(str(server.backend_store_uri or 'none'))}</code>",
+        ]
+    return " &middot; ".join(parts)
+
+
+class ServerPanel:
+    """Status, buttons and log of one data folder's server."""
+
+    def __init__(self, options: ServerOptions, proxy_url: str | None = None,
+                 refresh_seconds: float = REFRESH_SECONDS) -> None:
+        self.options = options
+        self.proxy_url = proxy_url
+        self.header = widgets.HTML()
+        self.message = widgets.HTML()
+        self.buttons = {
+            "start": widgets.Button(description="Start", icon="play", button_style="success"),
+            "stop": widgets.Button(description="Stop", icon="stop", button_style="danger"),
+            "restart": widgets.Button(description="Restart", icon="refresh"),
+            "ui": widgets.Button(description="Open UI", icon="external-link"),
+        }
+        self.ui = widgets.Output()
+        self.log = widgets.HTML()
+        log_box = widgets.Accordion(children=[self.log])
+        log_box.set_title(0, "Server log")
+        log_box.selected_index = None
+        self.widget = widgets.VBox([
+            self.header,
+            widgets.HBox(list(self.buttons.values())),
+            self.message,
+            self.ui,
+            log_box,
+        ])
+        for name, handler in (("start", self.start), ("stop", self.stop),
+                              ("restart", self.restart), ("ui", self.open_ui)):
+            self.buttons[name].on_click(lambda _b, h=handler: self._act(h))
+        self._stop_timer = threading.Event()
+        self._refresh_seconds = refresh_seconds
+        self.refresh()
+
+    # --- actions -----------------------------------------------------------------------
+
+    def _act(self, action: Callable[[], None]) -> None:
+        """Run a button's action; errors show in the panel, as one paragraph."""
+        self.message.value = ""
+        for button in self.buttons.values():
+            button.disabled = True
+        try:
+            action()
+        except MlflowMagicError as exc:
+            self.message.value = (f'<pre style="color:#c62828;white-space:pre-wrap">'
+                                  f"{html.escape(str(exc))}</pre>")
+        finally:
+            self.refresh()
+
+    def start(self) -> None:
+        with self.ui:
+            api.launch(self.options, on_progress=WidgetProgress())
+
+    def stop(self) -> None:
+        self.ui.clear_output()
+        api.stop(self.options.path)
+
+    def restart(self) -> None:
+        self.ui.clear_output()
+        with self.ui:
+            api.launch(self.options, restart=True, on_progress=WidgetProgress())
+
+    def open_ui(self) -> None:
+        status = api.status(self.options.path)
+        if not status.running or status.server is None:
+            raise MlflowMagicError(f"No MLflow server is running for {status.data_dir}: "
+                                   "press Start first.")
+        self.ui.clear_output()
+        with self.ui:
+            display(ui_view(status.server.url, self.proxy_url))
+
+    # --- state -------------------------------------------------------------------------
+
+    def refresh(self) -> ServerStatus:
+        """Read the folder's state and show it; buttons follow the state."""
+        status = api.status(self.options.path)
+        self.header.value = status_html(status)
+        running = status.running
+        self.buttons["start"].disabled = running
+        self.buttons["stop"].disabled = status.state == "stopped"
+        self.buttons["restart"].disabled = not running
+        self.buttons["ui"].disabled = not running
+        lines = api.logs(self.options.path, LOG_LINES).lines
+        self.log.value = (f'<pre style="max-height:20em;overflow:auto">{html.escape(lines)}'
+                          "</pre>" if lines else "<i>no log yet</i>")
+        return status
+
+    def _tick(self) -> None:
+        """Refresh on a timer while the panel is shown; end when it is closed."""
+        while not self._stop_timer.wait(self._refresh_seconds):
+            if self.widget.comm is None:  # closed, or the kernel is going away
+                return
+            try:
+                self.refresh()
+            except Exception:  # a transient read error must not kill the timer
+                continue
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+        threading.Thread(target=self._tick, name="mlflow-magic-panel", daemon=True).start()
+
+    def close(self) -> None:
+        self._stop_timer.set()
+        self.widget.close()

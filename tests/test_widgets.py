@@ -1,0 +1,45 @@
+"""The control panel, driven through its buttons against real servers."""
+
+from __future__ import annotations
+
+from mlflow_magic import api, registry
+from mlflow_magic.config import ServerOptions
+from mlflow_magic.widgets import ServerPanel
+
+
+def test_panel_start_open_ui_stop(folder):
+    panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=3600)
+    try:
+        assert "stopped" in panel.header.value
+        assert not panel.buttons["start"].disabled and panel.buttons["stop"].disabled
+
+        panel.buttons["start"].click()
+        record = registry.read_record(folder)
+        assert record is not None
+        assert "running" in panel.header.value and record.url in panel.header.value
+        assert panel.buttons["start"].disabled and not panel.buttons["stop"].disabled
+        assert "Uvicorn running" in panel.log.value
+
+        panel.buttons["ui"].click()
+        assert panel.message.value == ""  # no error: the UI was shown
+
+        panel.buttons["stop"].click()
+        assert registry.read_record(folder) is None
+        assert "stopped" in panel.header.value
+        assert panel.buttons["ui"].disabled
+        panel._act(panel.open_ui)  # as if clicked anyway: explained, not raised
+        assert "press Start first" in panel.message.value
+    finally:
+        panel.close()
+
+
+def test_panel_reflects_what_others_did_and_shows_errors(folder):
+    panel = ServerPanel(ServerOptions(path=folder, port=99999), refresh_seconds=3600)
+    try:
+        panel.buttons["start"].click()  # a bad option: the error shows in the panel
+        assert "Port 99999" in panel.message.value
+        api.start(folder, use=False)  # another kernel starts it
+        assert panel.refresh().running
+        assert "running" in panel.header.value
+    finally:
+        panel.close()
