@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from .manager import PHASE_ORDER
@@ -40,21 +41,31 @@ class TextProgress:
 
 
 class WidgetProgress:
-    """An ipywidgets bar with the phase and the elapsed time; red on failure."""
+    """An ipywidgets bar with the phase and the elapsed time; red on failure.
 
-    def __init__(self) -> None:
+    ``show`` places the bar (default: display it in the cell's output); the
+    control panel passes its own slot.
+    """
+
+    def __init__(self, show: Callable[[object], None] | None = None) -> None:
+        self.show = show
         self.bar = None
         self.label = None
         self.elapsed = 0.0
 
     def _show(self) -> None:
         import ipywidgets as widgets
-        from IPython.display import display
 
         self.bar = widgets.IntProgress(value=0, min=0, max=len(PHASE_ORDER) - 1,
                                        description="MLflow", bar_style="info")
         self.label = widgets.Label(value="")
-        display(widgets.HBox([self.bar, self.label]))
+        box = widgets.HBox([self.bar, self.label])
+        if self.show is not None:
+            self.show(box)
+        else:
+            from IPython.display import display
+
+            display(box)
 
     def __call__(self, phase: str, elapsed: float) -> None:
         if self.bar is None:

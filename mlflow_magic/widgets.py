@@ -59,6 +59,7 @@ class ServerPanel:
             "restart": widgets.Button(description="Restart", icon="refresh"),
             "ui": widgets.Button(description="Open UI", icon="external-link"),
         }
+        self.progress = widgets.Box()
         self.ui = widgets.Output()
         self.log = widgets.HTML()
         log_box = widgets.Accordion(children=[self.log])
@@ -67,6 +68,7 @@ class ServerPanel:
         self.widget = widgets.VBox([
             self.header,
             widgets.HBox(list(self.buttons.values())),
+            self.progress,
             self.message,
             self.ui,
             log_box,
@@ -93,27 +95,35 @@ class ServerPanel:
         finally:
             self.refresh()
 
+    # Actions never run inside ``with self.ui``: an Output widget shows a traceback for an
+    # exception raised in it and swallows it, so _act could not turn it into a message.
+
+    def _show_progress(self, box: object) -> None:
+        self.progress.children = (box,)
+
     def start(self) -> None:
-        with self.ui:
-            api.launch(self.options, on_progress=WidgetProgress())
+        self.progress.children = ()
+        api.launch(self.options, on_progress=WidgetProgress(self._show_progress))
 
     def stop(self) -> None:
         self.ui.clear_output()
+        self.progress.children = ()
         api.stop(self.options.path)
 
     def restart(self) -> None:
         self.ui.clear_output()
-        with self.ui:
-            api.launch(self.options, restart=True, on_progress=WidgetProgress())
+        self.progress.children = ()
+        api.launch(self.options, restart=True, on_progress=WidgetProgress(self._show_progress))
 
     def open_ui(self) -> None:
         status = api.status(self.options.path)
         if not status.running or status.server is None:
             raise MlflowMagicError(f"No MLflow server is running for {status.data_dir}: "
                                    "press Start first.")
+        view = ui_view(status.server.url, self.proxy_url)
         self.ui.clear_output()
         with self.ui:
-            display(ui_view(status.server.url, self.proxy_url))
+            display(view)
 
     # --- state -------------------------------------------------------------------------
 

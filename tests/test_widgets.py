@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+from IPython.testing.globalipapp import get_ipython
+
 from mlflow_magic import api, registry
 from mlflow_magic.config import ServerOptions
 from mlflow_magic.widgets import ServerPanel
+
+
+@pytest.fixture(autouse=True)
+def shell():
+    """An IPython shell exists, as in a notebook (it changes how Output widgets behave)."""
+    return get_ipython()
 
 
 def test_panel_start_open_ui_stop(folder):
@@ -14,6 +23,8 @@ def test_panel_start_open_ui_stop(folder):
         assert not panel.buttons["start"].disabled and panel.buttons["stop"].disabled
 
         panel.buttons["start"].click()
+        assert panel.message.value == ""
+        assert panel.progress.children[0].children[1].value.startswith("ready in")
         record = registry.read_record(folder)
         assert record is not None
         assert "running" in panel.header.value and record.url in panel.header.value
