@@ -7,7 +7,6 @@ parse (argparse flavour) and how they show the result (HTML or text).
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
@@ -24,7 +23,7 @@ from .display import (
 from .errors import ConfigError
 from .manager import Progress
 from .process import get_json
-from .tracking import TRACKING_ENV, set_trace_renderer_base
+from .tracking import http_tracking_uri, set_trace_renderer_base
 
 START_COMMANDS = ("start", "restart")
 UI_COMMANDS = ("start", "restart", "connect")
@@ -87,8 +86,8 @@ def _is_loopback(url: str) -> bool:
 
 def _ui_server_url(path: str | None) -> str:
     """The server ``ui`` shows: the folder's (``--path``), else the one MLflow uses."""
-    tracking = os.environ.get(TRACKING_ENV, "")
-    if path is None and tracking.startswith(("http://", "https://")):
+    tracking = http_tracking_uri()
+    if path is None and tracking:
         return tracking
     status = api.status(path)
     if not status.running or status.server is None:

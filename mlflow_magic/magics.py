@@ -85,15 +85,19 @@ class MlflowMagics(Magics):
     @staticmethod
     def _tracking_server(path: str | None) -> str:
         """The server MLflow uses; the folder's server is started (or reused) if none."""
-        import os
-
         from . import api
         from .progress import for_this_shell
+        from .tracking import http_tracking_uri
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-        if path is None and uri.startswith(("http://", "https://")):
+        uri = http_tracking_uri()
+        if path is None and uri:
             return uri
-        result = api.start(path, on_progress=for_this_shell())
+        progress = for_this_shell()
+        try:
+            result = api.start(path, on_progress=progress)
+        except MlflowMagicError:
+            progress.fail()
+            raise
         display(result)
         return result.url
 

@@ -32,6 +32,12 @@ def use_tracking_server(tracking_uri: str, registry_uri: str | None = None) -> N
     mlflow.set_registry_uri(registry_uri or "")
 
 
+def http_tracking_uri() -> str | None:
+    """The tracking server this process already uses, if MLflow points at one over HTTP."""
+    uri = os.environ.get(TRACKING_ENV, "")
+    return uri if uri.startswith(("http://", "https://")) else None
+
+
 TRACE_BASE_ENV = "MLFLOW_NOTEBOOK_TRACE_RENDERER_BASE_URL"
 
 

@@ -17,7 +17,7 @@ from IPython.display import display
 
 from . import api
 from .commands import ui_view
-from .config import ServerOptions
+from .config import ServerOptions, resolve
 from .errors import MlflowMagicError
 from .progress import WidgetProgress
 from .results import ServerStatus, human_duration
@@ -25,6 +25,9 @@ from .results import ServerStatus, human_duration
 STATE_COLOURS = {"running": "#2e7d32", "unresponsive": "#ef6c00", "crashed": "#c62828",
                  "stopped": "#616161"}
 REFRESH_SECONDS = 5.0
+#: The settings a restart from the panel must not silently change.
+STORE_SETTINGS = ("backend_store_uri", "registry_store_uri", "default_artifact_root",
+                  "artifacts_destination", "serve_artifacts", "artifacts_only")
 LOG_LINES = 40
 
 
@@ -111,6 +114,18 @@ class ServerPanel:
         api.stop(self.options.path)
 
     def restart(self) -> None:
+        """Restart with the panel's options, unless the server runs with other settings:
+        the record keeps URIs masked, so those settings cannot be restored from here."""
+        status = api.status(self.options.path)
+        wanted = resolve(self.options).settings()
+        if status.server is not None:
+            differ = [key for key in STORE_SETTINGS
+                      if status.server.settings.get(key) != wanted[key]]
+            if differ:
+                raise MlflowMagicError(
+                    f"The server runs with other settings than this panel's ({', '.join(differ)})"
+                    ", so Restart would change them. Restart it with its flags instead: "
+                    "`%mlflow_server restart --backend-store-uri ... ` (see `%mlflow_server?`).")
         self.ui.clear_output()
         self.progress.children = ()
         api.launch(self.options, restart=True, on_progress=WidgetProgress(self._show_progress))

@@ -104,6 +104,16 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
         proc.wait()
 
 
+@pytest.fixture(scope="session")
+def ipython_shell():
+    """IPython's test shell, started once (globalipapp's helpers return None on a 2nd start)."""
+    import IPython
+    from IPython.testing.globalipapp import start_ipython
+
+    start_ipython()
+    return IPython.get_ipython()
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
     """Poll ``predicate`` until it returns something truthy, or fail the test."""
     deadline = time.monotonic() + timeout

@@ -8,16 +8,14 @@ import sys
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
 
 from mlflow_magic import registry
 
 
 @pytest.fixture(scope="module")
-def ip():
-    shell = get_ipython()
-    shell.run_line_magic("load_ext", "mlflow_magic")
-    return shell
+def ip(ipython_shell):
+    ipython_shell.run_line_magic("load_ext", "mlflow_magic")
+    return ipython_shell
 
 
 def ipython(*lines: str, **env: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from IPython.testing.globalipapp import get_ipython
 
 from mlflow_magic import api, registry
 from mlflow_magic.config import ServerOptions
@@ -11,9 +10,9 @@ from mlflow_magic.widgets import ServerPanel
 
 
 @pytest.fixture(autouse=True)
-def shell():
+def shell(ipython_shell):
     """An IPython shell exists, as in a notebook (it changes how Output widgets behave)."""
-    return get_ipython()
+    return ipython_shell
 
 
 def test_panel_start_open_ui_stop(folder):
@@ -34,6 +33,10 @@ def test_panel_start_open_ui_stop(folder):
         panel.buttons["ui"].click()
         assert panel.message.value == ""  # no error: the UI was shown
 
+        panel.buttons["restart"].click()
+        assert panel.message.value == ""
+        assert registry.read_record(folder).pid != record.pid
+
         panel.buttons["stop"].click()
         assert registry.read_record(folder) is None
         assert "stopped" in panel.header.value
@@ -52,5 +55,17 @@ def test_panel_reflects_what_others_did_and_shows_errors(folder):
         api.start(folder, use=False)  # another kernel starts it
         assert panel.refresh().running
         assert "running" in panel.header.value
+    finally:
+        panel.close()
+
+
+def test_panel_restart_keeps_custom_settings_safe(folder, tmp_path):
+    api.start(folder, use=False, artifacts_destination=str(tmp_path / "elsewhere"))
+    pid = registry.read_record(folder).pid
+    panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=3600)
+    try:
+        panel.buttons["restart"].click()
+        assert "artifacts_destination" in panel.message.value
+        assert registry.read_record(folder).pid == pid  # left alone
     finally:
         panel.close()
