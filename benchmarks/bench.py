@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 import mlflow_magic
-from mlflow_magic import manager, process
+from mlflow_magic import manager, process, rest
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +45,7 @@ def wait_health(url: str, proc: subprocess.Popen | None = None, timeout: float =
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
-        if process.probe(url, timeout=1).healthy:
+        if rest.probe(url, timeout=1).healthy:
             return
         time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
@@ -90,7 +90,8 @@ class Plain:
         return tree_rss_mb(self.proc.pid)
 
     def stop(self) -> None:
-        process.stop_tree(psutil.Process(self.proc.pid))
+        root = psutil.Process(self.proc.pid)
+        process.stop_processes([root, *root.children(recursive=True)])
         self.proc.wait()
 
 

@@ -41,17 +41,22 @@ def start(path: PathLike = None, *, on_progress: Progress | None = None,
 
 def restart(path: PathLike = None, *, on_progress: Progress | None = None,
             use: bool = True, **options: Any) -> Launched | Reused:
-    """Stop the folder's server and start it again with ``options``."""
+    """Stop the folder's server and start it again: the same settings, changed only where
+    ``options`` name one (``restart(workers=4)`` changes the workers only)."""
     return launch(ServerOptions(path=path, **options), restart=True,
                   on_progress=on_progress, use=use)
 
 
 def launch(options: ServerOptions, *, restart: bool = False,
            on_progress: Progress | None = None, use: bool = True) -> Launched | Reused:
-    """:func:`start` (or :func:`restart`) from a ready-made :class:`ServerOptions`."""
-    config = resolve(options)
-    run = manager.restart if restart else manager.start
-    result = run(config, on_progress)
+    """:func:`start` (or :func:`restart`) from a ready-made :class:`ServerOptions`.
+
+    A restart keeps every setting of the running server that ``options`` does not name.
+    """
+    if restart:
+        result: Launched | Reused = manager.restart(options, on_progress)
+    else:
+        result = manager.start(resolve(options), on_progress)
     if use:
         _use(result)
     return result
@@ -62,11 +67,16 @@ def _use(result: Launched | Reused) -> None:
     use_tracking_server(result.url)
 
 
-def stop(path: PathLike = None, *, all: bool = False) -> Stopped | StoppedAll:
-    """Stop the folder's server (or, with ``all=True``, every known server)."""
+def stop(path: PathLike = None, *, all: bool = False,
+         force: bool = False) -> Stopped | StoppedAll:
+    """Stop the folder's server (or, with ``all=True``, every known server).
+
+    ``force=True`` forgets the record of a server another host started on a shared
+    home; use it only when that server is known to be gone.
+    """
     if all:
         return manager.stop_all()
-    return manager.stop(resolve_data_dir(path))
+    return manager.stop(resolve_data_dir(path), force=force)
 
 
 def status(path: PathLike = None) -> ServerStatus:

@@ -45,10 +45,11 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
                           "(default: <folder>/artifacts; s3://bucket/path works)")
     art.add_argument("--default-artifact-root", metavar="URI",
                      help="artifact root of new experiments")
-    art.add_argument("--no-serve-artifacts", action="store_true",
-                     help="clients write artifacts directly to --default-artifact-root "
-                          "instead of through the server")
-    art.add_argument("--artifacts-only", action="store_true",
+    art.add_argument("--serve-artifacts", action=argparse.BooleanOptionalAction,
+                     help="the server proxies artifact access (the default); with "
+                          "--no-serve-artifacts clients write directly to "
+                          "--default-artifact-root")
+    art.add_argument("--artifacts-only", action=argparse.BooleanOptionalAction,
                      help="serve artifacts only, no tracking (MLflow scenario 6)")
     net = parser.add_argument_group("network and process")
     net.add_argument("--host", help="interface to listen on (default: 127.0.0.1)")
@@ -58,16 +59,21 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--timeout", type=float,
                      help=f"seconds to wait for the server to answer (default: "
                           f"{DEFAULT_TIMEOUT:.0f})")
-    net.add_argument("--jobs", action="store_true",
+    net.add_argument("--jobs", action=argparse.BooleanOptionalAction,
                      help="enable MLflow's job runner (used by some GenAI features; "
                           "off by default: it costs ~7 processes)")
-    net.add_argument("--attached", action="store_true",
-                     help="stop the server when this kernel exits (default: it keeps running)")
+    net.add_argument("--attached", action=argparse.BooleanOptionalAction,
+                     help="stop the server when this kernel exits (default: it keeps "
+                          "running); once another kernel reuses it, it is shared and "
+                          "keeps running")
     net.add_argument("--allowed-hosts", metavar="HOSTS",
                      help="comma-separated Host names the server accepts besides "
                           "localhost (needed behind a public proxy)")
     net.add_argument("--cors-allowed-origins", metavar="ORIGINS",
                      help="comma-separated origins allowed to write cross-origin")
+    parser.add_argument("--upgrade-db", action="store_true",
+                        help="if the SQLite database was made by an older MLflow, back it "
+                             "up next to it and upgrade it (`mlflow db upgrade`)")
 
 
 def _add_ui_flags(parser: argparse.ArgumentParser, show_flag: bool = True) -> None:
@@ -86,13 +92,17 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     """Add every subcommand, with its flags, to ``parser``."""
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (("start", "start or reuse the folder's server and use it"),
-                       ("restart", "stop the folder's server and start it again")):
+                       ("restart", "stop the folder's server and start it again with the "
+                                   "same settings, changed only where a flag says")):
         start = sub.add_parser(name, help=text, description=text)
         _add_start_flags(start)
         _add_ui_flags(start)
     stop = sub.add_parser("stop", help="stop the folder's server and all its processes")
     _add_folder(stop)
     stop.add_argument("--all", action="store_true", help="stop every known server")
+    stop.add_argument("--force", action="store_true",
+                      help="forget the record of a server started on another host (shared "
+                           "home) that is known to be gone")
     _add_folder(sub.add_parser("status", help="state, URL, pid, uptime, stores, log"))
     sub.add_parser("list", help="every known server")
     logs = sub.add_parser("logs", help="the end of the server's log")
@@ -147,16 +157,21 @@ def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argument
     return parser
 
 
-def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split at the first ``--``: our flags before it, ``mlflow server``'s after it."""
+def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """Split at the first ``--``: our flags before it, ``mlflow server``'s after it.
+
+    No ``--`` gives None ("not said": ``restart`` keeps the server's own), a bare
+    ``--`` gives [] (none).
+    """
     argv = list(argv)
     if "--" in argv:
         i = argv.index("--")
         return argv[:i], argv[i + 1:]
-    return argv, []
+    return argv, None
 
 
-def server_options(ns: argparse.Namespace, extra_args: Sequence[str] = ()) -> ServerOptions:
+def server_options(ns: argparse.Namespace,
+                   extra_args: Sequence[str] | None = None) -> ServerOptions:
     """The :class:`ServerOptions` named by parsed ``start``/``restart`` flags."""
     return ServerOptions(
         path=ns.path,
@@ -166,7 +181,7 @@ def server_options(ns: argparse.Namespace, extra_args: Sequence[str] = ()) -> Se
         registry_store_uri=ns.registry_store_uri,
         default_artifact_root=ns.default_artifact_root,
         artifacts_destination=ns.artifacts_destination,
-        no_serve_artifacts=ns.no_serve_artifacts,
+        serve_artifacts=ns.serve_artifacts,
         artifacts_only=ns.artifacts_only,
         host=ns.host,
         port=ns.port,
@@ -176,5 +191,6 @@ def server_options(ns: argparse.Namespace, extra_args: Sequence[str] = ()) -> Se
         attached=ns.attached,
         allowed_hosts=ns.allowed_hosts,
         cors_allowed_origins=ns.cors_allowed_origins,
-        extra_args=tuple(extra_args),
+        extra_args=None if extra_args is None else tuple(extra_args),
+        upgrade_db=ns.upgrade_db,
     )

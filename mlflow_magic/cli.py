@@ -9,16 +9,18 @@ from . import commands
 from .arguments import build_parser, split_passthrough
 from .config import mask_uri
 from .errors import MlflowMagicError
+from .progress import TextProgress
 from .results import Connected, Launched, Reused
 
 
-def _progress(phase: str, elapsed: float) -> None:
-    """One updating line on a terminal; nothing when output is redirected."""
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r\033[K{phase} ... {elapsed:4.1f} s")
-        if phase == "ready":
-            sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
+def for_terminal(message: str) -> str:
+    """Messages name the magic's commands; a terminal user runs ``mlflow-magic`` instead."""
+    return (message.replace("`%mlflow_server?`", "`mlflow-magic --help`")
+            .replace("%mlflow_server", "mlflow-magic"))
+
+
+def _no_progress(phase: str, elapsed: float) -> None:
+    """Output redirected to a file or a pipe: no progress line."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,15 +28,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ours, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(ours)
+    progress = TextProgress(sys.stderr) if sys.stderr.isatty() else _no_progress
     try:
-        result = commands.run(ns, extra, on_progress=_progress)
+        result = commands.run(ns, extra, on_progress=progress)
     except MlflowMagicError as exc:
-        print(f"mlflow-magic: {exc}", file=sys.stderr)
+        print(f"mlflow-magic: {for_terminal(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nmlflow-magic: interrupted; nothing was left running.", file=sys.stderr)
         return 130
-    print(result)
+    print(for_terminal(str(result)))
     if isinstance(result, (Launched, Reused, Connected)):
         # A child cannot change its shell's environment: say how to point the shell at it.
         print(f"\nexport MLFLOW_TRACKING_URI={mask_uri(result.url)}")

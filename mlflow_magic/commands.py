@@ -22,14 +22,14 @@ from .display import (
 )
 from .errors import ConfigError
 from .manager import Progress
-from .process import get_json
+from .rest import get_json
 from .tracking import http_tracking_uri, set_trace_renderer_base
 
 START_COMMANDS = ("start", "restart")
 UI_COMMANDS = ("start", "restart", "connect")
 
 
-def run(ns: argparse.Namespace, extra_args: Sequence[str] = (),
+def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
         on_progress: Progress | None = None) -> object:
     """Execute the command in ``ns`` and return its typed result."""
     command = ns.command or "status"
@@ -46,7 +46,7 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] = (),
         if ns.all and ns.path:
             raise ConfigError("`stop --all` stops every known server; drop --path, or drop "
                               "--all to stop only the server of that folder.")
-        return api.stop(ns.path, all=ns.all)
+        return api.stop(ns.path, all=ns.all, force=ns.force)
     if command in ("status", "panel"):  # the panel's text form, where widgets cannot show
         return api.status(getattr(ns, "path", None))
     if command == "list":

@@ -1,21 +1,24 @@
 """Turn what the user asked for into one resolved :class:`ServerConfig`.
 
-This module is pure: it reads the environment and the file system to resolve
-defaults and to check that the request can work, but it starts nothing. Every
-problem is reported here, before any process exists, so a bad flag never
-leaves anything half-started.
+This module only reads: it resolves defaults from the environment and checks
+that the request can work (drivers installed, flags consistent), but it creates
+nothing and starts nothing. Every problem is reported here, before any folder
+or process exists, so a bad flag never leaves anything half-started. It also
+owns the two things derived from a config: the exact server command line and
+environment, and the masking of secrets wherever a setting is shown.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
+import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -91,16 +94,23 @@ SETTING_FLAGS: dict[str, str] = {
     "registry_store_uri": "--registry-store-uri",
     "default_artifact_root": "--default-artifact-root",
     "artifacts_destination": "--artifacts-destination",
-    "serve_artifacts": "--no-serve-artifacts",
+    "serve_artifacts": "--serve-artifacts/--no-serve-artifacts",
     "artifacts_only": "--artifacts-only",
     "host": "--host",
     "port": "--port",
+    "workers": "--workers",
+    "jobs": "--jobs",
+    "attached": "--attached",
+    "allowed_hosts": "--allowed-hosts",
+    "cors_allowed_origins": "--cors-allowed-origins",
+    "extra_args": "the arguments after `--`",
 }
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """What the user asked for; ``None`` means "not said, use the default"."""
+    """What the user asked for; ``None`` means "not said": the default, or on ``restart``
+    the running server's own setting."""
 
     path: str | os.PathLike[str] | None = None
     sqlite: bool = False
@@ -109,17 +119,66 @@ class ServerOptions:
     registry_store_uri: str | None = None
     default_artifact_root: str | None = None
     artifacts_destination: str | None = None
-    no_serve_artifacts: bool = False
-    artifacts_only: bool = False
+    serve_artifacts: bool | None = None
+    artifacts_only: bool | None = None
     host: str | None = None
     port: int | None = None
     workers: int | None = None
     timeout: float | None = None
-    jobs: bool = False
-    attached: bool = False
+    jobs: bool | None = None
+    attached: bool | None = None
     allowed_hosts: str | None = None
     cors_allowed_origins: str | None = None
-    extra_args: tuple[str, ...] = ()
+    #: arguments for `mlflow server` itself (after ``--``); None: not said, () : none
+    extra_args: tuple[str, ...] | None = None
+    #: back up an SQLite database of an older MLflow and upgrade it (an action, not a setting)
+    upgrade_db: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready, for the folder's private settings file (secrets included)."""
+        data = dataclasses.asdict(self)
+        data["path"] = None if self.path is None else os.fspath(self.path)
+        data["extra_args"] = None if self.extra_args is None else list(self.extra_args)
+        data.pop("upgrade_db")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> ServerOptions:
+        """The inverse of :meth:`to_dict`; unknown keys (other versions) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("extra_args") is not None:
+            values["extra_args"] = tuple(values["extra_args"])  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+#: Options of one group replace each other as a whole when ``restart`` names one of them.
+_BACKEND_GROUP = ("sqlite", "file_store", "backend_store_uri")
+
+
+def merge_options(old: ServerOptions, new: ServerOptions) -> ServerOptions:
+    """The options of a ``restart``: the running server's, changed only where ``new`` says.
+
+    Choosing a backend replaces the previous choice; naming where proxied artifacts go
+    turns proxying back on; ``--artifacts-only`` drops the stores it has no use for.
+    """
+    merged = {f.name: getattr(new, f.name) if getattr(new, f.name) is not None
+              else getattr(old, f.name) for f in dataclasses.fields(ServerOptions)}
+    if any(getattr(new, name) for name in _BACKEND_GROUP):
+        merged.update({name: getattr(new, name) for name in _BACKEND_GROUP})
+        if new.artifacts_only is None:
+            merged["artifacts_only"] = None
+    else:
+        merged.update({name: getattr(old, name) for name in _BACKEND_GROUP})
+    if new.artifacts_destination is not None and new.serve_artifacts is None:
+        merged["serve_artifacts"] = None
+    if new.serve_artifacts is False and new.artifacts_destination is None:
+        merged["artifacts_destination"] = None
+    if new.artifacts_only:
+        merged.update(dict.fromkeys(_BACKEND_GROUP))
+        merged.update(sqlite=False, file_store=False, registry_store_uri=None)
+    merged["upgrade_db"] = new.upgrade_db
+    return ServerOptions(**merged)
 
 
 @dataclass(frozen=True)
@@ -142,66 +201,59 @@ class ServerConfig:
     allowed_hosts: str | None = None
     cors_allowed_origins: str | None = None
     extra_args: tuple[str, ...] = ()
+    upgrade_db: bool = False
     #: settings the user named explicitly: only these are compared on reuse
     explicit: frozenset[str] = field(default_factory=frozenset)
+    #: what the user asked for, kept (privately) so ``restart`` can ask for it again
+    options: ServerOptions = field(default_factory=ServerOptions, compare=False, repr=False)
 
     def settings(self) -> dict[str, object]:
-        """The settings that define which server this is, with passwords masked."""
+        """Every setting that defines which server this is, secrets masked.
+
+        These are stored in the record and compared on reuse: whatever the user can
+        name on ``start`` is here, so naming it never silently reuses a server without it.
+        """
         return {
             "backend_store_uri": mask_uri(self.backend_store_uri),
             "registry_store_uri": mask_uri(self.registry_store_uri),
-            "default_artifact_root": self.default_artifact_root,
-            "artifacts_destination": self.artifacts_destination,
+            "default_artifact_root": mask_uri(self.default_artifact_root),
+            "artifacts_destination": mask_uri(self.artifacts_destination),
             "serve_artifacts": self.serve_artifacts,
             "artifacts_only": self.artifacts_only,
             "host": self.host,
             "port": self.port,
+            "workers": self.workers,
+            "jobs": self.jobs,
+            "attached": self.attached,
+            "allowed_hosts": self.allowed_hosts,
+            "cors_allowed_origins": self.cors_allowed_origins,
+            "extra_args": mask_args(self.extra_args),
         }
-
-    @property
-    def artifact_location(self) -> str | None:
-        """Where artifacts end up on disk or in the bucket."""
-        if self.serve_artifacts:
-            return self.artifacts_destination
-        return self.default_artifact_root
 
 
 def resolve_data_dir(path: str | os.PathLike[str] | None = None,
                      environ: Mapping[str, str] | None = None) -> Path:
     """The data folder: ``path``, else ``$MLFLOW_PATH``, else ``~/mlflow_data``.
 
-    Only resolves; :func:`ensure_data_dir` creates it. Keeping the two apart lets
-    ``status`` and ``stop`` name a folder without creating it.
+    Only resolves; :func:`mlflow_magic.registry.prepare_folder` creates it. Keeping the
+    two apart lets ``status`` and ``stop`` name a folder without creating it.
     """
     environ = os.environ if environ is None else environ
     raw = os.fspath(path) if path is not None else environ.get("MLFLOW_PATH") or DEFAULT_DATA_DIR
     return Path(os.path.expandvars(raw)).expanduser().resolve()
 
 
-def ensure_data_dir(data_dir: Path) -> Path:
-    """Create the data folder and prove it is writable, or explain how to fix it."""
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".mlflow_magic_probe"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"The data folder {data_dir} cannot be used: {exc.strerror or exc}. "
-            "Choose a folder you can write to with --path DIR (or set MLFLOW_PATH), "
-            "or fix the folder's permissions."
-        ) from None
-    return data_dir
-
-
 def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) -> ServerConfig:
-    """Check ``options`` and resolve every default into a :class:`ServerConfig`."""
+    """Check ``options`` and resolve every default into a :class:`ServerConfig`.
+
+    Checks come first and create nothing: bad input leaves no folder behind.
+    """
     _check_conflicts(options)
     _check_numbers(options)
-    _check_extra_args(options.extra_args)
-    data_dir = ensure_data_dir(resolve_data_dir(options.path, environ))
-
+    _check_extra_args(options.extra_args or ())
+    data_dir = resolve_data_dir(options.path, environ)
     backend = _resolve_backend(options, data_dir)
-    serve_artifacts = not options.no_serve_artifacts
+    serve_artifacts = options.serve_artifacts is not False
     default_root = options.default_artifact_root
     destination = options.artifacts_destination
     if serve_artifacts and destination is None:
@@ -214,6 +266,12 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
             check_artifact_uri(uri, flag)
     if options.registry_store_uri is not None:
         check_backend_uri(options.registry_store_uri, "--registry-store-uri")
+    if options.upgrade_db and not (backend or "").startswith("sqlite:"):
+        raise ConfigError(
+            "--upgrade-db backs up and upgrades the SQLite database of the data folder; it "
+            f"cannot back up {mask_uri(backend) or 'an artifacts-only server'}. Back that "
+            "database up with its own tools, run `mlflow db upgrade <URI>`, then start again."
+        )
 
     return ServerConfig(
         data_dir=data_dir,
@@ -222,33 +280,31 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
         default_artifact_root=default_root,
         artifacts_destination=destination,
         serve_artifacts=serve_artifacts,
-        artifacts_only=options.artifacts_only,
+        artifacts_only=bool(options.artifacts_only),
         host=options.host or DEFAULT_HOST,
         port=options.port,
         workers=options.workers or 1,
         timeout=options.timeout or DEFAULT_TIMEOUT,
-        jobs=options.jobs,
-        attached=options.attached,
+        jobs=bool(options.jobs),
+        attached=bool(options.attached),
         allowed_hosts=options.allowed_hosts,
         cors_allowed_origins=options.cors_allowed_origins,
-        extra_args=tuple(options.extra_args),
+        extra_args=tuple(options.extra_args or ()),
+        upgrade_db=options.upgrade_db,
         explicit=_explicit_settings(options),
+        options=options,
     )
 
 
 def _explicit_settings(options: ServerOptions) -> frozenset[str]:
-    """Which reuse-relevant settings the user named, so defaults never cause a mismatch."""
+    """Which settings the user named, so defaults never cause a mismatch on reuse."""
     named = {
         "backend_store_uri": options.sqlite or options.file_store
         or options.backend_store_uri is not None,
-        "registry_store_uri": options.registry_store_uri is not None,
-        "default_artifact_root": options.default_artifact_root is not None,
-        "artifacts_destination": options.artifacts_destination is not None,
-        "serve_artifacts": options.no_serve_artifacts,
-        "artifacts_only": options.artifacts_only,
-        "host": options.host is not None,
-        "port": options.port is not None,
+        "serve_artifacts": options.serve_artifacts is not None,
     }
+    named.update({name: getattr(options, name) is not None for name in SETTING_FLAGS
+                  if name not in named})
     return frozenset(name for name, said in named.items() if said)
 
 
@@ -264,13 +320,13 @@ def _check_conflicts(options: ServerOptions) -> None:
             f"{' and '.join(backends)} both choose the backend store; give only one of them "
             "(--sqlite is the default: <data folder>/mlflow.db)."
         )
-    if options.no_serve_artifacts and options.artifacts_destination is not None:
+    if options.serve_artifacts is False and options.artifacts_destination is not None:
         raise ConfigError(
             "--artifacts-destination only applies when the server proxies artifacts, but "
             "--no-serve-artifacts turns that off. Drop one of the two (with "
             "--no-serve-artifacts, use --default-artifact-root to say where clients write)."
         )
-    if options.artifacts_only and options.no_serve_artifacts:
+    if options.artifacts_only and options.serve_artifacts is False:
         raise ConfigError(
             "--artifacts-only runs a server that only serves artifacts, which "
             "--no-serve-artifacts turns off. Drop one of the two."
@@ -389,34 +445,73 @@ def _require_module(module: str, package: str, what: str) -> None:
         )
 
 
+#: Query parameters and flag names whose value is a secret.
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|signature|sig$|credential", re.I)
+#: ``scheme://user:password@`` inside free text (log lines, error messages).
+_TEXT_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@]*):([^\s@/]+)@")
+#: ``?password=...`` / ``&token=...`` inside free text.
+_TEXT_QUERY_SECRET = re.compile(
+    r"([?&][\w.-]*(?:pass|pwd|secret|token|key|signature|credential)[\w.-]*=)[^&\s'\"]+",
+    re.I)
+MASK = "***"
+
+
 def mask_uri(uri: str | None) -> str | None:
-    """Replace the password in ``uri`` with ``***`` so it can be shown or stored."""
-    if not uri:
+    """``uri`` with its password and secret query values replaced by ``***``.
+
+    Covers ``user:password@`` in any scheme (databases, ``ftp://``, ``sftp://``,
+    ``https://``) and query parameters such as ``?password=`` or ``&sig=``.
+    """
+    if not uri or "://" not in uri:
         return uri
     try:
         parts = urlsplit(uri)
         password = parts.password
     except ValueError:
-        return uri
-    if not password:
-        return uri
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        return mask_text(uri)
+    masked = uri
+    if password:
+        netloc = f"{parts.username or ''}:{MASK}@{parts.netloc.rsplit('@', 1)[1]}"
+        masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
+    if parts.query:
+        query = "&".join(_mask_query_item(item) for item in parts.query.split("&"))
+        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
+    return masked
+
+
+def _mask_query_item(item: str) -> str:
+    name, sep, value = item.partition("=")
+    return f"{name}={MASK}" if sep and value and _SECRET_NAME.search(name) else item
+
+
+def mask_text(text: str) -> str:
+    """Mask every password-bearing URI in free text (log lines, messages)."""
+    return _TEXT_QUERY_SECRET.sub(rf"\1{MASK}", _TEXT_PASSWORD.sub(rf"\1:{MASK}@", text))
 
 
 def mask_args(args: Sequence[str]) -> list[str]:
-    """Mask every URI-looking argument of a command line."""
-    return [mask_uri(arg) if "://" in arg else arg for arg in args]  # type: ignore[misc]
+    """A command line safe to show: URIs masked, values of secret-named flags hidden."""
+    shown: list[str] = []
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if arg.startswith("-") and eq:
+            secret = _SECRET_NAME.search(flag) and not value.startswith("/")
+            shown.append(f"{flag}={MASK}" if secret else f"{flag}={mask_uri(value)}")
+        elif i and args[i - 1].startswith("--") and _SECRET_NAME.search(args[i - 1]) \
+                and "://" not in arg:
+            shown.append(MASK)
+        else:
+            shown.append(mask_uri(arg) or arg)
+    return shown
+
+
+def has_secret(args: Sequence[str]) -> bool:
+    """True if showing ``args`` as they are would reveal a secret."""
+    return mask_args(args) != list(args)
 
 
 def server_flags(config: ServerConfig, port: int) -> list[str]:
-    """The ``mlflow server`` flags for ``config``, without secrets.
-
-    The backend and registry URIs may hold passwords, so they travel in the child's
-    environment (see :func:`server_env`), never on its command line, where ``ps``
-    would show them to every user of the machine.
-    """
+    """The ``mlflow server`` flags for ``config`` (store URIs travel in the environment)."""
     flags = ["--host", config.host, "--port", str(port), "--workers", str(config.workers)]
     flags.append("--serve-artifacts" if config.serve_artifacts else "--no-serve-artifacts")
     if config.artifacts_only:
@@ -433,12 +528,17 @@ def server_flags(config: ServerConfig, port: int) -> list[str]:
 
 
 def server_argv(config: ServerConfig, port: int) -> list[str]:
-    """The command that runs the server: ``mlflow server`` in one process (see serve.py)."""
-    return [sys.executable, "-m", "mlflow_magic.serve", *server_flags(config, port)]
+    """The command that runs the server: ``mlflow server`` in one process (see serve.py).
+
+    It shows the flags with secrets masked, because ``ps`` shows every command line to
+    every user of the machine; the real ones travel in the environment
+    (``mlflow_magic.serve.ARGS_ENV``).
+    """
+    return [sys.executable, "-m", "mlflow_magic.serve", *mask_args(server_flags(config, port))]
 
 
 def equivalent_command(config: ServerConfig, port: int) -> list[str]:
-    """The plain ``mlflow server`` command this server is equivalent to, passwords masked."""
+    """The plain ``mlflow server`` command this server is equivalent to, secrets masked."""
     stores = []
     if config.backend_store_uri:
         stores += ["--backend-store-uri", mask_uri(config.backend_store_uri) or ""]
@@ -447,11 +547,31 @@ def equivalent_command(config: ServerConfig, port: int) -> list[str]:
     return ["mlflow", "server", *stores, *mask_args(server_flags(config, port))]
 
 
+#: Variables that set `mlflow server` options (its flags' ``envvar``) or that it sets for its
+#: own workers. A kernel's values would silently change a server whose settings are
+#: recorded, so the server never inherits them; mlflow_magic sets what it needs.
+SERVER_ENV_DENYLIST = frozenset({
+    "MLFLOW_BACKEND_STORE_URI", "MLFLOW_READ_REPLICA_BACKEND_STORE_URI",
+    "MLFLOW_REGISTRY_STORE_URI", "MLFLOW_DEFAULT_ARTIFACT_ROOT", "MLFLOW_SERVE_ARTIFACTS",
+    "MLFLOW_ARTIFACTS_DESTINATION", "MLFLOW_ARTIFACTS_ONLY", "MLFLOW_HOST", "MLFLOW_PORT",
+    "MLFLOW_WORKERS", "MLFLOW_STATIC_PREFIX", "MLFLOW_GUNICORN_OPTS", "MLFLOW_UVICORN_OPTS",
+    "MLFLOW_EXPOSE_PROMETHEUS", "MLFLOW_TRACE_ARCHIVAL_CONFIG", "MLFLOW_WORKSPACE_STORE_URI",
+    "MLFLOW_SERVER_ALLOWED_HOSTS", "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",
+    "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", "MLFLOW_SERVER_X_FRAME_OPTIONS",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR",
+})
+SERVER_ENV_DENY_PREFIXES = ("_MLFLOW_SERVER_", "MLFLOW_MAGIC_")
+
+
 def server_env(config: ServerConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The server's environment: the caller's, plus store URIs and feature switches."""
-    env = dict(os.environ if environ is None else environ)
-    for name in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_REGISTRY_STORE_URI"):
-        env.pop(name, None)
+    """The server's environment: the caller's, less server settings, plus ours.
+
+    Credentials (``AWS_*``, ``MLFLOW_S3_ENDPOINT_URL``, ``MLFLOW_FLASK_SERVER_SECRET_KEY``,
+    ...) pass through; see :func:`inherited_settings` for what is recorded of them.
+    """
+    env = {name: value for name, value in (os.environ if environ is None else environ).items()
+           if name not in SERVER_ENV_DENYLIST and not name.startswith(SERVER_ENV_DENY_PREFIXES)}
     if config.backend_store_uri:
         env["MLFLOW_BACKEND_STORE_URI"] = config.backend_store_uri
     if config.registry_store_uri:
@@ -463,11 +583,17 @@ def server_env(config: ServerConfig, environ: Mapping[str, str] | None = None) -
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true" if config.jobs else "false"
     # Read when mlflow.server is imported, which in the one-process launch happens before
     # `mlflow server` would set them from its flags: pass them in from the start.
-    for name, value in (("MLFLOW_SERVER_ALLOWED_HOSTS", config.allowed_hosts),
-                        ("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", config.cors_allowed_origins)):
-        if value:
-            env[name] = value
-        else:
-            env.pop(name, None)
+    if config.allowed_hosts:
+        env["MLFLOW_SERVER_ALLOWED_HOSTS"] = config.allowed_hosts
+    if config.cors_allowed_origins:
+        env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = config.cors_allowed_origins
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def inherited_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Names of the ``MLFLOW_*`` variables a server inherits (shown by ``status``)."""
+    environ = os.environ if environ is None else environ
+    return sorted(name for name in environ if name.startswith("MLFLOW_")
+                  and name not in SERVER_ENV_DENYLIST
+                  and not name.startswith(SERVER_ENV_DENY_PREFIXES))

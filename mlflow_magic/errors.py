@@ -43,3 +43,11 @@ class ConnectError(MlflowMagicError):
 
 class BusyError(MlflowMagicError):
     """Another process holds the data folder's lock for too long."""
+
+
+class UnresponsiveError(MlflowMagicError):
+    """The folder's server runs but did not answer in time; it was left running."""
+
+
+class ForeignHostError(MlflowMagicError):
+    """The folder's record was written on another host (a shared home), where we can't look."""

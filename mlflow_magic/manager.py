@@ -4,14 +4,27 @@ Pure orchestration over :mod:`config`, :mod:`registry` and :mod:`process`: no
 IPython, no printing. Successes come back as typed results
 (:mod:`results`), failures as :class:`~mlflow_magic.errors.MlflowMagicError`
 subclasses whose message tells the user what to do.
+
+The promises (the README's "Guarantees"): a start reuses the folder's server
+only if every setting the user named matches; a live server is never ended by
+a start, however slow it answers (only ``stop`` and ``restart`` end one);
+``restart`` brings back the same server, changed only where a flag says, in
+one hold of the folder lock; ``stop`` ends every process of the server and
+nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import re
+import secrets
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,23 +32,33 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from . import process, registry
+from . import logfile, process, registry, rest
 from .config import (
     FIRST_PORT,
     SETTING_FLAGS,
     ServerConfig,
+    ServerOptions,
     equivalent_command,
+    inherited_settings,
+    mask_text,
     mask_uri,
+    merge_options,
+    resolve,
     resolve_data_dir,
     server_argv,
     server_env,
+    server_flags,
 )
 from .errors import (
+    ConfigError,
     ConnectError,
+    ForeignHostError,
+    MlflowMagicError,
     PortInUseError,
     SettingsMismatchError,
     StartFailedError,
     StartTimeoutError,
+    UnresponsiveError,
 )
 from .registry import ServerRecord
 from .results import (
@@ -48,6 +71,7 @@ from .results import (
     Stopped,
     StoppedAll,
 )
+from .serve import ARGS_ENV, ATTACH_FILE_ENV, LOG_ENV, PARENT_ENV
 
 #: Called with (phase, seconds since start) while a server starts.
 Progress = Callable[[str, float], None]
@@ -55,6 +79,8 @@ Progress = Callable[[str, float], None]
 #: The start-up phases, in order, as reported to a Progress callback.
 PHASE_ORDER = ("starting Python and MLflow", "preparing database", "starting web server",
                "waiting for health", "ready")
+#: Reported while waiting for a running server that does not answer yet.
+BUSY_PHASE = "the server is busy: waiting for it to answer"
 
 #: Log lines that tell which start-up phase the server is in, latest phase first.
 PHASES = (
@@ -64,6 +90,8 @@ PHASES = (
 )
 PORT_RETRIES = 3
 LOCK_MARGIN = 30.0
+LOG_TAIL_LINES = 30
+OUT_OF_DATE = "out-of-date database schema"
 
 
 def client_url(host: str, port: int) -> str:
@@ -75,6 +103,10 @@ def client_url(host: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def _no_progress(phase: str, elapsed: float) -> None:
+    """Default progress callback: stay quiet."""
 
 
 # --- start -------------------------------------------------------------------------------
@@ -89,52 +121,115 @@ def start(config: ServerConfig, on_progress: Progress | None = None) -> Launched
     one folder (other kernels, terminals, the JupyterLab launcher) wait and then
     reuse the one server instead of starting a second one on the same database.
     """
-    reused = _reuse(config, registry.read_record(config.data_dir))
-    if reused is not None:
-        return reused
+    record = registry.read_record(config.data_dir)
+    if record is not None and registry.process_of(record) is not None \
+            and not _must_detach(config, record) and rest.probe(record.url).healthy:
+        _check_settings(config, record)
+        return Reused(record)
+    registry.prepare_folder(config.data_dir)
     with registry.folder_lock(config.data_dir, config.timeout + LOCK_MARGIN):
-        record = registry.read_record(config.data_dir)
-        reused = _reuse(config, record)
-        if reused is not None:
-            return reused
-        if record is not None:
-            proc = registry.process_of(record)
-            if proc is not None:  # ours, alive, but not answering: replace it
-                process.stop_tree(proc)
-            registry.remove_record(config.data_dir)
-        return _launch(config, on_progress or _no_progress)
+        return _start_locked(config, on_progress or _no_progress)
 
 
-def _reuse(config: ServerConfig, record: ServerRecord | None) -> Reused | None:
-    """The recorded server, if it is alive, ours and answering (and has the asked settings)."""
-    if record is None or registry.process_of(record) is None:
-        return None
-    if not process.probe(record.url).healthy:
-        return None
+def _start_locked(config: ServerConfig, on_progress: Progress) -> Launched | Reused:
+    record = registry.read_record(config.data_dir)
+    if record is not None:
+        _refuse_foreign_host(record, "start")
+        if registry.process_of(record) is not None:
+            return _reuse_live(config, record, on_progress)
+        _end_remains(record)  # crashed: workers that outlived their leader go too
+        registry.remove_record(config.data_dir)
+    return _launch(config, on_progress)
+
+
+def _reuse_live(config: ServerConfig, record: ServerRecord,
+                on_progress: Progress) -> Launched | Reused:
+    """A live server is reused, never replaced: if it is busy, wait for it to answer."""
     _check_settings(config, record)
-    return Reused(record)
+    if not rest.probe(record.url).healthy:
+        started = time.monotonic()
+        outcome = process.wait_ready(
+            lambda: None if registry.process_of(record) is not None else -1,
+            record.url, config.timeout,
+            on_tick=lambda _: on_progress(BUSY_PHASE, time.monotonic() - started))
+        if isinstance(outcome, process.Exited):  # it died while we waited: replace it
+            _end_remains(record)
+            registry.remove_record(config.data_dir)
+            return _launch(config, on_progress)
+        if isinstance(outcome, process.TimedOut):
+            tail = _log_tail(Path(record.log_path))
+            raise UnresponsiveError(
+                f"The MLflow server for {config.data_dir} (pid {record.pid}, {record.url}) "
+                f"runs but has not answered for {config.timeout:g} s ({outcome.last_error}). "
+                "It was left running: it may be busy with a long request. Wait and start "
+                "again, or replace it with `%mlflow_server restart` (`stop` ends it). Last "
+                f"lines of its log ({record.log_path}):\n{tail}")
+    return Reused(_detach_if_needed(config, record))
 
 
-def _no_progress(phase: str, elapsed: float) -> None:
-    """Default progress callback: stay quiet."""
+def _must_detach(config: ServerConfig, record: ServerRecord) -> bool:
+    """A server attached to another process is shared from now on (see _detach_if_needed)."""
+    return record.attached and record.attached_pid != os.getpid() and not config.attached
+
+
+def _detach_if_needed(config: ServerConfig, record: ServerRecord) -> ServerRecord:
+    """Reusing a server attached to another kernel makes it a shared server.
+
+    ``--attached`` means "stop with my kernel"; once another kernel (or the
+    launcher tile) uses the server, stopping it with the first kernel would pull
+    it from under the second. So it is detached: it keeps running until ``stop``.
+    """
+    if not _must_detach(config, record):
+        return record
+    with contextlib.suppress(OSError):
+        _attach_file(config.data_dir).unlink()
+    detached = dataclasses.replace(record, attached=False, attached_pid=None,
+                                   settings={**record.settings, "attached": False})
+    registry.write_record(detached)
+    return detached
+
+
+def _attach_file(data_dir: Path) -> Path:
+    """While it exists, an ``--attached`` server stops when its kernel exits."""
+    return registry.record_dir(data_dir) / "attached"
+
+
+def _refuse_foreign_host(record: ServerRecord, action: str) -> None:
+    """A shared home (NFS) seen from two hosts: never start a second server on one store."""
+    if registry.on_this_host(record):
+        return
+    hint = ("Stop it there (`%mlflow_server stop` on that host), or use another --path here. "
+            "If that host is gone for good, `%mlflow_server stop --force` forgets its record.")
+    raise ForeignHostError(
+        f"The MLflow server for {record.data_dir} was started on host {record.hostname!r} "
+        f"(pid {record.pid}, {record.url}), not on this host ({socket.gethostname()!r}), so "
+        f"it cannot be checked or {'stopped' if action == 'stop' else 'reused'} from here, "
+        f"and a second server on the same store would corrupt it. {hint}")
 
 
 def _check_settings(config: ServerConfig, record: ServerRecord) -> None:
     """Refuse to silently reuse a server whose settings differ from what was asked."""
     wanted = config.settings()
-    diffs = [
-        f"{SETTING_FLAGS[key]} is {record.settings.get(key)!r} on the running server, "
-        f"{wanted[key]!r} requested"
-        for key in sorted(config.explicit)
-        if record.settings.get(key) != wanted[key]
-    ]
+    diffs = []
+    for key in sorted(config.explicit):
+        have = record.settings.get(key)
+        if key == "attached":
+            mine = record.attached and record.attached_pid == os.getpid()
+            if config.attached and not mine:
+                diffs.append("--attached: the running server is not attached to this "
+                             "process")
+            continue
+        if key in ("workers", "jobs"):
+            have = getattr(record, key)
+        if have != wanted[key] and not (key == "extra_args" and not have and not wanted[key]):
+            diffs.append(f"{SETTING_FLAGS[key]} is {have!r} on the running server, "
+                         f"{wanted[key]!r} requested")
     if diffs:
         raise SettingsMismatchError(
             f"An MLflow server already runs for {config.data_dir} (pid {record.pid}, "
             f"{record.url}) with other settings: {'; '.join(diffs)}. Use "
             "`%mlflow_server restart` with your flags to replace it, or `%mlflow_server start` "
-            "without them to reuse it as it is."
-        )
+            "without them to reuse it as it is.")
 
 
 def _pick_port(config: ServerConfig, tried: list[int]) -> int:
@@ -144,30 +239,33 @@ def _pick_port(config: ServerConfig, tried: list[int]) -> int:
     if process.port_is_free(config.host, config.port):
         return config.port
     url = client_url(config.host, config.port)
-    found = process.probe(url, timeout=1.0)
+    found = rest.probe(url, timeout=1.0)
     if found.healthy:
         raise PortInUseError(
             f"Port {config.port} is already used by an MLflow {found.version} server that "
             f"was not started for {config.data_dir}. Use it with `%mlflow_server connect "
-            f"{url}`, choose another --port, or leave --port out to take the first free port."
-        )
+            f"{url}`, choose another --port, or leave --port out to take the first free port.")
     raise PortInUseError(
         f"Port {config.port} on {config.host} is held by {process.port_holder(config.port)}, "
         "which is not an MLflow server. Choose another --port, leave --port out to take the "
-        "first free port, or stop that process."
-    )
+        "first free port, or stop that process.")
 
 
 def _launch(config: ServerConfig, on_progress: Progress) -> Launched:
     """Spawn the server, wait for it, record it; on any failure leave nothing running."""
     started = time.monotonic()
     tried: list[int] = []
+    upgraded = False
     while True:
         port = _pick_port(config, tried)
         tried.append(port)
         try:
             return _launch_on(config, port, started, on_progress)
         except StartFailedError as exc:
+            if config.upgrade_db and not upgraded and OUT_OF_DATE in exc.log_tail.lower():
+                _backup_and_upgrade(config)
+                upgraded = True
+                continue
             port_taken = "address already in use" in exc.log_tail.lower()
             if config.port is not None or not port_taken or len(tried) >= PORT_RETRIES:
                 raise
@@ -176,66 +274,89 @@ def _launch(config: ServerConfig, on_progress: Progress) -> Launched:
 def _launch_on(config: ServerConfig, port: int, started: float,
                on_progress: Progress) -> Launched:
     log = registry.log_path(config.data_dir)
+    logfile.rotate(log)
     command = equivalent_command(config, port)
-    with open(log, "a") as fh:
-        fh.write(f"\n--- mlflow_magic {time.strftime('%Y-%m-%d %H:%M:%S')}: "
-                 f"{' '.join(command)}\n")
-    offset = process.file_size(log)
+    logfile.append(log, f"\n--- mlflow_magic {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                        f"{' '.join(command)}\n")
+    offset = logfile.size(log)
+    token = secrets.token_hex(12)
     env = server_env(config)
+    env.update({process.TOKEN_ENV: token, ARGS_ENV: json.dumps(server_flags(config, port)),
+                LOG_ENV: str(log)})
     if config.attached:
-        env["MLFLOW_MAGIC_PARENT_PID"] = str(os.getpid())
+        registry.write_private(_attach_file(config.data_dir), str(os.getpid()))
+        env.update({PARENT_ENV: str(os.getpid()),
+                    ATTACH_FILE_ENV: str(_attach_file(config.data_dir))})
     url = client_url(config.host, port)
     on_progress(PHASE_ORDER[0], time.monotonic() - started)
     proc = process.spawn(server_argv(config, port), env, log)
+    create_time = psutil.Process(proc.pid).create_time()  # not reaped yet: always readable
     try:
         outcome = process.wait_ready(
-            proc, url, config.timeout,
-            on_tick=lambda _: on_progress(_phase(log, offset), time.monotonic() - started),
-        )
+            proc.poll, url, config.timeout,
+            on_tick=lambda _: on_progress(_phase(log, offset), time.monotonic() - started))
         if isinstance(outcome, process.Exited):
-            raise _start_failed(config, outcome.exit_code, process.tail(log, 30, offset))
+            raise _start_failed(config, outcome.exit_code, _log_tail(log, offset))
         if isinstance(outcome, process.TimedOut):
-            log_tail = process.tail(log, 30, offset)
+            log_tail = _log_tail(log, offset)
             hint = _hint(config, log_tail) or (
                 "A slow disk or a remote database can make the first start slow: try a "
                 "longer --timeout.")
             raise StartTimeoutError(
                 f"The MLflow server did not answer at {url} within {config.timeout:g} s, so "
                 f"it was stopped. {hint} Last lines of its log ({log}):\n{log_tail}",
-                log_tail=log_tail,
-            )
-        ps = psutil.Process(proc.pid)
+                log_tail=log_tail)
         record = ServerRecord(
-            data_dir=str(config.data_dir),
-            pid=proc.pid,
-            create_time=ps.create_time(),
-            host=config.host,
-            port=port,
-            url=url,
-            started_at=time.time(),
-            mlflow_version=outcome.version,
-            settings={**config.settings(), "port": port},
-            command=command,
-            log_path=str(log),
-            workers=config.workers,
-            jobs=config.jobs,
-            attached=config.attached,
-            hostname=socket.gethostname(),
-        )
+            data_dir=str(config.data_dir), pid=proc.pid, create_time=create_time,
+            host=config.host, port=port, url=url, started_at=time.time(),
+            mlflow_version=outcome.version, settings={**config.settings(), "port": port},
+            command=command, log_path=str(log), workers=config.workers, jobs=config.jobs,
+            attached=config.attached, hostname=socket.gethostname(), token=token,
+            attached_pid=os.getpid() if config.attached else None,
+            inherited_env=inherited_settings())
+        registry.write_options(config.data_dir,
+                               dataclasses.replace(config.options, upgrade_db=False))
         registry.write_record(record)
     except BaseException:
         # Includes KeyboardInterrupt: an interrupted start must not leave a server behind.
-        with contextlib.suppress(psutil.Error):
-            process.stop_tree(psutil.Process(proc.pid), grace=5)
+        # The leader may already be reaped (its pid free for reuse): only processes that
+        # carry this start's token are signalled.
+        process.stop_processes(process.server_processes(proc.pid, create_time, token), grace=5)
         proc.wait()
         raise
     on_progress("ready", time.monotonic() - started)
     return Launched(record, time.monotonic() - started)
 
 
+def _backup_and_upgrade(config: ServerConfig) -> None:
+    """``--upgrade-db``: copy the SQLite file aside, then run MLflow's own migration."""
+    db = Path(urlsplit(config.backend_store_uri or "").path)
+    backup = db.with_name(f"{db.name}.backup-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        shutil.copy2(db, backup)
+    except OSError as exc:
+        raise StartFailedError(
+            f"Could not back up {db} before upgrading it ({exc.strerror or exc}); nothing was "
+            "changed. Free some space or fix the folder's permissions, then start again.",
+        ) from None
+    done = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade",
+                           config.backend_store_uri or ""], capture_output=True, text=True,
+                          env=server_env(config))
+    if done.returncode != 0:
+        raise StartFailedError(
+            f"`mlflow db upgrade` failed on {db} (exit code {done.returncode}); the copy "
+            f"made before it is {backup}. Its output:\n{mask_text(done.stderr[-3000:])}",
+            exit_code=done.returncode, log_tail=done.stderr[-3000:])
+
+
+def _log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
+    """The end of the log, secrets masked, for an error message or a status."""
+    return mask_text(logfile.tail(log, lines, offset))
+
+
 def _phase(log: Path, offset: int) -> str:
     """Which start-up phase the server's log shows so far."""
-    text = process.tail(log, 200, offset)
+    text = logfile.tail(log, 200, offset)
     for marker, phase in PHASES:
         if marker in text:
             return phase
@@ -245,15 +366,20 @@ def _phase(log: Path, offset: int) -> str:
 def _hint(config: ServerConfig, log_tail: str) -> str | None:
     """A specific fix for the known causes of a failed start, found in the log."""
     lowered = log_tail.lower()
-    if "out-of-date database schema" in lowered:
-        return (f"The database was created by an older MLflow. Back it up, then upgrade it "
-                f"with `mlflow db upgrade {mask_uri(config.backend_store_uri)}` and start "
-                "again.")
+    if OUT_OF_DATE in lowered:
+        return (f"The database was created by an older MLflow. Start again with --upgrade-db "
+                "to back up the SQLite file and upgrade it, or back it up yourself and run "
+                f"`mlflow db upgrade {mask_uri(config.backend_store_uri)}`.")
     if "usage: mlflow server" in lowered:
         return ("`mlflow server` refused its arguments: check the ones you passed after `--` "
                 "(`mlflow server --help` lists them).")
     if "address already in use" in lowered:
         return "Its port was taken by another process meanwhile; start again."
+    if "no space left on device" in lowered:
+        return "The disk of the data folder is full: free some space and start again."
+    if "read-only file system" in lowered or "permission denied" in lowered:
+        return ("The server cannot write to the data folder: choose a writable folder with "
+                "--path, or fix its permissions.")
     if "connection refused" in lowered or "could not connect" in lowered:
         return (f"The database at {mask_uri(config.backend_store_uri)} does not accept "
                 "connections: check that it runs and that host, port and credentials are "
@@ -273,34 +399,100 @@ def _start_failed(config: ServerConfig, code: int | None, log_tail: str) -> Star
         f"The MLflow server for {config.data_dir} exited with code {code} before it "
         f"answered. {hint} Last lines of its log "
         f"({registry.log_path(config.data_dir)}):\n{log_tail}",
-        exit_code=code,
-        log_tail=log_tail,
-    )
+        exit_code=code, log_tail=log_tail)
 
 
-# --- stop ---------------------------------------------------------------------------------
+# --- stop and restart ---------------------------------------------------------------------
 
 
-def stop(data_dir: Path) -> Stopped:
-    """Stop the folder's server and every process it spawned; forget its record."""
+def _processes(record: ServerRecord) -> list[psutil.Process]:
+    return process.server_processes(record.pid, record.create_time, record.token)
+
+
+def _end_remains(record: ServerRecord) -> list[psutil.Process]:
+    """Stop every process of the recorded server; sweep once more for late forks."""
+    procs = _processes(record)
+    if procs:
+        process.stop_processes(procs)
+        process.stop_processes(_processes(record), grace=2)
+    return procs
+
+
+def stop(data_dir: Path, force: bool = False) -> Stopped:
+    """Stop the folder's server and every process it spawned; forget its record.
+
+    A folder that no longer exists is only dropped from the list of known
+    servers: stopping never creates anything.
+    """
+    if not registry.record_dir(data_dir).is_dir():
+        registry.forget_folder(data_dir)
+        return Stopped(str(data_dir), None)
     with registry.folder_lock(data_dir, LOCK_MARGIN):
-        record = registry.read_record(data_dir)
-        proc = registry.process_of(record) if record else None
-        if proc is not None:
-            process.stop_tree(proc)
+        return _stop_locked(data_dir, force)
+
+
+def _stop_locked(data_dir: Path, force: bool = False) -> Stopped:
+    record = registry.read_record(data_dir)
+    if record is not None and not registry.on_this_host(record):
+        if not force:
+            _refuse_foreign_host(record, "stop")
         registry.remove_record(data_dir)
-    return Stopped(str(data_dir), record if proc is not None else None)
+        return Stopped(str(data_dir), None, forgot=record)
+    ended = _end_remains(record) if record is not None else []
+    registry.remove_record(data_dir)
+    with contextlib.suppress(OSError):
+        _attach_file(data_dir).unlink()
+    return Stopped(str(data_dir), record if ended else None)
 
 
 def stop_all() -> StoppedAll:
-    """Stop the server of every data folder this user started one for."""
-    return StoppedAll([stop(folder) for folder in registry.known_data_dirs()])
+    """Stop the server of every known data folder; one failure does not stop the rest."""
+    stopped, failed = [], []
+    for folder in registry.known_data_dirs():
+        try:
+            stopped.append(stop(folder))
+        except (MlflowMagicError, OSError) as exc:
+            failed.append((str(folder), str(exc)))
+    return StoppedAll(stopped, failed)
 
 
-def restart(config: ServerConfig, on_progress: Progress | None = None) -> Launched | Reused:
-    """Stop the folder's server (whatever its settings) and start it with ``config``."""
-    stop(config.data_dir)
-    return start(config, on_progress)
+def restart(options: ServerOptions, on_progress: Progress | None = None) -> Launched:
+    """Stop the folder's server and start it again: the same server, changed only where
+    ``options`` says, on the same port, in one hold of the folder lock.
+
+    The settings come from the folder's private options file (secrets included);
+    bad flags are refused before anything is stopped.
+    """
+    on_progress = on_progress or _no_progress
+    data_dir = resolve_data_dir(options.path)
+    resolve(options)  # bad flags: refused while the server still runs
+    registry.prepare_folder(data_dir)
+    with registry.folder_lock(data_dir, (options.timeout or 120.0) + LOCK_MARGIN):
+        record = registry.read_record(data_dir)
+        if record is not None:
+            _refuse_foreign_host(record, "stop")
+        old = registry.read_options(data_dir) or _options_from_record(record)
+        merged = merge_options(old, options) if old is not None else options
+        if merged.port is None and record is not None:
+            merged = dataclasses.replace(merged, port=record.port)  # kernels keep their URL
+        config = resolve(merged)
+        _stop_locked(data_dir)
+        return _launch(config, on_progress)
+
+
+def _options_from_record(record: ServerRecord | None) -> ServerOptions | None:
+    """Rebuild the options of a server started before options files existed."""
+    if record is None:
+        return None
+    known = {f.name for f in dataclasses.fields(ServerOptions)}
+    values = {k: v for k, v in record.settings.items() if k in known and v is not None}
+    if "***" in json.dumps(values):
+        raise ConfigError(
+            f"The server for {record.data_dir} was started by an older mlflow_magic, which "
+            "kept its store passwords nowhere, so restart cannot bring them back. Restart it "
+            "with its store flags (e.g. `%mlflow_server restart --backend-store-uri URI`).")
+    values.update(path=record.data_dir, workers=record.workers, jobs=record.jobs)
+    return ServerOptions.from_dict(values)
 
 
 # --- inspect ------------------------------------------------------------------------------
@@ -313,28 +505,40 @@ def status(data_dir: Path) -> ServerStatus:
     log_str = str(log) if log.exists() else None
     if record is None:
         return ServerStatus(str(data_dir), "stopped", log_path=log_str)
+    if not registry.on_this_host(record):
+        return ServerStatus(str(data_dir), "elsewhere", record, log_path=log_str,
+                            detail=f"started on host {record.hostname}; only that host can "
+                                   "check or stop it")
     if registry.process_of(record) is None:
-        return ServerStatus(str(data_dir), "crashed", record,
-                            detail="process is gone; the next start replaces it",
-                            log_path=log_str)
-    found = process.probe(record.url)
+        remains = _processes(record)
+        detail = ("process is gone; the next start replaces it" if not remains else
+                  f"its main process is gone but {len(remains)} of its processes still run; "
+                  "`stop` ends them, the next start replaces them")
+        return ServerStatus(str(data_dir), "crashed", record, detail=detail,
+                            log_path=log_str, log_tail=_log_tail(log, lines=15))
+    found = rest.probe(record.url)
     if found.healthy:
         return ServerStatus(str(data_dir), "running", record,
                             detail=f"OK (MLflow {found.version})", log_path=log_str)
     return ServerStatus(str(data_dir), "unresponsive", record, detail=found.error,
-                        log_path=log_str)
+                        log_path=log_str, log_tail=_log_tail(log, lines=15))
 
 
 def list_servers() -> ServerList:
-    """The state of every data folder with a recorded server."""
-    statuses = [status(folder) for folder in registry.known_data_dirs()]
+    """The state of every data folder with a recorded server; deleted folders are dropped."""
+    statuses = []
+    for folder in registry.known_data_dirs():
+        if not folder.is_dir():
+            registry.forget_folder(folder)
+            continue
+        statuses.append(status(folder))
     return ServerList([s for s in statuses if s.state != "stopped"])
 
 
 def logs(data_dir: Path, lines: int = 30) -> LogTail:
-    """The last ``lines`` lines of the folder's server log."""
+    """The last ``lines`` lines of the folder's server log, secrets masked."""
     log = registry.log_path(data_dir)
-    return LogTail(str(log), process.tail(log, lines))
+    return LogTail(str(log), _log_tail(log, lines=lines))
 
 
 # --- connect ------------------------------------------------------------------------------
@@ -349,13 +553,13 @@ def connect(uri: str, registry_uri: str | None = None, timeout: float = 10.0) ->
             "http(s) URL, e.g. `%mlflow_server connect http://mlflow.example.org:5000`; to run "
             "a server on a database, use `%mlflow_server start --backend-store-uri URI`."
         )
-    found = process.probe(uri, timeout=timeout)
+    found = rest.probe(uri, timeout=timeout)
     if not found.healthy:
         hint = ""
-        if found.error and "403" in found.error:
+        if found.status == 403:
             hint = (" The server refused this host name: start it with --allowed-hosts "
                     "naming the host you connect through.")
-        elif found.error and "401" in found.error:
+        elif found.status == 401:
             hint = (" The server asks for credentials: set MLFLOW_TRACKING_USERNAME and "
                     "MLFLOW_TRACKING_PASSWORD in the environment.")
         raise ConnectError(
@@ -365,8 +569,3 @@ def connect(uri: str, registry_uri: str | None = None, timeout: float = 10.0) ->
         )
     return Connected(mask_uri(uri) or uri, found.version or "unknown",
                      mask_uri(registry_uri))
-
-
-def default_data_dir() -> Path:
-    """The data folder used when none is named: ``$MLFLOW_PATH`` or ``~/mlflow_data``."""
-    return resolve_data_dir(None)

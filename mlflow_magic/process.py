@@ -1,60 +1,35 @@
-"""Spawn a detached server, wait until it answers, and stop its whole process tree.
+"""The server's processes: spawn detached, wait until ready, find them all, stop them all.
 
-No MLflow import here: talking to the server is plain HTTP, so the kernel pays
-nothing for ``import mlflow`` until the user's own code needs it.
+A server is spawned as the leader of a new session, and every process of it
+carries a random token in its environment. The server is then "the leader,
+if it is still the same process (pid + create time), plus every process of
+its session that carries its token": found this way, its worker processes are
+stopped even after the leader died first, and a process that merely reuses
+an old pid, or a group that is not ours, is never signalled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
-import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from . import logfile, rest
+
 POLL_INTERVAL = 0.1
 STOP_GRACE = 10.0
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What an HTTP address answered: healthy MLflow (with version) or not."""
-
-    healthy: bool
-    version: str | None = None
-    error: str | None = None
-
-
-def probe(url: str, timeout: float = 2.0) -> Probe:
-    """Ask ``/health`` and ``/version``: both must answer for the port to be MLflow."""
-    base = url.rstrip("/")
-    try:
-        with urllib.request.urlopen(f"{base}/health", timeout=timeout) as resp:
-            if resp.read(64).strip() != b"OK":
-                return Probe(False, error="/health did not answer OK")
-        with urllib.request.urlopen(f"{base}/version", timeout=timeout) as resp:
-            version = resp.read(64).decode().strip().strip('"')
-    except (OSError, ValueError) as exc:
-        return Probe(False, error=_reason(exc))
-    return Probe(True, version=version)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    return str(exc)
+#: Environment variable that marks every process of one server.
+TOKEN_ENV = "MLFLOW_MAGIC_SERVER_TOKEN"
+#: Two create times closer than this are the same process (they are rounded).
+SAME_PROCESS = 1.0
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -100,20 +75,21 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path) -> subpro
 
     A new session (and so a new process group) keeps the server out of the
     kernel's process group: Jupyter's "interrupt kernel" signals that whole group,
-    and the server must survive it. It also lets :func:`stop_tree` signal every
-    worker the server spawns with one ``killpg``.
+    and the server must survive it.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    fd = logfile.open_for_append(log_file)
+    try:
         return subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
-            stdout=log,
+            stdout=fd,
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
             close_fds=True,
         )
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -138,19 +114,22 @@ class TimedOut:
 
 
 def wait_ready(
-    proc: subprocess.Popen,
+    poll: Callable[[], int | None],
     url: str,
     timeout: float,
     on_tick: Callable[[float], None] | None = None,
 ) -> Ready | Exited | TimedOut:
-    """Poll ``url`` until the server answers, the process exits, or time runs out."""
+    """Poll ``url`` until the server answers, ``poll()`` reports an exit, or time runs out.
+
+    ``poll`` is ``Popen.poll`` for a server we just spawned, or a liveness check
+    for one we found running.
+    """
     start = time.monotonic()
-    last = Probe(False)
     while True:
-        code = proc.poll()
+        code = poll()
         if code is not None:
             return Exited(code)
-        last = probe(url, timeout=1.0)
+        last = rest.probe(url, timeout=1.0)
         if last.healthy:
             return Ready(last.version or "unknown")
         elapsed = time.monotonic() - start
@@ -161,67 +140,64 @@ def wait_ready(
         time.sleep(POLL_INTERVAL)
 
 
-def process_tree(proc: psutil.Process) -> list[psutil.Process]:
-    """The process, its descendants, and everything else in its process group."""
-    procs = {proc.pid: proc}
-    with contextlib.suppress(psutil.Error):
-        for child in proc.children(recursive=True):
-            procs[child.pid] = child
-    with contextlib.suppress(psutil.Error, OSError):
-        pgid = os.getpgid(proc.pid)
-        for other in psutil.process_iter():
-            with contextlib.suppress(psutil.Error, OSError):
-                if os.getpgid(other.pid) == pgid:
-                    procs.setdefault(other.pid, other)
-    return list(procs.values())
+def same_process(pid: int, create_time: float) -> psutil.Process | None:
+    """The process ``pid`` if it runs and was created at ``create_time`` (not a reused pid)."""
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - create_time) > SAME_PROCESS:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return proc
 
 
-def stop_tree(proc: psutil.Process, grace: float = STOP_GRACE) -> None:
-    """SIGTERM the server's process group and descendants, SIGKILL what outlives ``grace``.
+def server_processes(leader_pid: int, create_time: float, token: str) -> list[psutil.Process]:
+    """Every live process of one server: its leader and its session's token holders.
 
-    MLflow's uvicorn workers and huey consumers outlive a signal to their parent
-    alone, so everything in the group is signalled and waited for.
+    Without a token (a record of an older version) only the leader and its
+    descendants count.
     """
-    procs = process_tree(proc)
-    with contextlib.suppress(OSError):
-        os.killpg(os.getpgid(proc.pid), signal.SIGTERM)
-    for p in procs:
+    found: dict[int, psutil.Process] = {}
+    leader = same_process(leader_pid, create_time)
+    if leader is not None:
+        found[leader.pid] = leader
         with contextlib.suppress(psutil.Error):
-            p.terminate()
+            found.update((c.pid, c) for c in leader.children(recursive=True))
+    if not token:
+        return list(found.values())
+    for proc in psutil.process_iter():
+        if proc.pid in found:
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if (os.getsid(proc.pid) == leader_pid
+                    and proc.create_time() >= create_time - SAME_PROCESS
+                    and proc.status() != psutil.STATUS_ZOMBIE
+                    and proc.environ().get(TOKEN_ENV) == token):
+                found[proc.pid] = proc
+    return list(found.values())
+
+
+def stop_processes(procs: Sequence[psutil.Process], grace: float = STOP_GRACE) -> None:
+    """SIGTERM each process, SIGKILL what outlives ``grace``, and reap our own children.
+
+    Each process is signalled by itself (psutil checks it is still the same
+    process), never a whole group: only what :func:`server_processes` verified.
+    """
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
     _, alive = psutil.wait_procs(procs, timeout=grace)
-    for p in alive:
+    for proc in alive:
         with contextlib.suppress(psutil.Error):
-            p.kill()
+            proc.kill()
     psutil.wait_procs(alive, timeout=5)
-    _reap(proc.pid)
+    for proc in procs:
+        reap(proc.pid)
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if the server is our child, so no zombie remains."""
+def reap(pid: int) -> None:
+    """Collect the exit status if ``pid`` is our child, so no zombie remains."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def tail(path: Path, lines: int = 30, offset: int = 0) -> str:
-    """The last ``lines`` lines of ``path`` after byte ``offset`` (the current start's output)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:]) if lines > 0 else ""
-
-
-def file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def get_json(url: str, timeout: float = 5.0) -> object:
-    """GET ``url`` and decode JSON: enough REST for status displays without mlflow."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())

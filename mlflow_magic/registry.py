@@ -1,18 +1,23 @@
 """The on-disk record of the server that runs for a data folder.
 
-Each data folder holds ``.mlflow_magic/server.json`` (who runs, where, with
-what settings), ``server.lock`` (a file lock held while starting or stopping)
-and ``server.log`` (the server's output). A small index in the user's state
-folder lists the data folders with a running server, for ``list`` and
-``stop --all``.
+Each data folder holds a private (0700) ``.mlflow_magic/`` with
+``server.json`` (who runs, where, with what settings, secrets masked),
+``options.json`` (0600: the options the server was started with, secrets
+included, so ``restart`` can bring back the same server, as ``~/.pgpass``
+keeps a password), ``server.lock`` (a file lock held while starting or
+stopping) and ``server.log`` (the server's output). A small index in the
+user's state folder lists the data folders with a running server, for
+``list`` and ``stop --all``.
 
-A record is trusted only while its process is alive *and* still the same
-process: the pid together with the process create time identifies it, so a
-recycled pid never makes us kill a foreign program.
+A record is trusted only on the host that wrote it, and only while its
+process is alive *and* still the same process: the pid together with the
+process create time identifies it, so a recycled pid never makes us kill a
+foreign program.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -25,7 +30,8 @@ from pathlib import Path
 
 import psutil
 
-from .errors import BusyError
+from .config import ServerOptions
+from .errors import BusyError, ConfigError
 
 STATE_DIR_ENV = "MLFLOW_MAGIC_STATE_DIR"
 RECORD_DIR = ".mlflow_magic"
@@ -50,6 +56,12 @@ class ServerRecord:
     jobs: bool = False
     attached: bool = False
     hostname: str = dataclasses.field(default_factory=socket.gethostname)
+    #: marks every process of this server (in their environment), see process.server_processes
+    token: str = ""
+    #: with ``attached``: the pid of the process the server stops with
+    attached_pid: int | None = None
+    #: names of the ``MLFLOW_*`` variables the server inherited from whoever started it
+    inherited_env: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def uptime(self) -> float:
@@ -76,9 +88,28 @@ class ServerRecord:
 
     @classmethod
     def from_json(cls, text: str) -> ServerRecord:
+        """Parse a record; a hand-edited or corrupted one raises ``ValueError``."""
         data = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        if not isinstance(data, dict):
+            raise ValueError("a record is a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name, expected in _FIELD_TYPES.items():
+            if name in values and not isinstance(values[name], expected):
+                raise ValueError(f"record field {name} has the wrong type")
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(str(exc)) from None
+
+
+#: The JSON types of the record's fields, checked when it is read back.
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "data_dir": str, "pid": int, "create_time": (int, float), "host": str, "port": int,
+    "url": str, "started_at": (int, float), "mlflow_version": str, "settings": dict,
+    "command": list, "log_path": str, "workers": int, "jobs": bool, "attached": bool,
+    "hostname": str, "token": str, "attached_pid": (int, type(None)), "inherited_env": list,
+}
 
 
 def record_dir(data_dir: str | os.PathLike[str]) -> Path:
@@ -93,9 +124,62 @@ def log_path(data_dir: Path) -> Path:
     return record_dir(data_dir) / "server.log"
 
 
+def options_path(data_dir: Path) -> Path:
+    return record_dir(data_dir) / "options.json"
+
+
+def prepare_folder(data_dir: Path) -> Path:
+    """Create the data folder and its private record folder, or explain how to fix it.
+
+    The record folder is 0700 and its files 0600: the log holds access lines and
+    command lines, the options file holds store passwords.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        private = record_dir(data_dir)
+        private.mkdir(mode=0o700, exist_ok=True)
+        if private.stat().st_mode & 0o077:
+            private.chmod(0o700)  # a folder made by an older version
+        probe = private / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"The data folder {data_dir} cannot be used: {exc.strerror or exc}. "
+            "Choose a folder you can write to with --path DIR (or set MLFLOW_PATH), "
+            "or fix the folder's permissions (or free space on its disk)."
+        ) from None
+    return data_dir
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to a file only its owner can read (0600)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_options(data_dir: Path, options: ServerOptions) -> None:
+    """Keep the options the server was started with, for ``restart``."""
+    write_private(options_path(data_dir), json.dumps(options.to_dict(), indent=2))
+
+
+def read_options(data_dir: Path) -> ServerOptions | None:
+    """The options the folder's server was started with, if known and readable."""
+    try:
+        return ServerOptions.from_dict(json.loads(options_path(data_dir).read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def folder_lock(data_dir: Path, timeout: float) -> _FolderLock:
     """The lock that makes start and stop on one data folder happen one at a time."""
-    record_dir(data_dir).mkdir(parents=True, exist_ok=True)
     return _FolderLock(data_dir, timeout)
 
 
@@ -105,7 +189,7 @@ class _FolderLock:
     def __init__(self, data_dir: Path, timeout: float) -> None:
         from filelock import FileLock  # only starts and stops need it, not a reuse
 
-        self._lock = FileLock(record_dir(data_dir) / "server.lock")
+        self._lock = FileLock(record_dir(data_dir) / "server.lock", mode=0o600)
         self._data_dir = data_dir
         self._timeout = timeout
 
@@ -138,24 +222,33 @@ def read_record(data_dir: Path) -> ServerRecord | None:
 def write_record(record: ServerRecord) -> None:
     """Write atomically, so a reader never sees half a record; then index the folder."""
     data_dir = Path(record.data_dir)
-    path = record_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(record.to_json())
-    os.replace(tmp, path)
-    _index_entry(data_dir).parent.mkdir(parents=True, exist_ok=True)
-    _index_entry(data_dir).write_text(str(data_dir))
+    write_private(record_path(data_dir), record.to_json())
+    index = _index_entry(data_dir)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(str(data_dir))
 
 
 def remove_record(data_dir: Path) -> None:
-    """Forget the folder's server: its record and its index entry."""
+    """Forget the folder's server: its record and its index entry (options are kept)."""
     for path in (record_path(data_dir), _index_entry(data_dir)):
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+
+
+def forget_folder(data_dir: Path) -> None:
+    """Drop a folder from the index (it was deleted, or has no server any more)."""
+    with contextlib.suppress(OSError):
+        _index_entry(data_dir).unlink(missing_ok=True)
+
+
+def on_this_host(record: ServerRecord) -> bool:
+    """Records on a shared home (NFS) may come from another host, where we can't look."""
+    return record.hostname == socket.gethostname()
 
 
 def process_of(record: ServerRecord) -> psutil.Process | None:
     """The record's process if it still runs and is the same process (not a reused pid)."""
-    if record.hostname != socket.gethostname():
+    if not on_this_host(record):
         return None
     try:
         proc = psutil.Process(record.pid)

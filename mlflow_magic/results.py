@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 
 from .registry import ServerRecord
 
+#: One colour per server state, for every HTML rendering (results and the panel).
+STATE_COLOURS = {"running": "#2e7d32", "unresponsive": "#ef6c00", "crashed": "#c62828",
+                 "elsewhere": "#6a1b9a", "stopped": "#616161"}
+
 
 def human_duration(seconds: float) -> str:
     """``42 s``, ``3 min``, ``2 h 5 min``, ``3 d 4 h``: short enough for a status line."""
@@ -77,6 +81,11 @@ def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[
         rows.append(("registry store", html.escape(server.registry_store_uri)))
     proxied = " (proxied by the server)" if server.settings.get("serve_artifacts") else ""
     rows.append(("artifacts", html.escape(f"{server.artifact_location}{proxied}")))
+    if server.workers != 1 or server.jobs:
+        rows.append(("processes", f"{server.workers} worker(s)"
+                     + (", job runner on" if server.jobs else "")))
+    if server.inherited_env:
+        rows.append(("inherited", html.escape(", ".join(server.inherited_env))))
     rows.append(("MLflow", html.escape(server.mlflow_version)))
     rows.append(("log", html.escape(server.log_path)))
     if health:
@@ -153,8 +162,14 @@ class Stopped(_Renders):
 
     data_dir: str
     server: ServerRecord | None
+    #: ``stop --force``: the record of a server on another host, forgotten here
+    forgot: ServerRecord | None = None
 
     def text(self) -> str:
+        if self.forgot is not None:
+            return (f"Forgot the record of the MLflow server that host {self.forgot.hostname} "
+                    f"started for {self.data_dir} (pid {self.forgot.pid} there); nothing "
+                    "was stopped")
         if self.server is None:
             return f"No MLflow server is running for {self.data_dir}"
         return f"Stopped MLflow server at {self.server.url} (pid {self.server.pid})"
@@ -162,15 +177,17 @@ class Stopped(_Renders):
 
 @dataclass(frozen=True, repr=False)
 class StoppedAll(_Renders):
-    """The outcome of ``stop --all``."""
+    """The outcome of ``stop --all``: what stopped, and each folder that could not be."""
 
     stopped: list[Stopped] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     def text(self) -> str:
-        done = [s for s in self.stopped if s.server is not None]
-        if not done:
-            return "No MLflow servers were running."
-        return "\n".join(s.text() for s in done)
+        lines = [s.text() for s in self.stopped if s.server is not None]
+        if not lines:
+            lines = ["No MLflow servers were running."]
+        lines += [f"Could not stop the server of {folder}: {why}" for folder, why in self.failed]
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True, repr=False)
@@ -182,6 +199,8 @@ class ServerStatus(_Renders):
     server: ServerRecord | None = None
     detail: str | None = None
     log_path: str | None = None
+    #: the end of the log, for a server that crashed or does not answer
+    log_tail: str | None = None
 
     @property
     def running(self) -> bool:
@@ -200,17 +219,22 @@ class ServerStatus(_Renders):
             "running": "MLflow server is running",
             "unresponsive": "MLflow server process is alive but does not answer",
             "crashed": "MLflow server has stopped unexpectedly (its record was stale)",
+            "elsewhere": "MLflow server was started on another host",
             "stopped": "No MLflow server is running",
         }.get(self.state, self.state)
 
     def text(self) -> str:
-        return f"{self._headline()}\n{_rows_text(self._rows())}"
+        text = f"{self._headline()}\n{_rows_text(self._rows())}"
+        if self.log_tail:
+            text += f"\n  last lines of its log:\n{self.log_tail}"
+        return text
 
     def html(self) -> str:
-        colour = {"running": "#2e7d32", "unresponsive": "#ef6c00", "crashed": "#c62828"}.get(
-            self.state, "#616161")
+        colour = STATE_COLOURS.get(self.state, STATE_COLOURS["stopped"])
+        tail = (f"<details><summary>last lines of its log</summary><pre>"
+                f"{html.escape(self.log_tail)}</pre></details>" if self.log_tail else "")
         return (f'<div><b style="color:{colour}">{html.escape(self._headline())}</b>'
-                f"{_table(self._rows())}</div>")
+                f"{_table(self._rows())}{tail}</div>")
 
 
 @dataclass(frozen=True, repr=False)

@@ -86,6 +86,9 @@ def run_cell(execute: Callable[[], bool], *, experiment: str | None = None,
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, experiment)
     parent = mlflow.active_run()
+    # Only turn autologging on (and off afterwards) if the user had none: a state they
+    # set up themselves is left exactly as it was.
+    autolog = autolog and not _autolog_enabled()
     if autolog:
         mlflow.autolog(silent=True)
     started = time.monotonic()
@@ -100,6 +103,13 @@ def run_cell(execute: Callable[[], bool], *, experiment: str | None = None,
             mlflow.autolog(disable=True)
     return _card(client, run.info.run_id, time.monotonic() - started,
                  parent.info.run_id if parent else None, link_for)
+
+
+def _autolog_enabled() -> bool:
+    """True if any autologging integration is on in this process."""
+    from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
+
+    return any(config.get("disable") is False for config in AUTOLOGGING_INTEGRATIONS.values())
 
 
 def _experiment_id(client, name: str | None) -> str | None:

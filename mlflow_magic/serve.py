@@ -34,13 +34,19 @@ from collections.abc import Sequence
 import psutil
 
 PARENT_ENV = "MLFLOW_MAGIC_PARENT_PID"
+#: With ``--attached``: while this file exists, the server stops when its parent exits.
+ATTACH_FILE_ENV = "MLFLOW_MAGIC_ATTACH_FILE"
+#: The server's log, which this process keeps from growing without bound.
+LOG_ENV = "MLFLOW_MAGIC_LOG"
+#: The real ``mlflow server`` flags; the command line shows them with secrets masked.
+ARGS_ENV = "MLFLOW_MAGIC_SERVER_ARGS"
+ROTATE_EVERY = 5.0
 IN_PROCESS_MARKER = "mlflow_magic: serving in-process"
 OWN_LAUNCHER_MARKER = "mlflow_magic: using MLflow's own launcher"
 
 #: Flags (and the environment variables behind them) that MLflow applies when
 #: ``mlflow.server`` is imported in a fresh uvicorn/gunicorn process.
 OWN_LAUNCHER_FLAGS = {
-    "--static-prefix": "MLFLOW_STATIC_PREFIX",
     "--expose-prometheus": "MLFLOW_EXPOSE_PROMETHEUS",
     "--gunicorn-opts": "MLFLOW_GUNICORN_OPTS",
     "--waitress-opts": None,
@@ -123,8 +129,12 @@ def install() -> bool:
     return True
 
 
-def watch_parent(pid: int, interval: float = 1.0) -> None:
-    """For ``--attached``: end this server's process group when the kernel is gone."""
+def watch_parent(pid: int, attach_file: str | None, interval: float = 1.0) -> None:
+    """For ``--attached``: end this server when the kernel that started it is gone.
+
+    Only while ``attach_file`` exists: once another kernel reuses the server,
+    the manager removes the file and the server is shared (it keeps running).
+    """
     try:
         parent = psutil.Process(pid)
         born = parent.create_time()
@@ -135,6 +145,8 @@ def watch_parent(pid: int, interval: float = 1.0) -> None:
     def loop() -> None:
         while True:
             time.sleep(interval)
+            if attach_file and not os.path.exists(attach_file):
+                return  # detached: shared by another kernel now
             try:
                 alive = parent.is_running() and parent.create_time() == born and (
                     parent.status() != psutil.STATUS_ZOMBIE)
@@ -147,12 +159,38 @@ def watch_parent(pid: int, interval: float = 1.0) -> None:
     threading.Thread(target=loop, name="mlflow-magic-parent-watch", daemon=True).start()
 
 
+def keep_log_small(path: str, interval: float = ROTATE_EVERY) -> None:
+    """Rotate the server's own log while it runs (see :mod:`mlflow_magic.logfile`)."""
+    from pathlib import Path
+
+    from .logfile import rotate
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            rotate(Path(path))
+
+    threading.Thread(target=loop, name="mlflow-magic-log-rotation", daemon=True).start()
+
+
+def server_args(argv: Sequence[str]) -> list[str]:
+    """The real flags: from the environment when the manager started us, else argv."""
+    import json
+
+    real = os.environ.pop(ARGS_ENV, None)
+    return list(json.loads(real)) if real else list(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the server process."""
     parent = os.environ.pop(PARENT_ENV, None)
+    attach_file = os.environ.pop(ATTACH_FILE_ENV, None)
     if parent:
-        watch_parent(int(parent))
-    args = list(sys.argv[1:] if argv is None else argv)
+        watch_parent(int(parent), attach_file)
+    log = os.environ.pop(LOG_ENV, None)
+    if log:
+        keep_log_small(log)
+    args = server_args(sys.argv[1:] if argv is None else argv)
     reason = needs_own_launcher(args, dict(os.environ))
     if reason:
         print(f"{OWN_LAUNCHER_MARKER}: {reason} needs it", file=sys.stderr, flush=True)

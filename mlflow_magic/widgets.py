@@ -17,23 +17,18 @@ from IPython.display import display
 
 from . import api
 from .commands import ui_view
-from .config import ServerOptions, resolve
+from .config import ServerOptions
 from .errors import MlflowMagicError
 from .progress import WidgetProgress
-from .results import ServerStatus, human_duration
+from .results import STATE_COLOURS, ServerStatus, human_duration
 
-STATE_COLOURS = {"running": "#2e7d32", "unresponsive": "#ef6c00", "crashed": "#c62828",
-                 "stopped": "#616161"}
 REFRESH_SECONDS = 5.0
-#: The settings a restart from the panel must not silently change.
-STORE_SETTINGS = ("backend_store_uri", "registry_store_uri", "default_artifact_root",
-                  "artifacts_destination", "serve_artifacts", "artifacts_only")
 LOG_LINES = 40
 
 
 def status_html(status: ServerStatus) -> str:
     """The panel's header: state in colour, then the facts that matter."""
-    colour = STATE_COLOURS.get(status.state, "#616161")
+    colour = STATE_COLOURS.get(status.state, STATE_COLOURS["stopped"])
     parts = [f'<b style="color:{colour}">&#9679; {html.escape(status.state)}</b>',
              f"data folder <code>{html.escape(status.data_dir)}</code>"]
     server = status.server
@@ -81,6 +76,10 @@ class ServerPanel:
             self.buttons[name].on_click(lambda _b, h=handler: self._act(h))
         self._stop_timer = threading.Event()
         self._refresh_seconds = refresh_seconds
+        self._timer: threading.Thread | None = None
+        #: an action runs: the timer must not re-enable the buttons meanwhile
+        self._busy = False
+        self.widget.on_msg(self._on_msg)
         self.refresh()
 
     # --- actions -----------------------------------------------------------------------
@@ -88,6 +87,7 @@ class ServerPanel:
     def _act(self, action: Callable[[], None]) -> None:
         """Run a button's action; errors show in the panel, as one paragraph."""
         self.message.value = ""
+        self._busy = True
         for button in self.buttons.values():
             button.disabled = True
         try:
@@ -96,6 +96,7 @@ class ServerPanel:
             self.message.value = (f'<pre style="color:#c62828;white-space:pre-wrap">'
                                   f"{html.escape(str(exc))}</pre>")
         finally:
+            self._busy = False
             self.refresh()
 
     # Actions never run inside ``with self.ui``: an Output widget shows a traceback for an
@@ -114,18 +115,7 @@ class ServerPanel:
         api.stop(self.options.path)
 
     def restart(self) -> None:
-        """Restart with the panel's options, unless the server runs with other settings:
-        the record keeps URIs masked, so those settings cannot be restored from here."""
-        status = api.status(self.options.path)
-        wanted = resolve(self.options).settings()
-        if status.server is not None:
-            differ = [key for key in STORE_SETTINGS
-                      if status.server.settings.get(key) != wanted[key]]
-            if differ:
-                raise MlflowMagicError(
-                    f"The server runs with other settings than this panel's ({', '.join(differ)})"
-                    ", so Restart would change them. Restart it with its flags instead: "
-                    "`%mlflow_server restart --backend-store-uri ... ` (see `%mlflow_server?`).")
+        """Restart the same server: every setting it runs with is kept (see manager.restart)."""
         self.ui.clear_output()
         self.progress.children = ()
         api.launch(self.options, restart=True, on_progress=WidgetProgress(self._show_progress))
@@ -146,11 +136,12 @@ class ServerPanel:
         """Read the folder's state and show it; buttons follow the state."""
         status = api.status(self.options.path)
         self.header.value = status_html(status)
-        running = status.running
-        self.buttons["start"].disabled = running
-        self.buttons["stop"].disabled = status.state == "stopped"
-        self.buttons["restart"].disabled = not running
-        self.buttons["ui"].disabled = not running
+        if not self._busy:
+            running = status.running
+            self.buttons["start"].disabled = running
+            self.buttons["stop"].disabled = status.state == "stopped"
+            self.buttons["restart"].disabled = not running
+            self.buttons["ui"].disabled = not running
         lines = api.logs(self.options.path, LOG_LINES).lines
         self.log.value = (f'<pre style="max-height:20em;overflow:auto">{html.escape(lines)}'
                           "</pre>" if lines else "<i>no log yet</i>")
@@ -166,10 +157,26 @@ class ServerPanel:
             except Exception:  # a transient read error must not kill the timer
                 continue
 
+    @property
+    def timer_running(self) -> bool:
+        return self._timer is not None and self._timer.is_alive()
+
     def _ipython_display_(self) -> None:
+        """Show the panel; its one refresh timer starts with the first display."""
         display(self.widget)
-        threading.Thread(target=self._tick, name="mlflow-magic-panel", daemon=True).start()
+        if not self.timer_running and not self._stop_timer.is_set():
+            self._timer = threading.Thread(target=self._tick, name="mlflow-magic-panel",
+                                           daemon=True)
+            self._timer.start()
+
+    def _on_msg(self, _widget: object, content: dict, _buffers: object) -> None:
+        """The front end closed the panel's view for good: stop refreshing it."""
+        if content.get("event") == "close":
+            self.close()
 
     def close(self) -> None:
+        """End the timer and the widget; safe to call twice."""
         self._stop_timer.set()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join(timeout=self._refresh_seconds + 1)
         self.widget.close()

@@ -147,7 +147,7 @@ def test_kill_9_then_start_recovers_earlier_runs(folder):
     os.killpg(first.pid, signal.SIGKILL)
     wait_for(lambda: not psutil.pid_exists(first.pid)
              or psutil.Process(first.pid).status() == psutil.STATUS_ZOMBIE)
-    process._reap(first.pid)
+    process.reap(first.pid)
     assert mlflow_magic.status(folder).state == "crashed"
     second = mlflow_magic.start(folder, use=False)
     assert isinstance(second, Launched) and second.server.pid != first.pid

@@ -59,13 +59,36 @@ def test_panel_reflects_what_others_did_and_shows_errors(folder):
         panel.close()
 
 
-def test_panel_restart_keeps_custom_settings_safe(folder, tmp_path):
-    api.start(folder, use=False, artifacts_destination=str(tmp_path / "elsewhere"))
-    pid = registry.read_record(folder).pid
+def test_panel_restart_keeps_the_servers_own_settings(folder, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    first = api.start(folder, use=False, artifacts_destination=str(elsewhere), workers=2).server
     panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=3600)
     try:
         panel.buttons["restart"].click()
-        assert "artifacts_destination" in panel.message.value
-        assert registry.read_record(folder).pid == pid  # left alone
+        assert panel.message.value == ""
+        again = registry.read_record(folder)
+        assert again.pid != first.pid and again.port == first.port
+        assert again.settings["artifacts_destination"] == str(elsewhere)
+        assert again.workers == 2
     finally:
         panel.close()
+
+
+def test_panel_timer_leaves_buttons_alone_during_an_action_and_ends_on_close(folder):
+    panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=0.05)
+    seen = []
+
+    def slow_action():
+        import time
+
+        time.sleep(0.5)  # several timer ticks happen meanwhile
+        seen.append([b.disabled for b in panel.buttons.values()])
+
+    panel._ipython_display_()
+    panel._ipython_display_()  # shown twice: still one timer
+    timers = [t for t in __import__("threading").enumerate() if t.name == "mlflow-magic-panel"]
+    assert len(timers) == 1 and panel.timer_running
+    panel._act(slow_action)
+    assert seen == [[True, True, True, True]]
+    panel.close()
+    assert not panel.timer_running

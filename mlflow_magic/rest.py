@@ -1,0 +1,53 @@
+"""Plain HTTP to an MLflow server: is it up, which version, and small REST reads.
+
+No MLflow import here: the kernel pays nothing for ``import mlflow`` until the
+user's own code needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What an HTTP address answered: healthy MLflow (with version) or not."""
+
+    healthy: bool
+    version: str | None = None
+    error: str | None = None
+    #: the HTTP status of a refusal (401, 403), when the server answered with one
+    status: int | None = None
+
+
+def probe(url: str, timeout: float = 2.0) -> Probe:
+    """Ask ``/health`` and ``/version``: both must answer for the port to be MLflow."""
+    base = url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=timeout) as resp:
+            if resp.read(64).strip() != b"OK":
+                return Probe(False, error="/health did not answer OK")
+        with urllib.request.urlopen(f"{base}/version", timeout=timeout) as resp:
+            version = resp.read(64).decode().strip().strip('"')
+    except (OSError, ValueError) as exc:
+        code = exc.code if isinstance(exc, urllib.error.HTTPError) else None
+        return Probe(False, error=reason(exc), status=code)
+    return Probe(True, version=version)
+
+
+def reason(exc: BaseException) -> str:
+    """A short, readable cause for a failed request."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    return str(exc)
+
+
+def get_json(url: str, timeout: float = 5.0) -> object:
+    """GET ``url`` and decode JSON: enough REST for status displays without mlflow."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
