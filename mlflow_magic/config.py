@@ -521,7 +521,7 @@ def server_flags(config: ServerConfig, port: int) -> list[str]:
     if config.default_artifact_root:
         flags += ["--default-artifact-root", config.default_artifact_root]
     if config.allowed_hosts:
-        flags += ["--allowed-hosts", config.allowed_hosts]
+        flags += ["--allowed-hosts", served_allowed_hosts(config.allowed_hosts)]
     if config.cors_allowed_origins:
         flags += ["--cors-allowed-origins", config.cors_allowed_origins]
     return [*flags, *config.extra_args]
@@ -545,6 +545,23 @@ def equivalent_command(config: ServerConfig, port: int) -> list[str]:
     if config.registry_store_uri:
         stores += ["--registry-store-uri", mask_uri(config.registry_store_uri) or ""]
     return ["mlflow", "server", *stores, *mask_args(server_flags(config, port))]
+
+
+#: Host names of this machine's own clients (the kernel, scripts): MLflow's
+#: ``--allowed-hosts`` replaces its default list, which holds them.
+LOOPBACK_HOSTS = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[[]::1]:*")
+
+
+def served_allowed_hosts(allowed_hosts: str) -> str:
+    """``--allowed-hosts`` as the server gets it: the user's hosts plus loopback.
+
+    Without loopback, naming a public host would lock out the kernel that started
+    the server (its tracking URI is ``http://127.0.0.1:<port>``): every call 403.
+    """
+    hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()]
+    if "*" in hosts:
+        return allowed_hosts
+    return ",".join([*hosts, *(h for h in LOOPBACK_HOSTS if h not in hosts)])
 
 
 #: Variables that set `mlflow server` options (its flags' ``envvar``) or that it sets for its
@@ -584,7 +601,7 @@ def server_env(config: ServerConfig, environ: Mapping[str, str] | None = None) -
     # Read when mlflow.server is imported, which in the one-process launch happens before
     # `mlflow server` would set them from its flags: pass them in from the start.
     if config.allowed_hosts:
-        env["MLFLOW_SERVER_ALLOWED_HOSTS"] = config.allowed_hosts
+        env["MLFLOW_SERVER_ALLOWED_HOSTS"] = served_allowed_hosts(config.allowed_hosts)
     if config.cors_allowed_origins:
         env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = config.cors_allowed_origins
     env["PYTHONUNBUFFERED"] = "1"

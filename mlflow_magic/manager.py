@@ -21,10 +21,7 @@ import json
 import os
 import re
 import secrets
-import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +68,7 @@ from .results import (
     Stopped,
     StoppedAll,
 )
+from .schema import UPGRADE_ENV
 from .serve import ARGS_ENV, ATTACH_FILE_ENV, LOG_ENV, PARENT_ENV
 
 #: Called with (phase, seconds since start) while a server starts.
@@ -255,17 +253,12 @@ def _launch(config: ServerConfig, on_progress: Progress) -> Launched:
     """Spawn the server, wait for it, record it; on any failure leave nothing running."""
     started = time.monotonic()
     tried: list[int] = []
-    upgraded = False
     while True:
         port = _pick_port(config, tried)
         tried.append(port)
         try:
             return _launch_on(config, port, started, on_progress)
         except StartFailedError as exc:
-            if config.upgrade_db and not upgraded and OUT_OF_DATE in exc.log_tail.lower():
-                _backup_and_upgrade(config)
-                upgraded = True
-                continue
             port_taken = "address already in use" in exc.log_tail.lower()
             if config.port is not None or not port_taken or len(tried) >= PORT_RETRIES:
                 raise
@@ -276,13 +269,20 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     log = registry.log_path(config.data_dir)
     logfile.rotate(log)
     command = equivalent_command(config, port)
-    logfile.append(log, f"\n--- mlflow_magic {time.strftime('%Y-%m-%d %H:%M:%S')}: "
-                        f"{' '.join(command)}\n")
+    try:
+        logfile.append(log, f"\n--- mlflow_magic {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                            f"{' '.join(command)}\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"The server's log {log} cannot be written: {exc.strerror or exc}. Free some "
+            "space on the data folder's disk, or choose another folder with --path.") from None
     offset = logfile.size(log)
     token = secrets.token_hex(12)
     env = server_env(config)
     env.update({process.TOKEN_ENV: token, ARGS_ENV: json.dumps(server_flags(config, port)),
                 LOG_ENV: str(log)})
+    if config.upgrade_db:
+        env[UPGRADE_ENV] = "1"
     if config.attached:
         registry.write_private(_attach_file(config.data_dir), str(os.getpid()))
         env.update({PARENT_ENV: str(os.getpid()),
@@ -328,27 +328,6 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     return Launched(record, time.monotonic() - started)
 
 
-def _backup_and_upgrade(config: ServerConfig) -> None:
-    """``--upgrade-db``: copy the SQLite file aside, then run MLflow's own migration."""
-    db = Path(urlsplit(config.backend_store_uri or "").path)
-    backup = db.with_name(f"{db.name}.backup-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        shutil.copy2(db, backup)
-    except OSError as exc:
-        raise StartFailedError(
-            f"Could not back up {db} before upgrading it ({exc.strerror or exc}); nothing was "
-            "changed. Free some space or fix the folder's permissions, then start again.",
-        ) from None
-    done = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade",
-                           config.backend_store_uri or ""], capture_output=True, text=True,
-                          env=server_env(config))
-    if done.returncode != 0:
-        raise StartFailedError(
-            f"`mlflow db upgrade` failed on {db} (exit code {done.returncode}); the copy "
-            f"made before it is {backup}. Its output:\n{mask_text(done.stderr[-3000:])}",
-            exit_code=done.returncode, log_tail=done.stderr[-3000:])
-
-
 def _log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
     """The end of the log, secrets masked, for an error message or a status."""
     return mask_text(logfile.tail(log, lines, offset))
@@ -367,15 +346,16 @@ def _hint(config: ServerConfig, log_tail: str) -> str | None:
     """A specific fix for the known causes of a failed start, found in the log."""
     lowered = log_tail.lower()
     if OUT_OF_DATE in lowered:
-        return (f"The database was created by an older MLflow. Start again with --upgrade-db "
-                "to back up the SQLite file and upgrade it, or back it up yourself and run "
+        return (f"The database was created by an older MLflow and was left as it is. Start "
+                "again with --upgrade-db to back up the SQLite file next to it and upgrade it, "
+                "or back it up yourself and run "
                 f"`mlflow db upgrade {mask_uri(config.backend_store_uri)}`.")
     if "usage: mlflow server" in lowered:
         return ("`mlflow server` refused its arguments: check the ones you passed after `--` "
                 "(`mlflow server --help` lists them).")
     if "address already in use" in lowered:
         return "Its port was taken by another process meanwhile; start again."
-    if "no space left on device" in lowered:
+    if "no space left on device" in lowered or "database or disk is full" in lowered:
         return "The disk of the data folder is full: free some space and start again."
     if "read-only file system" in lowered or "permission denied" in lowered:
         return ("The server cannot write to the data folder: choose a writable folder with "

@@ -191,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if log:
         keep_log_small(log)
     args = server_args(sys.argv[1:] if argv is None else argv)
+    from .schema import UPGRADE_ENV, guard
+
+    guard(os.environ.get("MLFLOW_BACKEND_STORE_URI"), os.environ.pop(UPGRADE_ENV, "") == "1")
     reason = needs_own_launcher(args, dict(os.environ))
     if reason:
         print(f"{OWN_LAUNCHER_MARKER}: {reason} needs it", file=sys.stderr, flush=True)

@@ -252,3 +252,13 @@ def test_explicit_settings_are_tracked(tmp_path):
     config = resolve(ServerOptions(path=tmp_path, port=5001, host="0.0.0.0",
                                    artifacts_destination=str(Path(tmp_path) / "elsewhere")))
     assert config.explicit == {"port", "host", "artifacts_destination"}
+
+
+def test_named_allowed_hosts_keep_this_machines_clients_allowed(tmp_path):
+    config = resolve(ServerOptions(path=tmp_path, allowed_hosts="hub.example.org"))
+    served = server_env(config, {})["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    assert served[0] == "hub.example.org"
+    assert {"localhost", "127.0.0.1:*", "[::1]"} <= set(served)
+    assert config.settings()["allowed_hosts"] == "hub.example.org"  # as the user said it
+    wildcard = resolve(ServerOptions(path=tmp_path, allowed_hosts="*"))
+    assert server_env(wildcard, {})["MLFLOW_SERVER_ALLOWED_HOSTS"] == "*"

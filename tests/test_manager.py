@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -109,24 +108,6 @@ def test_reuse_updates_an_imported_mlflow(shared_server, clean_tracking_env):
     assert mlflow.get_tracking_uri() == shared_server.url
 
 
-def test_concurrent_starts_give_one_server(folder):
-    code = f"""
-        import mlflow_magic
-        r = mlflow_magic.start({str(folder)!r}, use=False)
-        print(type(r).__name__, r.server.pid)
-    """
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(3)]
-    outs = [p.communicate(timeout=180) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    results = sorted(out.split()[0] for out, _ in outs)
-    pids = {out.split()[1] for out, _ in outs}
-    assert results == ["Launched", "Reused", "Reused"]
-    assert len(pids) == 1
-    assert len(serve_processes(str(folder))) == 1
-
-
 def test_stop_leaves_no_process_and_frees_the_port(folder):
     server = mlflow_magic.start(folder, use=False, jobs=True).server
     wait_for(lambda: len(tree_pids(server.pid)) > 1, timeout=60)  # the job runner is up
@@ -141,23 +122,9 @@ def test_stop_leaves_no_process_and_frees_the_port(folder):
     assert mlflow_magic.status(folder).state == "stopped"
 
 
-def test_kill_9_then_start_recovers_earlier_runs(folder):
-    first = mlflow_magic.start(folder, use=False).server
-    exp = rest(first.url, "/api/2.0/mlflow/experiments/create", {"name": "survivor"})
-    os.killpg(first.pid, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(first.pid)
-             or psutil.Process(first.pid).status() == psutil.STATUS_ZOMBIE)
-    process.reap(first.pid)
-    assert mlflow_magic.status(folder).state == "crashed"
-    second = mlflow_magic.start(folder, use=False)
-    assert isinstance(second, Launched) and second.server.pid != first.pid
-    got = rest(second.server.url, f"/api/2.0/mlflow/experiments/get?experiment_id="
-                                  f"{exp['experiment_id']}")
-    assert got["experiment"]["name"] == "survivor"
-
-
 def test_stale_record_with_a_reused_pid_never_kills_that_process(folder):
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    registry.prepare_folder(folder)
     try:
         record = registry.ServerRecord(
             data_dir=str(folder), pid=bystander.pid, create_time=1.0, host="127.0.0.1",
@@ -257,38 +224,6 @@ def test_out_of_date_schema_suggests_db_upgrade(folder):
     with pytest.raises(StartFailedError, match="mlflow db upgrade"):
         mlflow_magic.start(folder, use=False)
     assert not serve_processes(str(folder))
-
-
-def test_server_survives_interrupting_the_kernel_process_group(folder):
-    """Jupyter's "interrupt kernel" sends SIGINT to the kernel's whole process group."""
-    kernel = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import mlflow_magic, sys, time
-            r = mlflow_magic.start({str(folder)!r})
-            print(r.server.pid, flush=True)
-            time.sleep(120)
-        """)], stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        pid = int(kernel.stdout.readline())
-        os.killpg(kernel.pid, signal.SIGINT)
-        kernel.wait(timeout=30)
-        assert mlflow_magic.status(folder).state == "running"
-        assert registry.read_record(folder).pid == pid
-    finally:
-        kernel.kill()
-        kernel.wait()
-
-
-def test_attached_server_stops_with_its_kernel(folder):
-    kernel = python(f"""
-        import mlflow_magic
-        print(mlflow_magic.start({str(folder)!r}, attached=True).server.pid)
-    """)
-    assert kernel.returncode == 0, kernel.stderr
-    pid = int(kernel.stdout.split()[-1])
-    wait_for(lambda: not psutil.pid_exists(pid)
-             or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=30)
-    assert mlflow_magic.status(folder).state == "crashed"
 
 
 def test_status_list_logs_and_stop_all(folder, tmp_path, monkeypatch):
