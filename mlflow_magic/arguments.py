@@ -71,6 +71,9 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
                           "localhost (needed behind a public proxy)")
     net.add_argument("--cors-allowed-origins", metavar="ORIGINS",
                      help="comma-separated origins allowed to write cross-origin")
+    net.add_argument("--app-name", metavar="NAME",
+                     help="the server app, e.g. basic-auth (MLflow's login; the admin "
+                          "password comes from $MLFLOW_AUTH_ADMIN_PASSWORD)")
     parser.add_argument("--upgrade-db", action="store_true",
                         help="if the SQLite database was made by an older MLflow, back it "
                              "up next to it and upgrade it (`mlflow db upgrade`)")
@@ -191,6 +194,7 @@ def server_options(ns: argparse.Namespace,
         attached=ns.attached,
         allowed_hosts=ns.allowed_hosts,
         cors_allowed_origins=ns.cors_allowed_origins,
+        app_name=ns.app_name,
         extra_args=None if extra_args is None else tuple(extra_args),
         upgrade_db=ns.upgrade_db,
     )

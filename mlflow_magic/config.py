@@ -30,17 +30,21 @@ FIRST_PORT = 5000
 #: Database engines MLflow's SQLAlchemy store supports.
 DB_ENGINES = ("postgresql", "mysql", "sqlite", "mssql")
 
-#: SQLAlchemy driver name -> (Python module it imports, pip package that provides it).
+def _pip(*packages: str) -> str:
+    return " or ".join(f"`pip install {p}`" for p in packages)
+
+
+#: SQLAlchemy driver name -> (Python module it imports, how to install it).
 DB_DRIVERS: dict[str, tuple[str, str]] = {
-    "psycopg": ("psycopg", "psycopg[binary]"),
-    "psycopg2": ("psycopg2", "psycopg2-binary"),
-    "pg8000": ("pg8000", "pg8000"),
-    "mysqldb": ("MySQLdb", "mysqlclient"),
-    "pymysql": ("pymysql", "PyMySQL"),
-    "mysqlconnector": ("mysql.connector", "mysql-connector-python"),
-    "pyodbc": ("pyodbc", "pyodbc"),
-    "pymssql": ("pymssql", "pymssql"),
-    "pysqlite": ("sqlite3", "pysqlite3"),
+    "psycopg": ("psycopg", _pip("'mlflow-magic[postgres]'", "psycopg2-binary")),
+    "psycopg2": ("psycopg2", _pip("psycopg2-binary", "'mlflow-magic[postgres]'")),
+    "pg8000": ("pg8000", _pip("pg8000")),
+    "mysqldb": ("MySQLdb", _pip("'mlflow-magic[mysql]'", "mysqlclient")),
+    "pymysql": ("pymysql", _pip("'mlflow-magic[mysql]'")),
+    "mysqlconnector": ("mysql.connector", _pip("mysql-connector-python")),
+    "pyodbc": ("pyodbc", _pip("pyodbc")),
+    "pymssql": ("pymssql", _pip("pymssql")),
+    "pysqlite": ("sqlite3", _pip("pysqlite3")),
 }
 
 #: Artifact URI schemes, with the module the server needs for them (None: nothing extra).
@@ -50,13 +54,13 @@ ARTIFACT_SCHEMES: dict[str, tuple[str, str] | None] = {
     "mlflow-artifacts": None,
     "http": None,
     "https": None,
-    "s3": ("boto3", "boto3"),
-    "gs": ("google.cloud.storage", "google-cloud-storage"),
-    "wasbs": ("azure.storage.blob", "azure-storage-blob azure-identity"),
-    "abfss": ("azure.storage.filedatalake", "azure-storage-file-datalake azure-identity"),
-    "hdfs": ("pyarrow", "pyarrow"),
-    "viewfs": ("pyarrow", "pyarrow"),
-    "sftp": ("pysftp", "pysftp"),
+    "s3": ("boto3", _pip("'mlflow-magic[s3]'", "boto3")),
+    "gs": ("google.cloud.storage", _pip("google-cloud-storage")),
+    "wasbs": ("azure.storage.blob", _pip("azure-storage-blob azure-identity")),
+    "abfss": ("azure.storage.filedatalake", _pip("azure-storage-file-datalake azure-identity")),
+    "hdfs": ("pyarrow", _pip("pyarrow")),
+    "viewfs": ("pyarrow", _pip("pyarrow")),
+    "sftp": ("pysftp", _pip("pysftp")),
     "ftp": None,
     "dbfs": None,
 }
@@ -79,6 +83,7 @@ MANAGED_SERVER_FLAGS = frozenset({
     "-w",
     "--allowed-hosts",
     "--cors-allowed-origins",
+    "--app-name",
 })
 
 #: `mlflow server` flags that cannot work under mlflow_magic, and why.
@@ -103,6 +108,7 @@ SETTING_FLAGS: dict[str, str] = {
     "attached": "--attached",
     "allowed_hosts": "--allowed-hosts",
     "cors_allowed_origins": "--cors-allowed-origins",
+    "app_name": "--app-name",
     "extra_args": "the arguments after `--`",
 }
 
@@ -129,6 +135,8 @@ class ServerOptions:
     attached: bool | None = None
     allowed_hosts: str | None = None
     cors_allowed_origins: str | None = None
+    #: the server app: MLflow's own, or e.g. ``basic-auth``
+    app_name: str | None = None
     #: arguments for `mlflow server` itself (after ``--``); None: not said, () : none
     extra_args: tuple[str, ...] | None = None
     #: back up an SQLite database of an older MLflow and upgrade it (an action, not a setting)
@@ -200,6 +208,7 @@ class ServerConfig:
     attached: bool = False
     allowed_hosts: str | None = None
     cors_allowed_origins: str | None = None
+    app_name: str | None = None
     extra_args: tuple[str, ...] = ()
     upgrade_db: bool = False
     #: settings the user named explicitly: only these are compared on reuse
@@ -227,6 +236,7 @@ class ServerConfig:
             "attached": self.attached,
             "allowed_hosts": self.allowed_hosts,
             "cors_allowed_origins": self.cors_allowed_origins,
+            "app_name": self.app_name,
             "extra_args": mask_args(self.extra_args),
         }
 
@@ -266,6 +276,9 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
             check_artifact_uri(uri, flag)
     if options.registry_store_uri is not None:
         check_backend_uri(options.registry_store_uri, "--registry-store-uri")
+    if options.app_name == "basic-auth":
+        _require_module("flask_wtf", _pip("'mlflow-magic[auth]'", "'mlflow[auth]'"),
+                        "--app-name basic-auth (MLflow's login)")
     if options.upgrade_db and not (backend or "").startswith("sqlite:"):
         raise ConfigError(
             "--upgrade-db backs up and upgrades the SQLite database of the data folder; it "
@@ -289,6 +302,7 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
         attached=bool(options.attached),
         allowed_hosts=options.allowed_hosts,
         cors_allowed_origins=options.cors_allowed_origins,
+        app_name=options.app_name,
         extra_args=tuple(options.extra_args or ()),
         upgrade_db=options.upgrade_db,
         explicit=_explicit_settings(options),
@@ -373,9 +387,33 @@ def _resolve_backend(options: ServerOptions, data_dir: Path) -> str | None:
     if options.file_store:
         return str(data_dir / "mlruns")
     if options.backend_store_uri is not None:
-        check_backend_uri(options.backend_store_uri, "--backend-store-uri")
-        return options.backend_store_uri
+        uri = with_installed_driver(options.backend_store_uri)
+        check_backend_uri(uri, "--backend-store-uri")
+        return uri
     return f"sqlite:///{data_dir / 'mlflow.db'}"
+
+
+#: Drivers that can stand in for an engine's default one, best first.
+DRIVER_CHOICES = {"postgresql": ("psycopg", "psycopg2", "pg8000"),
+                  "mysql": ("mysqldb", "pymysql", "mysqlconnector")}
+
+
+def with_installed_driver(uri: str) -> str:
+    """``uri`` with a driver that is installed, when it names none and the default is not.
+
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3, but MLflow's docs tell people
+    to install ``psycopg2-binary``: with only psycopg2 there, the URI becomes
+    ``postgresql+psycopg2://`` (status shows it) instead of failing.
+    """
+    scheme = uri_scheme(uri)
+    engine, plus, _ = scheme.partition("+")
+    if plus or engine not in DRIVER_CHOICES or _module_installed(
+            DB_DRIVERS.get(_default_driver(uri), ("", ""))[0]):
+        return uri
+    for driver in DRIVER_CHOICES[engine]:
+        if _module_installed(DB_DRIVERS[driver][0]):
+            return f"{engine}+{driver}{uri[len(scheme):]}"
+    return uri
 
 
 def uri_scheme(uri: str) -> str:
@@ -432,16 +470,21 @@ def check_artifact_uri(uri: str, flag: str) -> None:
         _require_module(needed[0], needed[1], f"{flag} {mask_uri(uri)}")
 
 
-def _require_module(module: str, package: str, what: str) -> None:
-    """Fail early, naming the pip package, when a driver is missing."""
+def _module_installed(module: str) -> bool:
+    if not module:
+        return False
     try:
-        found = importlib.util.find_spec(module) is not None
+        return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
-        found = False
-    if not found:
+        return False
+
+
+def _require_module(module: str, package: str, what: str) -> None:
+    """Fail early, naming the pip package (or our extra), when a driver is missing."""
+    if not _module_installed(module):
         raise ConfigError(
             f"{what} needs the Python module '{module}', which is not installed in "
-            f"{sys.executable}. Install it with `pip install {package}` and start again."
+            f"{sys.executable}. Install it with {package} and start again."
         )
 
 
@@ -524,6 +567,8 @@ def server_flags(config: ServerConfig, port: int) -> list[str]:
         flags += ["--allowed-hosts", served_allowed_hosts(config.allowed_hosts)]
     if config.cors_allowed_origins:
         flags += ["--cors-allowed-origins", config.cors_allowed_origins]
+    if config.app_name:
+        flags += ["--app-name", config.app_name]
     return [*flags, *config.extra_args]
 
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from . import logfile, process, registry, rest
+from . import auth, logfile, process, registry, rest
 from .config import (
     FIRST_PORT,
     SETTING_FLAGS,
@@ -121,9 +121,11 @@ def start(config: ServerConfig, on_progress: Progress | None = None) -> Launched
     """
     record = registry.read_record(config.data_dir)
     if record is not None and registry.process_of(record) is not None \
-            and not _must_detach(config, record) and rest.probe(record.url).healthy:
+            and not _must_detach(config, record) and rest.probe(record.url).answering:
         _check_settings(config, record)
         return Reused(record)
+    if record is None and config.port is not None:
+        _pick_port(config, [])  # a taken port is explained before anything is created
     registry.prepare_folder(config.data_dir)
     with registry.folder_lock(config.data_dir, config.timeout + LOCK_MARGIN):
         return _start_locked(config, on_progress or _no_progress)
@@ -144,7 +146,7 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
                 on_progress: Progress) -> Launched | Reused:
     """A live server is reused, never replaced: if it is busy, wait for it to answer."""
     _check_settings(config, record)
-    if not rest.probe(record.url).healthy:
+    if not rest.probe(record.url).answering:
         started = time.monotonic()
         outcome = process.wait_ready(
             lambda: None if registry.process_of(record) is not None else -1,
@@ -238,7 +240,7 @@ def _pick_port(config: ServerConfig, tried: list[int]) -> int:
         return config.port
     url = client_url(config.host, config.port)
     found = rest.probe(url, timeout=1.0)
-    if found.healthy:
+    if found.answering:
         raise PortInUseError(
             f"Port {config.port} is already used by an MLflow {found.version} server that "
             f"was not started for {config.data_dir}. Use it with `%mlflow_server connect "
@@ -279,6 +281,7 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     offset = logfile.size(log)
     token = secrets.token_hex(12)
     env = server_env(config)
+    env.update(auth.server_env(config.app_name, config.data_dir, env))
     env.update({process.TOKEN_ENV: token, ARGS_ENV: json.dumps(server_flags(config, port)),
                 LOG_ENV: str(log)})
     if config.upgrade_db:
@@ -497,9 +500,10 @@ def status(data_dir: Path) -> ServerStatus:
         return ServerStatus(str(data_dir), "crashed", record, detail=detail,
                             log_path=log_str, log_tail=_log_tail(log, lines=15))
     found = rest.probe(record.url)
-    if found.healthy:
-        return ServerStatus(str(data_dir), "running", record,
-                            detail=f"OK (MLflow {found.version})", log_path=log_str)
+    if found.answering:
+        return ServerStatus(str(data_dir), "running", record, log_path=log_str,
+                            detail=f"OK (MLflow {found.version})" if found.healthy
+                            else "OK (MLflow, login required)")
     return ServerStatus(str(data_dir), "unresponsive", record, detail=found.error,
                         log_path=log_str, log_tail=_log_tail(log, lines=15))
 
@@ -533,19 +537,29 @@ def connect(uri: str, registry_uri: str | None = None, timeout: float = 10.0) ->
             "http(s) URL, e.g. `%mlflow_server connect http://mlflow.example.org:5000`; to run "
             "a server on a database, use `%mlflow_server start --backend-store-uri URI`."
         )
-    found = rest.probe(uri, timeout=timeout)
-    if not found.healthy:
-        hint = ""
-        if found.status == 403:
-            hint = (" The server refused this host name: start it with --allowed-hosts "
-                    "naming the host you connect through.")
-        elif found.status == 401:
-            hint = (" The server asks for credentials: set MLFLOW_TRACKING_USERNAME and "
-                    "MLFLOW_TRACKING_PASSWORD in the environment.")
+    user, password = (os.environ.get("MLFLOW_TRACKING_USERNAME"),
+                      os.environ.get("MLFLOW_TRACKING_PASSWORD"))
+    found = rest.probe(uri, timeout=timeout,
+                       auth=(user, password) if user and password is not None else None)
+    if found.login_required:
         raise ConnectError(
-            f"No MLflow tracking server answers at {mask_uri(uri)}: {found.error}.{hint} "
+            f"The MLflow server at {mask_uri(uri)} asks for a login and "
+            + ("refused the user name or password in MLFLOW_TRACKING_USERNAME and "
+               "MLFLOW_TRACKING_PASSWORD: check them" if user else
+               "none was given: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+               "in the environment (e.g. `%env MLFLOW_TRACKING_USERNAME=alice`)")
+            + ", then connect again.")
+    if found.status == 403:
+        raise ConnectError(
+            f"The MLflow server at {mask_uri(uri)} answered 403 Forbidden: "
+            + (f"the user {user!r} may not read from it (ask its admin for a permission), or "
+               if user else "")
+            + "it refuses the host name you reach it by (its admin starts it with "
+            "--allowed-hosts naming that host). Then connect again.")
+    if not found.healthy:
+        raise ConnectError(
+            f"No MLflow tracking server answers at {mask_uri(uri)}: {found.error}. "
             "Check the address and that the server runs (`mlflow server ...` on that "
-            "machine), then connect again."
-        )
+            "machine), then connect again.")
     return Connected(mask_uri(uri) or uri, found.version or "unknown",
                      mask_uri(registry_uri))

@@ -130,8 +130,8 @@ def wait_ready(
         if code is not None:
             return Exited(code)
         last = rest.probe(url, timeout=1.0)
-        if last.healthy:
-            return Ready(last.version or "unknown")
+        if last.answering:
+            return Ready(last.version or "unknown (login required)")
         elapsed = time.monotonic() - start
         if on_tick is not None:
             on_tick(elapsed)

@@ -6,6 +6,7 @@ user's own code needs it.
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -22,15 +23,33 @@ class Probe:
     #: the HTTP status of a refusal (401, 403), when the server answered with one
     status: int | None = None
 
+    @property
+    def login_required(self) -> bool:
+        """``/health`` answered OK and ``/version`` asks for credentials (basic auth)."""
+        return self.status == 401
 
-def probe(url: str, timeout: float = 2.0) -> Probe:
-    """Ask ``/health`` and ``/version``: both must answer for the port to be MLflow."""
+    @property
+    def answering(self) -> bool:
+        """The server is up: healthy, or healthy behind a login."""
+        return self.healthy or self.login_required
+
+
+def probe(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> Probe:
+    """Ask ``/health`` and ``/version``: both must answer for the port to be MLflow.
+
+    ``/health`` needs no credentials even with MLflow's basic auth; ``/version``
+    then answers 401 unless ``auth`` (user, password) is given.
+    """
     base = url.rstrip("/")
     try:
         with urllib.request.urlopen(f"{base}/health", timeout=timeout) as resp:
             if resp.read(64).strip() != b"OK":
                 return Probe(False, error="/health did not answer OK")
-        with urllib.request.urlopen(f"{base}/version", timeout=timeout) as resp:
+        request = urllib.request.Request(f"{base}/version")
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             version = resp.read(64).decode().strip().strip('"')
     except (OSError, ValueError) as exc:
         code = exc.code if isinstance(exc, urllib.error.HTTPError) else None

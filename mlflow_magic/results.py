@@ -68,6 +68,15 @@ class _Renders:
         printer.text(self.text())
 
 
+LOGIN_NOTE = ("This server asks for a login (user admin, password from "
+              "$MLFLOW_AUTH_ADMIN_PASSWORD): clients set MLFLOW_TRACKING_USERNAME and "
+              "MLFLOW_TRACKING_PASSWORD.")
+
+
+def _login(server: ServerRecord) -> bool:
+    return server.settings.get("app_name") == "basic-auth"
+
+
 def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[str, str]]:
     """The facts a user wants about a running server, as (label, HTML) rows."""
     rows = [
@@ -125,13 +134,13 @@ class Launched(_Renders):
     def text(self) -> str:
         s = self.server
         return (f"Started MLflow server at {s.url} (pid {s.pid}) in {self.seconds:.1f} s\n"
-                f"  data folder {s.data_dir}")
+                f"  data folder {s.data_dir}" + (f"\n  {LOGIN_NOTE}" if _login(s) else ""))
 
     def html(self) -> str:
         s = self.server
         return (f"<div>Started MLflow server at {_link(s.url)} (pid {s.pid}) in "
                 f"{self.seconds:.1f} s &middot; data folder <code>{html.escape(s.data_dir)}"
-                "</code></div>")
+                "</code>" + (f"<br>{html.escape(LOGIN_NOTE)}" if _login(s) else "") + "</div>")
 
 
 @dataclass(frozen=True, repr=False)

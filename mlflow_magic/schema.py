@@ -22,16 +22,22 @@ OUT_OF_DATE = "Detected out-of-date database schema"
 
 
 def current_revision(uri: str) -> str | None:
-    """The schema revision of the database at ``uri``; None for a new or empty one."""
+    """The schema revision of the database at ``uri``; None for a new or empty one, or
+    one that cannot be read now (MLflow then retries and reports it in its own way)."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(uri)
+    try:
+        engine = sqlalchemy.create_engine(uri)
+    except Exception:
+        return None
     try:
         if "alembic_version" not in sqlalchemy.inspect(engine).get_table_names():
             return None
         with engine.connect() as conn:
             return conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")
                                 ).scalar()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return None
     finally:
         engine.dispose()
 

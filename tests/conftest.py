@@ -166,6 +166,55 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
+# --- MariaDB -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """A throwaway MariaDB server on a free port; yields a ``mysql+pymysql://`` URI."""
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    install_db = shutil.which("mariadb-install-db")
+    if not Path(mariadbd).exists() or not install_db:
+        pytest.fail("MariaDB server not found (apt-get install mariadb-server); .ci/setup "
+                    "installs it.")
+    import pymysql
+
+    root = Path(tempfile.mkdtemp(prefix="mlflow-magic-mariadb-"))
+    data, sock, port = root / "data", root / "mysqld.sock", free_port()
+    as_root = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run([install_db, f"--datadir={data}", "--auth-root-authentication-method=normal",
+                    "--skip-test-db", *as_root], check=True, capture_output=True)
+    log = open(root / "mariadb.log", "wb")  # noqa: SIM115 - closed in the finalizer
+    proc = subprocess.Popen([mariadbd, "--no-defaults", f"--datadir={data}", f"--port={port}",
+                             "--bind-address=127.0.0.1", f"--socket={sock}",
+                             f"--pid-file={root / 'mariadb.pid'}", "--skip-log-bin",
+                             "--innodb-buffer-pool-size=64M", *as_root],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    password = "maria-s3cret-pw"
+
+    def ready():
+        if proc.poll() is not None:
+            pytest.fail(f"MariaDB exited: {(root / 'mariadb.log').read_text()}")
+        try:
+            return pymysql.connect(unix_socket=str(sock), user="root")
+        except pymysql.err.OperationalError:
+            return None
+
+    try:
+        conn = wait_for(ready, timeout=60, interval=0.3)
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE mlflow")
+            cur.execute(f"CREATE USER 'mlflow'@'127.0.0.1' IDENTIFIED BY '{password}'")
+            cur.execute("GRANT ALL ON mlflow.* TO 'mlflow'@'127.0.0.1'")
+        conn.commit()
+        conn.close()
+        yield f"mysql+pymysql://mlflow:{password}@127.0.0.1:{port}/mlflow"
+    finally:
+        stop_group(proc)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # --- S3 (SeaweedFS) -----------------------------------------------------------------------
 
 

@@ -41,9 +41,9 @@ CASES = {
                           ("start", {"sqlite": True, "backend_store_uri": "sqlite:///x.db"})),
     "not a database": Case("start --backend-store-uri mongodb://h/db", ("'mongodb'", "postgresql"),
                            ("start", {"backend_store_uri": "mongodb://h/db"})),
-    "missing driver": Case("start --backend-store-uri mysql://root:pw1@h/m",
-                           ("pip install", "root:***@h"),
-                           ("start", {"backend_store_uri": "mysql://root:pw1@h/m"})),
+    "missing driver": Case("start --backend-store-uri postgresql+pg8000://root:pw1@h/m",
+                           ("pip install pg8000", "root:***@h"),
+                           ("start", {"backend_store_uri": "postgresql+pg8000://root:pw1@h/m"})),
     "bad artifact scheme": Case("start --artifacts-destination bogus://bucket", ("'bogus'", "s3"),
                                 ("start", {"artifacts_destination": "bogus://bucket"})),
     "destination without proxying": Case(

@@ -205,7 +205,7 @@ def test_bad_input_is_explained(tmp_path, options, words):
 def test_missing_database_driver_names_the_pip_package(tmp_path):
     with pytest.raises(ConfigError, match=r"pip install mysqlclient"):
         resolve(ServerOptions(path=tmp_path,
-                              backend_store_uri="mysql://root:pw@127.0.0.1/mlflow"))
+                              backend_store_uri="mysql+mysqldb://root:pw@127.0.0.1/mlflow"))
 
 
 def test_default_driver_follows_sqlalchemy(tmp_path, monkeypatch):
@@ -219,13 +219,13 @@ def test_default_driver_follows_sqlalchemy(tmp_path, monkeypatch):
     from packaging.version import Version
 
     expected = "pkg-a" if Version(sqlalchemy.__version__) >= Version("2.1") else "pkg-b"
-    with pytest.raises(ConfigError, match=f"pip install {expected}"):
+    with pytest.raises(ConfigError, match=f"Install it with {expected}"):
         resolve(ServerOptions(path=tmp_path, backend_store_uri="postgresql://u:p@h/db"))
 
 
 def test_missing_driver_message_masks_the_password(tmp_path):
     with pytest.raises(ConfigError) as info:
-        resolve(ServerOptions(path=tmp_path, backend_store_uri="mysql://root:pw@h/m"))
+        resolve(ServerOptions(path=tmp_path, backend_store_uri="mysql+mysqldb://root:pw@h/m"))
     assert ":pw@" not in str(info.value) and "root:***@h" in str(info.value)
 
 
@@ -243,9 +243,10 @@ def test_server_argv_runs_our_launcher_with_passthrough(tmp_path):
     argv = server_argv(config, 5123)
     assert argv[:3] == [sys.executable, "-m", "mlflow_magic.serve"]
     assert argv[-2:] == ["--expose-prometheus", "/tmp/m"]
-    for pair in (["--port", "5123"], ["--workers", "2"], ["--allowed-hosts", "hub.example.org"]):
+    for pair in (["--port", "5123"], ["--workers", "2"]):
         i = argv.index(pair[0])
         assert argv[i:i + 2] == pair
+    assert argv[argv.index("--allowed-hosts") + 1].startswith("hub.example.org,localhost")
 
 
 def test_explicit_settings_are_tracked(tmp_path):
@@ -262,3 +263,29 @@ def test_named_allowed_hosts_keep_this_machines_clients_allowed(tmp_path):
     assert config.settings()["allowed_hosts"] == "hub.example.org"  # as the user said it
     wildcard = resolve(ServerOptions(path=tmp_path, allowed_hosts="*"))
     assert server_env(wildcard, {})["MLFLOW_SERVER_ALLOWED_HOSTS"] == "*"
+
+
+@pytest.mark.parametrize(("installed", "uri", "chosen"), [
+    ({"psycopg", "psycopg2"}, "postgresql://u:p@h/db", "postgresql://u:p@h/db"),
+    ({"psycopg2"}, "postgresql://u:p@h/db", "postgresql+psycopg2://u:p@h/db"),
+    ({"pg8000"}, "postgresql://u:p@h/db", "postgresql+pg8000://u:p@h/db"),
+    ({"pymysql"}, "mysql://u:p@h/db", "mysql+pymysql://u:p@h/db"),
+    ({"psycopg2"}, "postgresql+psycopg://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+    (set(), "postgresql://u:p@h/db", "postgresql://u:p@h/db"),
+])
+def test_an_installed_driver_stands_in_for_a_missing_default(monkeypatch, installed, uri,
+                                                             chosen):
+    from mlflow_magic import config
+
+    monkeypatch.setattr(config, "_module_installed", lambda module: module in installed)
+    assert config.with_installed_driver(uri) == chosen
+
+
+def test_no_driver_at_all_names_our_extra(tmp_path, monkeypatch):
+    from mlflow_magic import config
+
+    monkeypatch.setattr(config, "_module_installed", lambda module: False)
+    with pytest.raises(ConfigError, match=r"pip install 'mlflow-magic\[postgres\]'"):
+        resolve(ServerOptions(path=tmp_path, backend_store_uri="postgresql://u:p@h/db"))
+    with pytest.raises(ConfigError, match=r"pip install 'mlflow-magic\[s3\]'"):
+        resolve(ServerOptions(path=tmp_path, artifacts_destination="s3://bucket/p"))
