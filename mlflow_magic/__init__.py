@@ -37,6 +37,7 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "unload_ipython_extension",
 ]
 
 
@@ -58,8 +59,27 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+#: What each shell got from ``%load_ext``, so ``%unload_ext`` removes exactly that.
+_LOADED: dict[int, object] = {}
+
+
 def load_ipython_extension(ipython) -> None:
-    """``%load_ext mlflow_magic``: register the magics (no mlflow import)."""
+    """``%load_ext mlflow_magic``: the magics and the trace display hooks (no mlflow import)."""
     from .magics import MlflowMagics
+    from .traces import TraceDisplay
 
     ipython.register_magics(MlflowMagics)
+    if id(ipython) not in _LOADED:
+        traces = TraceDisplay(ipython)
+        traces.register()
+        _LOADED[id(ipython)] = traces
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext mlflow_magic``: remove the magics and the hooks."""
+    traces = _LOADED.pop(id(ipython), None)
+    if traces is not None:
+        traces.unregister()
+    magics = ipython.magics_manager.magics
+    magics["line"].pop("mlflow_server", None)
+    magics["cell"].pop("mlflow_run", None)

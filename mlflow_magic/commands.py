@@ -17,13 +17,12 @@ from .display import (
     UiLocation,
     UiView,
     deep_link,
-    trace_renderer_base,
     ui_location,
 )
 from .errors import ConfigError
 from .manager import Progress
 from .rest import get_json
-from .tracking import http_tracking_uri, set_trace_renderer_base
+from .tracking import http_tracking_uri
 
 START_COMMANDS = ("start", "restart")
 UI_COMMANDS = ("start", "restart", "connect")
@@ -65,7 +64,7 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
 
 def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = None,
             experiment: str | None = None, run: str | None = None) -> UiView:
-    """The inline UI of ``server_url``; MLflow's trace display is routed the same way."""
+    """The inline UI of ``server_url`` (the experiment and run are looked up by REST)."""
     if height is not None and height < 100:
         raise ConfigError(f"--height {height} is too small to show the UI; give 100 or more "
                           "pixels (the default is 650).")
@@ -74,7 +73,6 @@ def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = 
     else:  # a remote server: the browser reaches it directly, no Jupyter proxy involved
         direct = server_url.rstrip("/") + "/"
         location = UiLocation(direct, direct, False)
-    set_trace_renderer_base(trace_renderer_base(location))
     experiment_id, run = _resolve_route(server_url, experiment, run)
     return UiView(location, deep_link(experiment_id, run), height or DEFAULT_HEIGHT)
 

@@ -36,8 +36,11 @@ class MlflowMagics(Magics):
 
     @line_magic
     def mlflow_server(self, line: str = "") -> None:
-        from . import commands  # the manager and its libraries load on first use, not at %load_ext
+        # The manager and its libraries load on first use, not at %load_ext.
+        from . import commands
+        from .display import UiView, trace_renderer_base
         from .progress import for_this_shell, in_notebook
+        from .tracking import set_trace_renderer_base
 
         argv, extra = split_passthrough(arg_split(line))
         ns = PARSER.parse_args(argv)
@@ -47,8 +50,13 @@ class MlflowMagics(Magics):
         try:
             result = commands.run(ns, extra, on_progress=progress)
             display(result)
-            if ns.command in commands.UI_COMMANDS and not ns.no_ui:
-                display(commands.ui_view(result.url, ns.proxy_url, ns.height))
+            view = result if isinstance(result, UiView) else None
+            if ns.command in commands.UI_COMMANDS:
+                view = commands.ui_view(result.url, ns.proxy_url, ns.height)
+                if not ns.no_ui:
+                    display(view)
+            if view is not None:  # MLflow's own trace view goes the way the UI goes
+                set_trace_renderer_base(trace_renderer_base(view.location))
         except MlflowMagicError as exc:
             progress.fail()
             raise UsageError(str(exc)) from None

@@ -282,7 +282,9 @@ def jupyter(tmp_path_factory):
          # reopen tabs that point at that run's (dead) Jupyter port.
          f"--LabApp.workspaces_dir={root / 'workspaces'}",
          f"--LabApp.user_settings_dir={root / 'settings'}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         # Tests drive JupyterLab's own commands (Run All) through window.jupyterapp.
+         "--LabApp.expose_app_in_browser=True"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}/"
 

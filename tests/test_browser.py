@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from mlflow_magic import registry
 
@@ -101,3 +102,61 @@ def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
     finally:
         shot(page, "launcher-tab")
     assert registry.read_record(jupyter["data_dir"]).pid == record.pid
+
+
+TRACE_CELLS = [
+    "%load_ext mlflow_magic\n%mlflow_server start --no-ui",
+    "import mlflow\n\nmlflow.set_experiment('browser-traces')\n\n"
+    "@mlflow.trace(name='add_numbers')\ndef add(a, b):\n    return a + b\n\nadd(1, 2)",
+    "@mlflow.trace(name='outer_call')\ndef outer():\n"
+    "    with mlflow.start_span(name='inner_step') as span:\n"
+    "        span.set_inputs({'question': 'why'})\n    return broken()\n\n"
+    "@mlflow.trace(name='broken_call')\ndef broken():\n    raise ValueError('boom from a span')\n\n"
+    "try:\n    outer()\nexcept ValueError:\n    pass",
+    "mlflow.search_traces(return_type='list', max_results=3)",
+]
+
+
+def run_all(page, jupyter, name: str, cells: list[str]) -> None:
+    """Open a new notebook of ``cells`` in JupyterLab and press Run All."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, jupyter["root"] / name)
+    page.goto(f"{jupyter['url']}lab/tree/{name}?token={jupyter['token']}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
+    select = page.locator(".jp-Dialog button.jp-mod-accept", has_text="Select")
+    try:  # JupyterLab may ask which kernel to start, even with the notebook's kernelspec
+        select.wait_for(timeout=10_000)
+        select.click()
+    except PlaywrightTimeout:
+        pass
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                           timeout=90_000)
+    # Not awaited: the command's promise ends only when every cell has run.
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
+    frames = "iframe[src*='notebook-trace-renderer']"
+    try:
+        run_all(page, jupyter, "traces.ipynb", TRACE_CELLS)
+        page.wait_for_function(f"document.querySelectorAll(\"{frames}\").length >= 3",
+                               timeout=180_000)
+        cells = page.locator(".jp-Notebook .jp-Cell")
+        for index, names in ((1, ["add_numbers"]), (2, ["outer_call", "inner_step"]),
+                             (3, ["outer_call"])):  # the paged list starts at the newest
+            frame = cells.nth(index).frame_locator(frames)
+            for name in names:
+                frame.get_by_text(name).first.wait_for(timeout=60_000)
+        # The error span shows its exception.
+        cells.nth(2).frame_locator(frames).get_by_text("broken_call").first.click()
+        cells.nth(2).frame_locator(frames).get_by_text("boom from a span").first.wait_for(
+            timeout=30_000)
+    finally:
+        shot(page, "trace-views")
+    record = registry.read_record(jupyter["data_dir"])
+    srcs = [page.locator(frames).nth(i).get_attribute("src") for i in range(3)]
+    assert all(src.startswith(f"/proxy/{record.port}/static-files/") for src in srcs)
+    assert srcs[2].count("trace_id=") == 2  # both traces of the notebook, paged

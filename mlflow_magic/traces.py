@@ -1,0 +1,110 @@
+"""MLflow's own inline trace view, in the cell that made the trace.
+
+MLflow shows a trace view in a cell's output from a ``post_run_cell`` hook,
+for the traces exported by then. With MLflow's default asynchronous trace
+logging, a trace is exported seconds later, so no view appears. Here a
+``post_execute`` hook, which IPython and ipykernel fire just before every
+``post_run_cell`` hook (so registration order does not matter), flushes the
+trace queue, but only when the cell ended a new trace: a cell that traced
+nothing pays a few dictionary look-ups and no network call.
+
+Lists of traces (``mlflow.search_traces(return_type="list")``) get MLflow's
+paged view too, through a display formatter that leaves every other list alone.
+
+Free of MLflow imports: everything is looked up in ``sys.modules``, so it costs
+nothing until the user's code imports MLflow, and works on every MLflow version
+that has these pieces (it does nothing where one is missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+_HANDLER_MODULE = "mlflow.tracing.display.display_handler"
+_FLUENT_MODULE = "mlflow.tracing.fluent"
+
+
+def _display_handler_class() -> Any:
+    module = sys.modules.get(_HANDLER_MODULE)
+    return getattr(module, "IPythonTraceDisplayHandler", None)
+
+
+def display_enabled() -> bool:
+    """MLflow's trace display is on (not ``disable_notebook_display()``) and can show."""
+    handler = _display_handler_class()
+    if handler is None or getattr(handler, "disabled", False):
+        return False
+    available = getattr(sys.modules[_HANDLER_MODULE], "is_trace_ui_available", None)
+    return bool(available and available())
+
+
+class TraceFlusher:
+    """The ``post_execute`` hook: flush the trace queue after a cell that ended a trace."""
+
+    def __init__(self) -> None:
+        self._seen: str | None = self._last_trace_id()
+
+    @staticmethod
+    def _last_trace_id() -> str | None:
+        fluent = sys.modules.get(_FLUENT_MODULE)
+        return getattr(fluent, "_LAST_ACTIVE_TRACE_ID_GLOBAL", None) if fluent else None
+
+    def __call__(self) -> None:
+        last = self._last_trace_id()
+        if last is None or last == self._seen:
+            return  # no trace ended in this cell: no flush, no network
+        self._seen = last
+        handler = _display_handler_class()
+        if handler is None or getattr(handler, "_instance", None) is None:
+            return  # MLflow made no display handler: nothing would show the trace
+        if not display_enabled():
+            return
+        flush = getattr(sys.modules.get("mlflow"), "flush_trace_async_logging", None)
+        if flush is not None:
+            flush()
+
+
+def trace_list_mimebundle(obj: list) -> dict[str, str] | None:
+    """MLflow's (paged) trace view for a non-empty list of traces; None for other lists."""
+    trace_module = sys.modules.get("mlflow.entities.trace")
+    trace_class = getattr(trace_module, "Trace", None)
+    if not obj or trace_class is None or not all(isinstance(t, trace_class) for t in obj):
+        return None
+    if not display_enabled():
+        return None
+    get_handler = getattr(sys.modules.get("mlflow.tracing.display"), "get_display_handler",
+                          None)
+    if get_handler is None:
+        return None
+    bundle = get_handler().get_mimebundle(obj)
+    bundle.setdefault("text/plain", repr(obj))
+    return bundle
+
+
+class TraceDisplay:
+    """What the extension registers in a shell, so unloading removes exactly that."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.flusher = TraceFlusher()
+        self._formatter = shell.display_formatter.mimebundle_formatter
+        self._previous = None
+
+    def register(self) -> None:
+        self.shell.events.register("post_execute", self.flusher)
+        self._previous = self._formatter.for_type(list, self._list_bundle)
+
+    def unregister(self) -> None:
+        with contextlib.suppress(ValueError):  # already gone
+            self.shell.events.unregister("post_execute", self.flusher)
+        self._formatter.type_printers.pop(list, None)
+        if self._previous is not None:
+            self._formatter.for_type(list, self._previous)
+
+    def _list_bundle(self, obj: list) -> Any:
+        bundle = trace_list_mimebundle(obj)
+        if bundle is None and self._previous is not None:
+            return self._previous(obj)
+        return bundle
