@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 from .config import DEFAULT_TIMEOUT, FIRST_PORT, ServerOptions
 
+#: What ``ui --view`` opens (see display.deep_link); an experiment opens its runs by default.
+VIEWS = ("runs", "traces", "overview", "models")
+
 DESCRIPTION = """\
 Run one MLflow tracking server per data folder, shared by every notebook, kernel
 and terminal that uses the folder, and point MLflow at it.
@@ -122,6 +125,9 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     ui.add_argument("--experiment", metavar="NAME_OR_ID", help="open this experiment")
     ui.add_argument("--run", metavar="RUN_ID", help="open this run (needs --experiment, "
                                                    "or finds it from the run)")
+    ui.add_argument("--view", choices=VIEWS,
+                    help="what to open: an experiment's training runs (the default), its "
+                         "traces or its GenAI overview, or the model registry (models)")
     _add_ui_flags(ui, show_flag=False)
     panel = sub.add_parser("panel", help="a control panel with status, buttons and log "
                                          "(also: %%mlflow_server with no command)")

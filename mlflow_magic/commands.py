@@ -58,12 +58,13 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
         return api.connect(ns.uri, registry_uri=ns.registry_uri)
     if command == "ui":
         return ui_view(_ui_server_url(ns.path), ns.proxy_url, ns.height,
-                       experiment=ns.experiment, run=ns.run)
+                       experiment=ns.experiment, run=ns.run, view=ns.view)
     raise ConfigError(f"Unknown command {command!r}; see `%mlflow_server?` for the commands.")
 
 
 def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = None,
-            experiment: str | None = None, run: str | None = None) -> UiView:
+            experiment: str | None = None, run: str | None = None,
+            view: str | None = None) -> UiView:
     """The inline UI of ``server_url`` (the experiment and run are looked up by REST)."""
     if height is not None and height < 100:
         raise ConfigError(f"--height {height} is too small to show the UI; give 100 or more "
@@ -74,7 +75,7 @@ def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = 
         direct = server_url.rstrip("/") + "/"
         location = UiLocation(direct, direct, False)
     experiment_id, run = _resolve_route(server_url, experiment, run)
-    return UiView(location, deep_link(experiment_id, run), height or DEFAULT_HEIGHT)
+    return UiView(location, deep_link(experiment_id, run, view), height or DEFAULT_HEIGHT)
 
 
 def _is_loopback(url: str) -> bool:

@@ -114,13 +114,43 @@ def _has_server_proxy(info: dict) -> bool:
         return False
 
 
-def deep_link(experiment_id: str | None = None, run_id: str | None = None) -> str:
-    """The UI's hash route for an experiment or a run (MLflow uses hash routing)."""
+def deep_link(experiment_id: str | None = None, run_id: str | None = None,
+              view: str | None = None) -> str:
+    """The UI's hash route (MLflow uses hash routing) for an experiment, a run or a view.
+
+    ``#/experiments/<id>`` is MLflow 3's GenAI overview; people tracking training
+    runs want the runs table, so that is the default for an experiment.
+    """
+    if view == "models":
+        return "#/models"
     if experiment_id and run_id:
         return f"#/experiments/{experiment_id}/runs/{run_id}"
     if experiment_id:
-        return f"#/experiments/{experiment_id}"
+        if view == "overview":
+            return f"#/experiments/{experiment_id}"
+        return f"#/experiments/{experiment_id}/{'traces' if view == 'traces' else 'runs'}"
     return ""
+
+
+#: jupyter-server-proxy's JupyterLab command that opens a URL in a JupyterLab tab.
+TAB_COMMAND = "server-proxy:open"
+#: Its ``title`` must be a launcher entry's title (the tab's icon is looked up by it).
+TAB_TITLE = "MLflow"
+
+
+def lab_tab_link(url: str, text: str = "open in a JupyterLab tab") -> str:
+    """A link that opens ``url`` in a JupyterLab tab, and is a plain link elsewhere.
+
+    JupyterLab's command linker runs the command named in the attributes when the
+    link is clicked in trusted output; where there is none (Notebook 7's notebook
+    page, untrusted output, VS Code), the ``href`` opens a new browser tab instead.
+    One tab per URL: clicking again shows the same tab.
+    """
+    args = json.dumps({"id": f"mlflow-magic:{url}", "title": TAB_TITLE, "url": url,
+                       "newBrowserTab": False})
+    return (f'<a href="{html.escape(url)}" target="_blank" rel="noopener" '
+            f'data-commandlinker-command="{TAB_COMMAND}" '
+            f'data-commandlinker-args="{html.escape(args)}">{html.escape(text)}</a>')
 
 
 @dataclass(frozen=True, repr=False)
@@ -147,12 +177,9 @@ class UiView:
     def _repr_html_(self) -> str:
         url = html.escape(self.url)
         links = [f'<a href="{url}" target="_blank" rel="noopener">open in a new browser tab</a>']
-        if self.location.lab_url:
-            links.append("or use the <b>MLflow</b> tile of the JupyterLab launcher "
-                         f'(<a href="{html.escape(self.location.lab_url)}{self.route}" '
-                         'target="_blank" rel="noopener">its page</a>) for a JupyterLab tab')
         frame = ""
         if self.location.proxied:
+            links.insert(0, lab_tab_link(self.url))
             frame = (f'<iframe class="mlflow-magic-ui" src="{url}" width="100%" '
                      f'height="{self.height}" style="border:1px solid #ddd" '
                      'title="MLflow UI"></iframe>')

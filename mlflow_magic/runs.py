@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .display import lab_tab_link
 from .errors import ConfigError
 from .results import _link, _Renders, _table
 
@@ -67,6 +68,8 @@ class RunCard(_Renders):
         link = ""
         if self.link:
             link = f" &middot; {_link(self.link, 'open this run in the MLflow UI')}"
+            if self.link.startswith("/"):  # through Jupyter's proxy: a JupyterLab tab works
+                link += f" &middot; {lab_tab_link(self.link)}"
         return (f'<div><b>MLflow run {html.escape(self.run_name)}</b> '
                 f'<span style="color:{colour}">{html.escape(self.status)}</span>{link}'
                 f"{_table(self._rows())}</div>")

@@ -90,6 +90,16 @@ def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
     src = page.get_attribute("iframe.mlflow-magic-ui", "src")
     assert src.startswith(f"/proxy/{record.port}/")
 
+    # "open in a JupyterLab tab", from the cell's output: a JupyterLab tab, not a browser tab.
+    page.locator("a[data-commandlinker-command='server-proxy:open']").first.click()
+    tab = f".jp-ServerProxy iframe[src='{src}']"
+    try:
+        page.wait_for_selector(tab, timeout=60_000)
+        page.frame_locator(tab).get_by_text("Experiments").first.wait_for(timeout=60_000)
+    finally:
+        shot(page, "ui-in-a-lab-tab")
+    assert len(page.context.pages) == 1
+
     # The launcher tile opens the same server's UI in a JupyterLab tab.
     page.locator("[data-command='launcher:create']").first.click()
     card = page.locator(".jp-LauncherCard", has_text="MLflow").first
@@ -124,7 +134,9 @@ def run_all(page, jupyter, name: str, cells: list[str]) -> None:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, jupyter["root"] / name)
-    page.goto(f"{jupyter['url']}lab/tree/{name}?token={jupyter['token']}")
+    # A workspace of its own, reset: only this notebook is open.
+    page.goto(f"{jupyter['url']}lab/workspaces/{Path(name).stem}/tree/{name}?reset"
+              f"&token={jupyter['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
     select = page.locator(".jp-Dialog button.jp-mod-accept", has_text="Select")
     try:  # JupyterLab may ask which kernel to start, even with the notebook's kernelspec

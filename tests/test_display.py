@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html as htmllib
+import json
+import re
+
 from mlflow_magic.display import UiLocation, UiView, deep_link, ui_location
 
 DIRECT = "http://127.0.0.1:5007"
@@ -36,9 +40,17 @@ def test_proxied_view_embeds_an_iframe_with_deep_link():
     view = UiView(loc, deep_link("3", "abc"), height=400)
     html = view._repr_html_()
     assert 'src="/proxy/5007/#/experiments/3/runs/abc"' in html
-    assert 'height="400"' in html and "/mlflow/#/experiments/3/runs/abc" in html
+    assert 'height="400"' in html
+    assert 'data-commandlinker-command="server-proxy:open"' in html
+    args = json.loads(htmllib.unescape(re.search(r'data-commandlinker-args="([^"]+)"',
+                                                 html).group(1)))
+    assert args == {"id": "mlflow-magic:/proxy/5007/#/experiments/3/runs/abc", "title": "MLflow",
+                    "url": "/proxy/5007/#/experiments/3/runs/abc", "newBrowserTab": False}
 
 
 def test_deep_links():
     assert deep_link() == ""
-    assert deep_link("7") == "#/experiments/7"
+    assert deep_link("7") == "#/experiments/7/runs"
+    assert deep_link("7", view="traces") == "#/experiments/7/traces"
+    assert deep_link("7", view="overview") == "#/experiments/7"
+    assert deep_link(view="models") == "#/models"

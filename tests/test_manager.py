@@ -199,23 +199,6 @@ def test_unreachable_database_times_out_with_a_hint(folder):
     assert registry.read_record(folder) is None
 
 
-def test_timeout_stops_the_half_started_server(folder):
-    with pytest.raises(StartTimeoutError, match="did not answer"):
-        mlflow_magic.start(folder, use=False, timeout=0.5)
-    assert not serve_processes(str(folder))
-    assert registry.read_record(folder) is None
-
-
-def test_interrupt_during_start_leaves_nothing(folder):
-    def interrupt(phase, elapsed):
-        if elapsed > 1.0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        mlflow_magic.start(folder, use=False, on_progress=interrupt)
-    assert not serve_processes(str(folder))
-
-
 def test_out_of_date_schema_suggests_db_upgrade(folder):
     mlflow_magic.start(folder, use=False)
     mlflow_magic.stop(folder)

@@ -1,0 +1,47 @@
+"""A stand-in for ``mlflow server``: starts in milliseconds and misbehaves on request.
+
+The failure paths of a start (early exit, no answer, a port taken meanwhile) do
+not need MLflow, only a process that behaves like a failing server; TensorBoard's
+tests do the same with a stub binary. The behaviour comes from ``STUB_MODE``:
+
+- ``exit:<code>:<message>``: print the message (as a log line) and exit with the code
+- ``hang``: run, never answer
+- ``serve``: answer ``/health`` (OK) and ``/version`` like MLflow on ``--port``
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import sys
+import time
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = {"/health": b"OK", "/version": b"0.0-stub"}.get(self.path)
+        self.send_response(200 if body else 404)
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def main() -> None:
+    mode = os.environ.get("STUB_MODE", "serve")
+    if mode.startswith("exit:"):
+        _, code, message = mode.split(":", 2)
+        print(message, flush=True)
+        sys.exit(int(code))
+    if mode == "hang":
+        while True:
+            time.sleep(1)
+    args = sys.argv[1:]
+    port = int(args[args.index("--port") + 1])
+    print("Uvicorn running (stub)", flush=True)
+    http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

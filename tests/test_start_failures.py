@@ -1,0 +1,118 @@
+"""The failure paths of a start, on a stub server that fails in milliseconds.
+
+What MLflow itself prints is checked on real servers elsewhere (test_manager,
+test_lifecycle); here the manager's side: exit codes, hints, log tails, port
+retries, timeouts and interrupts, and that nothing is left running.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+import mlflow_magic
+from mlflow_magic import manager, registry
+from mlflow_magic.errors import StartFailedError, StartTimeoutError
+
+STUB = Path(__file__).with_name("stub_server.py")
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    """Every start in this process runs the stub; ``stub(mode)`` says how it behaves."""
+    monkeypatch.setattr(manager, "server_argv",
+                        lambda config, port: [sys.executable, str(STUB), "--port", str(port)])
+
+    def behave(mode: str) -> None:
+        monkeypatch.setenv("STUB_MODE", mode)
+    return behave
+
+
+def stubs_running() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"])
+            if str(STUB) in " ".join(p.info["cmdline"] or [])
+            and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left():
+    yield
+    assert stubs_running() == []
+
+
+@pytest.mark.parametrize(("log_line", "hint"), [
+    ("Error: No such option: --no-such-flag\nUsage: mlflow server [OPTIONS]",
+     "after `--`"),
+    ("mlflow_magic: Detected out-of-date database schema (found version a, but expected b).",
+     "--upgrade-db"),
+    ("sqlite3.OperationalError: database or disk is full", "disk of the data folder is full"),
+    ("OSError: [Errno 30] Read-only file system: '/data/mlflow.db'", "writable folder"),
+    ("ModuleNotFoundError: No module named 'psycopg2'", "pip install psycopg2"),
+    ("psycopg.OperationalError: password authentication failed for user", "user name or "
+                                                                          "password"),
+    ("something nobody has seen before", "The log below says why"),
+])
+def test_an_early_exit_names_its_cause(folder, stub, log_line, hint):
+    stub(f"exit:3:{log_line}")
+    with pytest.raises(StartFailedError) as info:
+        mlflow_magic.start(folder, use=False)
+    message = str(info.value)
+    assert info.value.exit_code == 3 and "exited with code 3" in message
+    assert hint in message and log_line.splitlines()[0] in message  # the log tail
+    assert registry.read_record(folder) is None
+
+
+def test_no_answer_within_the_timeout_stops_the_server(folder, stub):
+    stub("hang")
+    with pytest.raises(StartTimeoutError, match=r"did not answer .* within 1 s, so it was "
+                                                r"stopped.*--timeout"):
+        mlflow_magic.start(folder, use=False, timeout=1)
+    assert registry.read_record(folder) is None
+
+
+def test_an_interrupted_start_leaves_nothing(folder, stub):
+    stub("hang")
+
+    def interrupt(phase, elapsed):
+        if elapsed > 0.3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        mlflow_magic.start(folder, use=False, on_progress=interrupt)
+    assert registry.read_record(folder) is None
+
+
+def test_a_port_taken_meanwhile_is_retried_on_the_next_one(folder, stub, monkeypatch):
+    ports = []
+    real = manager._launch_on
+
+    def count(config, port, started, on_progress):
+        ports.append(port)
+        return real(config, port, started, on_progress)
+
+    monkeypatch.setattr(manager, "_launch_on", count)
+    stub("exit:1:OSError: [Errno 98] error while attempting to bind: address already in use")
+    with pytest.raises(StartFailedError, match="taken by another process"):
+        mlflow_magic.start(folder, use=False)
+    assert len(ports) == manager.PORT_RETRIES and len(set(ports)) == manager.PORT_RETRIES
+    ports.clear()
+    with pytest.raises(StartFailedError):  # a port the user named is not swapped silently
+        mlflow_magic.start(folder, use=False, port=ports_free())
+    assert len(ports) == 1
+
+
+def ports_free() -> int:
+    from conftest import free_port
+
+    return free_port()
+
+
+def test_a_stub_that_answers_is_recorded_and_stopped(folder, stub):
+    stub("serve")
+    server = mlflow_magic.start(folder, use=False).server
+    assert server.mlflow_version == "0.0-stub"
+    assert mlflow_magic.status(folder).running
+    assert mlflow_magic.stop(folder).server.pid == server.pid
