@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from . import api
 from .arguments import server_options
@@ -21,7 +21,7 @@ from .display import (
 )
 from .errors import ConfigError
 from .manager import Progress
-from .rest import get_json
+from .rest import experiment_id_by_name, experiment_id_of_run
 from .tracking import http_tracking_uri
 
 START_COMMANDS = ("start", "restart")
@@ -101,15 +101,11 @@ def _ui_server_url(path: str | None) -> str:
 def _resolve_route(url: str, experiment: str | None,
                    run: str | None) -> tuple[str | None, str | None]:
     """Experiment names and bare run ids become the ids the UI's deep links need."""
-    base = url.rstrip("/")
     try:
         if run and not experiment:
-            found = get_json(f"{base}/api/2.0/mlflow/runs/get?run_id={quote(run)}")
-            experiment = found["run"]["info"]["experiment_id"]
+            experiment = experiment_id_of_run(url, run)
         elif experiment and not experiment.isdigit():
-            found = get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?"
-                             f"experiment_name={quote(experiment)}")
-            experiment = found["experiment"]["experiment_id"]
+            experiment = experiment_id_by_name(url, experiment)
     except (OSError, KeyError, ValueError):
         what = f"run {run}" if run and not experiment else f"experiment {experiment!r}"
         raise ConfigError(

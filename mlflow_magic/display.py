@@ -16,7 +16,7 @@ import os
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -45,7 +45,8 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
     """
     environ = os.environ if environ is None else environ
     direct = direct_url.rstrip("/") + "/"
-    port = int(direct.rstrip("/").rsplit(":", 1)[1])
+    parts = urlsplit(direct)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     template = proxy_url or environ.get(PROXY_URL_ENV)
     if template:
         if "{port}" in template:
@@ -90,18 +91,15 @@ def jupyter_base_url(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def _running_servers() -> list[dict]:
-    """The JSON files Jupyter servers write to the runtime folder while they run."""
+    """The Jupyter servers running for this user (from their runtime files)."""
     try:
-        from jupyter_core.paths import jupyter_runtime_dir
+        from jupyter_server.serverapp import list_running_servers
     except ImportError:
         return []
-    infos = []
-    for path in Path(jupyter_runtime_dir()).glob("*server-*.json"):
-        try:
-            infos.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return infos
+    try:
+        return list(list_running_servers())
+    except OSError:
+        return []
 
 
 def _has_server_proxy(info: dict) -> bool:

@@ -32,6 +32,7 @@ import psutil
 
 from .config import ServerOptions
 from .errors import BusyError, ConfigError
+from .process import same_process
 
 STATE_DIR_ENV = "MLFLOW_MAGIC_STATE_DIR"
 RECORD_DIR = ".mlflow_magic"
@@ -250,15 +251,7 @@ def process_of(record: ServerRecord) -> psutil.Process | None:
     """The record's process if it still runs and is the same process (not a reused pid)."""
     if not on_this_host(record):
         return None
-    try:
-        proc = psutil.Process(record.pid)
-        if abs(proc.create_time() - record.create_time) > 1.0:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    return proc
+    return same_process(record.pid, record.create_time)
 
 
 def state_dir() -> Path:

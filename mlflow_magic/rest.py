@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -70,3 +71,16 @@ def get_json(url: str, timeout: float = 5.0) -> object:
     """GET ``url`` and decode JSON: enough REST for status displays without mlflow."""
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
+
+
+def experiment_id_by_name(url: str, name: str) -> str:
+    """The id of the experiment called ``name`` (KeyError/OSError if there is none)."""
+    found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?"
+                     f"experiment_name={quote(name)}")
+    return found["experiment"]["experiment_id"]  # type: ignore[index]
+
+
+def experiment_id_of_run(url: str, run_id: str) -> str:
+    """The id of the experiment run ``run_id`` belongs to (KeyError/OSError if unknown)."""
+    found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/runs/get?run_id={quote(run_id)}")
+    return found["run"]["info"]["experiment_id"]  # type: ignore[index]

@@ -31,12 +31,13 @@ def human_duration(seconds: float) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
-def _link(url: str, text: str | None = None) -> str:
+def link_html(url: str, text: str | None = None) -> str:
+    """A link that opens in a new browser tab."""
     return (f'<a href="{html.escape(url)}" target="_blank" rel="noopener">'
             f"{html.escape(text or url)}</a>")
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
+def table_html(rows: list[tuple[str, str]]) -> str:
     """A two-column key/value table; values are already HTML."""
     body = "".join(
         f'<tr><th style="text-align:left;padding-right:1em">{html.escape(k)}</th>'
@@ -46,7 +47,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return f'<table class="mlflow-magic">{body}</table>'
 
 
-class _Renders:
+class Renders:
     """Text for terminals (``str``/IPython pretty), HTML for notebooks."""
 
     def text(self) -> str:  # pragma: no cover - overridden
@@ -80,7 +81,7 @@ def _login(server: ServerRecord) -> bool:
 def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[str, str]]:
     """The facts a user wants about a running server, as (label, HTML) rows."""
     rows = [
-        ("URL", _link(server.url)),
+        ("URL", link_html(server.url)),
         ("pid", f"{server.pid}" + (" (attached to its kernel)" if server.attached else "")),
         ("uptime", human_duration(server.uptime)),
         ("data folder", html.escape(server.data_dir)),
@@ -121,7 +122,7 @@ def _strip_tags(fragment: str) -> str:
 
 
 @dataclass(frozen=True, repr=False)
-class Launched(_Renders):
+class Launched(Renders):
     """A new server was started and answered after ``seconds``."""
 
     server: ServerRecord
@@ -138,13 +139,13 @@ class Launched(_Renders):
 
     def html(self) -> str:
         s = self.server
-        return (f"<div>Started MLflow server at {_link(s.url)} (pid {s.pid}) in "
+        return (f"<div>Started MLflow server at {link_html(s.url)} (pid {s.pid}) in "
                 f"{self.seconds:.1f} s &middot; data folder <code>{html.escape(s.data_dir)}"
                 "</code>" + (f"<br>{html.escape(LOGIN_NOTE)}" if _login(s) else "") + "</div>")
 
 
 @dataclass(frozen=True, repr=False)
-class Reused(_Renders):
+class Reused(Renders):
     """A server was already running for the folder and is used as is."""
 
     server: ServerRecord
@@ -160,13 +161,13 @@ class Reused(_Renders):
 
     def html(self) -> str:
         s = self.server
-        return (f"<div>Reusing MLflow server at {_link(s.url)} (pid {s.pid}, up "
+        return (f"<div>Reusing MLflow server at {link_html(s.url)} (pid {s.pid}, up "
                 f"{human_duration(s.uptime)}) &middot; data folder "
                 f"<code>{html.escape(s.data_dir)}</code></div>")
 
 
 @dataclass(frozen=True, repr=False)
-class Stopped(_Renders):
+class Stopped(Renders):
     """The outcome of ``stop`` for one folder: ``server`` is None if none was running."""
 
     data_dir: str
@@ -185,7 +186,7 @@ class Stopped(_Renders):
 
 
 @dataclass(frozen=True, repr=False)
-class StoppedAll(_Renders):
+class StoppedAll(Renders):
     """The outcome of ``stop --all``: what stopped, and each folder that could not be."""
 
     stopped: list[Stopped] = field(default_factory=list)
@@ -200,7 +201,7 @@ class StoppedAll(_Renders):
 
 
 @dataclass(frozen=True, repr=False)
-class ServerStatus(_Renders):
+class ServerStatus(Renders):
     """The state of a data folder's server: running, unresponsive, crashed or stopped."""
 
     data_dir: str
@@ -243,11 +244,11 @@ class ServerStatus(_Renders):
         tail = (f"<details><summary>last lines of its log</summary><pre>"
                 f"{html.escape(self.log_tail)}</pre></details>" if self.log_tail else "")
         return (f'<div><b style="color:{colour}">{html.escape(self._headline())}</b>'
-                f"{_table(self._rows())}{tail}</div>")
+                f"{table_html(self._rows())}{tail}</div>")
 
 
 @dataclass(frozen=True, repr=False)
-class ServerList(_Renders):
+class ServerList(Renders):
     """Every known server (``list``)."""
 
     servers: list[ServerStatus]
@@ -272,7 +273,7 @@ class ServerList(_Renders):
         rows = "".join(
             "<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in (
                 html.escape(st.state),
-                _link(st.server.url) if st.server else "-",
+                link_html(st.server.url) if st.server else "-",
                 str(st.server.pid) if st.server else "-",
                 human_duration(st.server.uptime) if st.server else "-",
                 f"<code>{html.escape(st.data_dir)}</code>",
@@ -283,7 +284,7 @@ class ServerList(_Renders):
 
 
 @dataclass(frozen=True, repr=False)
-class Connected(_Renders):
+class Connected(Renders):
     """The kernel now talks to an existing tracking server (``connect``)."""
 
     url: str
@@ -298,11 +299,11 @@ class Connected(_Renders):
         extra = (f", model registry at <code>{html.escape(self.registry_uri)}</code>"
                  if self.registry_uri else "")
         return (f"<div>Connected to MLflow {html.escape(self.version)} at "
-                f"{_link(self.url)}{extra}</div>")
+                f"{link_html(self.url)}{extra}</div>")
 
 
 @dataclass(frozen=True, repr=False)
-class LogTail(_Renders):
+class LogTail(Renders):
     """The last lines of a server's log."""
 
     path: str

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .display import lab_tab_link
 from .errors import ConfigError
-from .results import _link, _Renders, _table
+from .results import Renders, link_html, table_html
 
 MAX_ARTIFACTS = 1000
 
@@ -31,7 +31,7 @@ def parse_tags(items: list[str] | None) -> dict[str, str]:
 
 
 @dataclass(frozen=True, repr=False)
-class RunCard(_Renders):
+class RunCard(Renders):
     """What a run did: status, params, last metric values, artifacts, duration, link."""
 
     run_id: str
@@ -67,12 +67,12 @@ class RunCard(_Renders):
         colour = "#2e7d32" if self.status == "FINISHED" else "#c62828"
         link = ""
         if self.link:
-            link = f" &middot; {_link(self.link, 'open this run in the MLflow UI')}"
+            link = f" &middot; {link_html(self.link, 'open this run in the MLflow UI')}"
             if self.link.startswith("/"):  # through Jupyter's proxy: a JupyterLab tab works
                 link += f" &middot; {lab_tab_link(self.link)}"
         return (f'<div><b>MLflow run {html.escape(self.run_name)}</b> '
                 f'<span style="color:{colour}">{html.escape(self.status)}</span>{link}'
-                f"{_table(self._rows())}</div>")
+                f"{table_html(self._rows())}</div>")
 
 
 def run_cell(execute: Callable[[], bool], *, experiment: str | None = None,

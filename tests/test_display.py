@@ -6,6 +6,7 @@ import html as htmllib
 import json
 import re
 
+from mlflow_magic.display import PROXY_URL_ENV as PROXY
 from mlflow_magic.display import UiLocation, UiView, deep_link, ui_location
 
 DIRECT = "http://127.0.0.1:5007"
@@ -54,3 +55,9 @@ def test_deep_links():
     assert deep_link("7", view="traces") == "#/experiments/7/traces"
     assert deep_link("7", view="overview") == "#/experiments/7"
     assert deep_link(view="models") == "#/models"
+
+
+def test_a_tracking_uri_with_a_path_or_without_a_port_has_a_location():
+    loc = ui_location("http://127.0.0.1:5000/prefix", environ={PROXY: "/base/"})
+    assert loc.url == "/base/proxy/5000/"
+    assert ui_location("http://localhost/", environ={PROXY: "/b/"}).url == "/b/proxy/80/"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
@@ -51,12 +52,15 @@ def test_help_lists_every_subcommand_and_flag(ip):
     ("logs -n -3", ["-n/--lines"]),
     ("connect ftp://example.org", ["http(s) URL"]),
 ])
-def test_bad_input_is_a_usage_error(ip, tmp_path, line, words):
+def test_bad_input_is_a_usage_error(ip, line, words):
+    default_folder = Path(os.environ["MLFLOW_PATH"])
+    existed = default_folder.exists()
     with pytest.raises(UsageError) as info:
         ip.run_line_magic("mlflow_server", f"{line}")
     for word in words:
         assert word in str(info.value)
-    assert not registry.read_record(tmp_path)
+    assert default_folder.exists() == existed  # nothing created for the folder the line names
+    assert registry.read_record(default_folder) is None
 
 
 def test_errors_print_one_paragraph_and_no_traceback(tmp_path):

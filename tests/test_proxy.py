@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 from conftest import serve_processes
 
@@ -10,12 +12,19 @@ from mlflow_magic import manager, registry
 from mlflow_magic.proxy import setup_mlflow
 
 
-def test_entry_point_config():
-    config = setup_mlflow()
-    assert config["timeout"] >= 60 and config["new_browser_tab"] is False
-    assert config["launcher_entry"]["title"] == "MLflow"
-    assert config["launcher_entry"]["icon_path"].endswith(".svg")
-    assert "{port}" in config["command"]
+def test_entry_point_is_a_valid_server_process():
+    """jupyter-server-proxy builds its ServerProcess from the entry point, as here."""
+    import warnings
+
+    from jupyter_server_proxy.config import ServerProcess
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deprecated or unknown setting fails the test
+        server = ServerProcess(name="mlflow", **setup_mlflow())
+    assert server.timeout >= 60 and not server.new_browser_tab
+    assert server.launcher_entry.title == "MLflow"
+    assert Path(server.launcher_entry.icon_path).read_text().lstrip().startswith("<svg")
+    assert server.command[-1] == "{port}" and "mlflow_magic.forwarder" in server.command
 
 
 def test_servers_info_lists_mlflow(jupyter):

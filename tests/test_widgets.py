@@ -31,7 +31,9 @@ def test_panel_start_open_ui_stop(folder):
         assert "Uvicorn running" in panel.log.value
 
         panel.buttons["ui"].click()
-        assert panel.message.value == ""  # no error: the UI was shown
+        assert panel.message.value == ""
+        shown = [o.get("data", {}) for o in panel.ui.outputs]
+        assert shown and record.url in shown[-1]["text/plain"]  # the UI view, in the panel
 
         panel.buttons["restart"].click()
         assert panel.message.value == ""
