@@ -1,6 +1,8 @@
 """Side-by-side benchmark: mlflow_magic versus the plain ``mlflow server`` command.
 
-    .venv/bin/python benchmarks/bench.py [--rounds 3] [--markdown]
+    .venv/bin/python benchmarks/bench.py [--rounds 3] [--markdown] [--postgres-uri URI]
+    .venv/bin/python benchmarks/bench.py --costs-only     # log tail, trace hook: no server
+    .venv/bin/python benchmarks/bench.py --writers-only   # 8 writers, 1 vs 4 workers
 
 Every measurement alternates ours and the plain command in the same run on the
 same machine, and reports medians and ratios in one table. Nothing here is a
@@ -246,6 +248,120 @@ def jupyter_proxy(port_of_mlflow: int) -> tuple[subprocess.Popen, str, str]:
     return proc, f"{base}/proxy/{port_of_mlflow}", token
 
 
+def log_tail_ms(root: Path, size_mb: int = 1024) -> tuple[float, float]:
+    """Reading the last 40 lines of a ``size_mb`` log: the whole file (before) vs its end."""
+    from mlflow_magic import logfile
+
+    log = root / "big.log"
+    line = b"INFO:     127.0.0.1:5555 - \"GET /api/2.0/mlflow/experiments/search HTTP/1.1\" 200\n"
+    block = line * (1024 * 1024 // len(line))
+    with open(log, "wb") as fh:
+        for _ in range(size_mb):
+            fh.write(block)
+    try:
+        t0 = time.perf_counter()
+        whole = log.read_bytes().decode("utf-8", errors="replace").splitlines()[-40:]
+        before = (time.perf_counter() - t0) * 1000
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            end = logfile.tail(log, 40)
+            times.append((time.perf_counter() - t0) * 1000)
+        assert end.splitlines() == whole
+        return before, median(times)
+    finally:
+        log.unlink()
+
+
+def trace_hook_us(cells: int = 2000) -> tuple[float, float]:
+    """Per-cell cost of a cell that makes no trace: bare IPython vs with the extension."""
+    return (python_us_per_cell(cells, load=False), python_us_per_cell(cells, load=True))
+
+
+def python_us_per_cell(cells: int, load: bool) -> float:
+    out = python_ms(f"""
+        import time
+        from IPython.core.interactiveshell import InteractiveShell
+        import mlflow  # imported, as in a tracing notebook: the hook looks at its state
+        shell = InteractiveShell.instance()
+        if {load}:
+            shell.run_line_magic("load_ext", "mlflow_magic")
+        for _ in range(50):
+            shell.run_cell("x = 1", store_history=False)
+        t0 = time.perf_counter()
+        for _ in range({cells}):
+            shell.run_cell("x = 1", store_history=False)
+        print((time.perf_counter() - t0) * 1000)
+    """)
+    return out * 1000 / cells
+
+
+def costs_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
+    """Costs that must stay flat as the work grows; no server needed."""
+    tails = [log_tail_ms(root) for _ in range(rounds)]
+    hooks = [trace_hook_us() for _ in range(rounds)]
+    before, after = median([t[0] for t in tails]), median([t[1] for t in tails])
+    bare, ours = median([h[0] for h in hooks]), median([h[1] for h in hooks])
+    return [
+        ("last 40 lines of a 1 GB server log (logs, status, panel)",
+         f"{before:.0f} ms (whole file)", f"{after:.2f} ms", f"{after / before:.4f}x",
+         "<= 20 ms"),
+        ("a cell without a trace, after %load_ext (trace hook)", f"{bare:.0f} us (IPython)",
+         f"{ours:.0f} us", f"{ours / bare:.2f}x", "no network call"),
+    ]
+
+
+WRITER = """
+import os, sys, time
+import mlflow
+from mlflow import MlflowClient
+client = MlflowClient()
+run = client.create_run(sys.argv[1]).info.run_id
+while not os.path.exists(sys.argv[2]):  # every writer is ready: start together
+    time.sleep(0.01)
+for step in range(int(sys.argv[3])):
+    client.log_metric(run, "m", float(step), step=step)
+print(time.time())
+"""
+
+
+def writers_rate(url: str, writers: int = 8, calls: int = 300) -> float:
+    """Metrics/s of ``writers`` processes (kernels) logging one metric per call, at once."""
+    from mlflow.tracking import MlflowClient
+
+    experiment = MlflowClient(url).create_experiment(f"writers-{time.time_ns()}")
+    go = Path(tempfile.mkdtemp()) / "go"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, experiment, str(go), str(calls)],
+                              stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(writers)]
+    time.sleep(15)  # let every writer import mlflow first
+    t0 = time.time()
+    go.touch()
+    ends = [float(p.communicate(timeout=600)[0].split()[-1]) for p in procs]
+    return writers * calls / (max(ends) - t0)
+
+
+def writers_rows(root: Path, postgres_uri: str | None) -> list[tuple[str, ...]]:
+    """8 writers through one server: 1 worker vs 4, on SQLite and (if given) PostgreSQL."""
+    stores = [("SQLite", None)] + ([("PostgreSQL", postgres_uri)] if postgres_uri else [])
+    rows = []
+    for name, uri in stores:
+        rates = {}
+        for workers in (1, 4):
+            folder = root / f"writers-{name}-{workers}"
+            server = mlflow_magic.start(folder, use=False, workers=workers,
+                                        backend_store_uri=uri).server
+            try:
+                rates[workers] = writers_rate(server.url)
+            finally:
+                mlflow_magic.stop(folder)
+        rows.append((f"8 writers x 300 log_metric, {name} (metrics/s)",
+                     f"{rates[1]:.0f} /s (1 worker)", f"{rates[4]:.0f} /s (4 workers)",
+                     f"{rates[4] / rates[1]:.2f}x", "report"))
+    return rows
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -307,13 +423,33 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--costs-only", action="store_true",
+                        help="only the costs that need no server (log tail, trace hook)")
+    parser.add_argument("--writers-only", action="store_true",
+                        help="only 8 concurrent writers through 1 and 4 workers")
+    parser.add_argument("--postgres-uri", metavar="URI",
+                        help="also measure the writers on this PostgreSQL database")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="mlflow-magic-bench-"))
     os.environ["MLFLOW_MAGIC_STATE_DIR"] = str(root / "state")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     print(f"machine: {machine()}", file=sys.stderr)
+    if args.writers_only:
+        try:
+            print(table(writers_rows(root, args.postgres_uri), args.markdown))
+        finally:
+            mlflow_magic.stop(all=True)
+            shutil.rmtree(root, ignore_errors=True)
+        return
+    if args.costs_only:
+        try:
+            print(table(costs_rows(root, args.rounds), args.markdown))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     try:
+        costs = costs_rows(root, args.rounds) + writers_rows(root, args.postgres_uri)
         starts = measure_starts(args.rounds, root)
         floor = median(starts["import floor"]["cold"])
 
@@ -378,6 +514,7 @@ def main() -> None:
              median([r[1] for r in rates_ours]), "/s", "report", 0),
         ("REST call: direct vs jupyter-server-proxy", f"{median(direct):.1f} ms (direct)",
          f"{median(via):.1f} ms (proxied)", f"{median(via) / median(direct):.2f}x", "<= 1.5x"),
+        *costs,
     ]
     print(f"\nmachine: {machine()}; medians of {args.rounds} rounds\n")
     print(table(rows, args.markdown))

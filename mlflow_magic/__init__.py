@@ -75,6 +75,11 @@ def load_ipython_extension(ipython) -> None:
         _LOADED[id(ipython)] = traces
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension: the UI's route behind public host names (serverext.py)."""
+    return [{"module": "mlflow_magic.serverext"}]
+
+
 def unload_ipython_extension(ipython) -> None:
     """``%unload_ext mlflow_magic``: remove the magics and the hooks."""
     traces = _LOADED.pop(id(ipython), None)

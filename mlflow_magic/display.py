@@ -54,11 +54,13 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
         return UiLocation(f"{_slash(template)}proxy/{port}/", direct, True)
     hub_prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if hub_prefix:
-        return UiLocation(f"{_slash(hub_prefix)}proxy/{port}/", direct, True,
-                          f"{_slash(hub_prefix)}mlflow/")
-    base = jupyter_base_url(environ)
-    if base is not None:
-        return UiLocation(f"{base}proxy/{port}/", direct, True, f"{base}mlflow/")
+        route = _proxy_route(_hub_server_url(environ), environ.get("JUPYTERHUB_API_TOKEN", ""))
+        base = _slash(hub_prefix)
+        return UiLocation(f"{base}{route or 'proxy/'}{port}/", direct, True, f"{base}mlflow/")
+    found = jupyter_proxy(environ)
+    if found is not None:
+        base, route = found
+        return UiLocation(f"{base}{route}{port}/", direct, True, f"{base}mlflow/")
     return UiLocation(direct, direct, False)
 
 
@@ -66,13 +68,20 @@ def _slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def jupyter_base_url(environ: Mapping[str, str] | None = None) -> str | None:
-    """The base URL of the Jupyter server that started this kernel, if it proxies.
+#: The route of mlflow_magic's server extension (see serverext.py), preferred when there:
+#: it presents a loopback Host to MLflow, so the UI works behind any public host name.
+OWN_ROUTE = "mlflow-magic/proxy/"
+#: jupyter-server-proxy's generic route.
+PROXY_ROUTE = "proxy/"
+
+
+def jupyter_proxy(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """(base URL, proxy route) of the Jupyter server that started this kernel, if it proxies.
 
     The kernel's parent is found from ``JPY_PARENT_PID`` (set by jupyter_client) or
-    the process tree, and matched against the servers' runtime files. The server is
-    asked for ``server-proxy/servers-info`` so a Jupyter without
-    jupyter-server-proxy gets a direct link, not a broken iframe.
+    the process tree, and matched against the running servers. The server is asked
+    which route it has, so a Jupyter without jupyter-server-proxy gets a direct
+    link, not a broken iframe.
     """
     environ = os.environ if environ is None else environ
     servers = {info.get("pid"): info for info in _running_servers()}
@@ -85,8 +94,10 @@ def jupyter_base_url(environ: Mapping[str, str] | None = None) -> str | None:
         candidates += [p.pid for p in psutil.Process().parents()]
     for pid in candidates:
         info = servers.get(pid)
-        if info is not None and _has_server_proxy(info):
-            return _slash(info.get("base_url") or "/")
+        if info is not None:
+            route = _proxy_route(info.get("url", ""), info.get("token", ""))
+            if route is not None:
+                return _slash(info.get("base_url") or "/"), route
     return None
 
 
@@ -102,14 +113,28 @@ def _running_servers() -> list[dict]:
         return []
 
 
-def _has_server_proxy(info: dict) -> bool:
-    url = info.get("url", "").rstrip("/") + "/server-proxy/servers-info"
-    req = urllib.request.Request(url, headers={"Authorization": f"token {info.get('token', '')}"})
-    try:
-        with urllib.request.urlopen(req, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+def _hub_server_url(environ: Mapping[str, str]) -> str:
+    """This single-user server's own address under JupyterHub (its bind URL)."""
+    url = environ.get("JUPYTERHUB_SERVICE_URL", "")
+    return url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+
+
+def _proxy_route(server_url: str, token: str) -> str | None:
+    """Our extension's route if the server has it, else jupyter-server-proxy's, else None."""
+    if not server_url:
+        return None
+    base = server_url.rstrip("/")
+    for path, route in (("mlflow-magic/api/info", OWN_ROUTE),
+                        ("server-proxy/servers-info", PROXY_ROUTE)):
+        req = urllib.request.Request(f"{base}/{path}",
+                                     headers={"Authorization": f"token {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                if resp.status == 200:
+                    return route
+        except OSError:
+            continue
+    return None
 
 
 def deep_link(experiment_id: str | None = None, run_id: str | None = None,

@@ -18,6 +18,8 @@ def setup_mlflow() -> dict:
         "command": [sys.executable, "-m", "mlflow_magic.forwarder", "--port", "{port}"],
         "timeout": START_TIMEOUT,
         "absolute_url": False,
+        # Behind a public host name (JupyterHub) MLflow would refuse the browser's Host.
+        "request_headers_override": {"Host": "127.0.0.1:{port}"},
         "new_browser_tab": False,
         "launcher_entry": {"enabled": True, "title": "MLflow", "icon_path": str(ICON)},
     }

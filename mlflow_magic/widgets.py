@@ -20,7 +20,7 @@ from .commands import ui_view
 from .config import ServerOptions
 from .errors import MlflowMagicError
 from .progress import WidgetProgress
-from .results import STATE_COLOURS, ServerStatus, human_duration
+from .results import STATE_COLOURS, ServerStatus, human_duration, link_html
 
 REFRESH_SECONDS = 5.0
 LOG_LINES = 40
@@ -34,9 +34,7 @@ def status_html(status: ServerStatus) -> str:
     server = status.server
     if server is not None and status.state != "crashed":
         parts += [
-            f'<a href="{html.escape(server.url)}" target="_blank" rel="noopener">'
-            f"{html.escape(server.url)}</a> (pid {server.pid}, up "
-            f"{human_duration(server.uptime)})",
+            f"{link_html(server.url)} (pid {server.pid}, up {human_duration(server.uptime)})",
             f"backend <code>{html.escape(str(server.backend_store_uri or 'none'))}</code>",
         ]
     return " &middot; ".join(parts)
@@ -59,6 +57,8 @@ class ServerPanel:
         }
         self.progress = widgets.Box()
         self.ui = widgets.Output()
+        #: the UI view the panel shows (Open UI), if any
+        self.shown_view = None
         self.log = widgets.HTML()
         log_box = widgets.Accordion(children=[self.log])
         log_box.set_title(0, "Server log")
@@ -111,6 +111,7 @@ class ServerPanel:
 
     def stop(self) -> None:
         self.ui.clear_output()
+        self.shown_view = None
         self.progress.children = ()
         api.stop(self.options.path)
 
@@ -129,6 +130,7 @@ class ServerPanel:
         self.ui.clear_output()
         with self.ui:
             display(view)
+        self.shown_view = view
 
     # --- state -------------------------------------------------------------------------
 

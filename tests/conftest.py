@@ -7,6 +7,7 @@ outlives a failing test; a session finalizer stops any server a test forgot.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,7 +15,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -43,6 +46,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def rest(url: str, path: str = "", body: dict | None = None) -> dict:
+    """A REST call to an MLflow server (POST with ``body``, else GET), decoded."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{url}{path}", data=data,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def as_host(url: str, host: str) -> tuple[int, str | None]:
+    """A REST read sent with another Host header: (status, X-Frame-Options)."""
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
+                                 headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers.get("X-Frame-Options")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def fetch(url: str) -> bytes:
+    """GET ``url``; its body."""
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read()
+
+
+def python(code: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new Python process (another kernel or a terminal, for the server)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=180, **kwargs)
 
 
 def serve_processes(marker: str = "") -> list[psutil.Process]:
@@ -284,7 +319,10 @@ def jupyter(tmp_path_factory):
          f"--LabApp.user_settings_dir={root / 'settings'}",
          "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          # Tests drive JupyterLab's own commands (Run All) through window.jupyterapp.
-         "--LabApp.expose_app_in_browser=True"],
+         "--LabApp.expose_app_in_browser=True",
+         # As behind JupyterHub: requests may name the hub's public host.
+         "--ServerApp.allow_remote_access=True",
+         "--JupyterNotebookApp.expose_app_in_browser=True"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}/"
 

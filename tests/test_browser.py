@@ -72,7 +72,7 @@ def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
     record = registry.read_record(jupyter["data_dir"])
     assert record is not None
     src = page.get_attribute("iframe.mlflow-magic-ui", "src")
-    assert src.startswith(f"/proxy/{record.port}/")
+    assert src.startswith(f"/mlflow-magic/proxy/{record.port}/")  # the extension's route
 
     # "open in a JupyterLab tab", from the cell's output: a JupyterLab tab, not a browser tab.
     page.locator("a[data-commandlinker-command='server-proxy:open']").first.click()
@@ -144,5 +144,40 @@ def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
         shot(page, "trace-views")
     record = registry.read_record(jupyter["data_dir"])
     srcs = [page.locator(frames).nth(i).get_attribute("src") for i in range(3)]
-    assert all(src.startswith(f"/proxy/{record.port}/static-files/") for src in srcs)
+    assert all(src.startswith(f"/mlflow-magic/proxy/{record.port}/static-files/")
+               for src in srcs)
     assert srcs[2].count("trace_id=") == 2  # both traces of the notebook, paged
+
+
+def test_notebook_7_shows_the_ui_and_trace_views(jupyter, page):
+    """Notebook 7's notebook page: no JupyterLab tabs there, so the plain links must work."""
+    cells = [TRACE_CELLS[0].replace(" --no-ui", ""), TRACE_CELLS[1]]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, jupyter["root"] / "nb7.ipynb")
+    page.goto(f"{jupyter['url']}notebooks/nb7.ipynb?token={jupyter['token']}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
+    try:
+        page.wait_for_function("window.jupyterapp !== undefined", timeout=60_000)
+        select = page.locator(".jp-Dialog button.jp-mod-accept", has_text="Select")
+        try:
+            select.wait_for(timeout=10_000)
+            select.click()
+        except PlaywrightTimeout:
+            pass
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                               "#jp-NotebookKernelStatus, .jp-NotebookKernelStatus",
+                               timeout=90_000)
+        page.evaluate("() => { window.jupyterapp.commands.execute("
+                      "'notebook:run-all-cells'); }")
+        expect_mlflow_in(page, "iframe.mlflow-magic-ui", "notebook7-inline-ui")
+        frames = "iframe[src*='notebook-trace-renderer']"
+        page.wait_for_selector(frames, timeout=120_000)
+        page.frame_locator(frames).get_by_text("add_numbers").first.wait_for(timeout=60_000)
+    finally:
+        shot(page, "notebook7")
+    record = registry.read_record(jupyter["data_dir"])
+    plain = page.locator(f"a[href^='/mlflow-magic/proxy/{record.port}/'][target='_blank']")
+    assert plain.count() >= 2  # "open in a new browser tab", and the tab link's own href

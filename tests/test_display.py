@@ -25,6 +25,7 @@ def test_explicit_base_url_gets_proxy_path():
 def test_jupyterhub_prefix():
     loc = ui_location(DIRECT, environ={"JUPYTERHUB_SERVICE_PREFIX": "/user/ann/"})
     assert loc.url == "/user/ann/proxy/5007/" and loc.lab_url == "/user/ann/mlflow/"
+    # The hub's server unreachable from here: jupyter-server-proxy's route, as a fallback.
 
 
 def test_no_jupyter_gives_a_direct_link(tmp_path, monkeypatch):

@@ -16,13 +16,10 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import psutil
 import pytest
-from conftest import serve_processes, wait_for
-from test_manager import python, rest
+from conftest import as_host, python, rest, serve_processes, wait_for
 
 import mlflow_magic
 from mlflow_magic import manager, process, registry
@@ -205,27 +202,17 @@ def test_restart_keeps_every_setting_and_changes_only_what_is_named(folder, post
     got = rest(again.url, f"/api/2.0/mlflow/experiments/get?experiment_id={exp['experiment_id']}")
     assert got["experiment"]["name"] == "on-postgres"  # still on PostgreSQL, not SQLite
     assert not (folder / "mlflow.db").exists()
-    assert host_status(again.url, "hub.example.org") == 200
+    assert as_host(again.url, "hub.example.org")[0] == 200
     assert "--timeout-keep-alive 7" in " ".join(psutil.Process(again.pid).cmdline())
 
     third = mlflow_magic.restart(folder, use=False, workers=1).server
     assert third.workers == 1
     assert third.settings["backend_store_uri"] == first.settings["backend_store_uri"]
     assert third.settings["artifacts_destination"] == str(artifacts)
-    assert host_status(third.url, "hub.example.org") == 200
+    assert as_host(third.url, "hub.example.org")[0] == 200
     shown = [registry.record_path(folder).read_text(), str(mlflow_magic.status(folder)),
              " ".join(psutil.Process(third.pid).cmdline()), str(mlflow_magic.logs(folder, 200))]
     assert not [text for text in shown if password in text]
-
-
-def host_status(url: str, host: str) -> int:
-    req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
-                                 headers={"Host": host})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def test_restart_is_one_critical_section(folder):

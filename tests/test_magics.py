@@ -159,3 +159,23 @@ def test_mlflow_run_nests_under_an_active_run(ip, on_shared_server):
 def test_mlflow_run_bad_tags(ip, on_shared_server):
     with pytest.raises(UsageError, match="key=value"):
         ip.run_cell_magic("mlflow_run", "--tags nonsense", "x = 1")
+
+
+def test_mlflow_run_autolog_leaves_the_users_autolog_as_it_was(ip, on_shared_server):
+    import mlflow
+    from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
+
+    def enabled() -> dict[str, bool]:
+        return {name: config.get("disable") is False
+                for name, config in AUTOLOGGING_INTEGRATIONS.items() if config}
+
+    mlflow.autolog(disable=True)
+    card, _ = last_card(ip, "--autolog --name autolog-for-one-cell", "x = 1")
+    assert "FINISHED" in card and not any(enabled().values())  # off again after the cell
+    mlflow.autolog(log_models=False, silent=True)  # the user's own autologging
+    try:
+        last_card(ip, "--autolog --name autolog-kept", "x = 2")
+        assert enabled()["mlflow"]
+        assert AUTOLOGGING_INTEGRATIONS["mlflow"]["log_models"] is False
+    finally:
+        mlflow.autolog(disable=True)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
-import urllib.request
 
 import psutil
 import pytest
-from conftest import free_port, serve_processes, wait_for
+from conftest import free_port, python, rest, serve_processes, wait_for
 
 import mlflow_magic
 from mlflow_magic import manager, process, registry
@@ -29,23 +26,9 @@ from mlflow_magic.errors import (
 from mlflow_magic.results import Launched, Reused
 
 
-def rest(url: str, path: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{url}{path}", data=data,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def tree_pids(pid: int) -> set[int]:
     proc = psutil.Process(pid)
     return {proc.pid, *(c.pid for c in proc.children(recursive=True))}
-
-
-def python(code: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``code`` in a new Python process (another kernel or a terminal, for the server)."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=180, **kwargs)
 
 
 def test_start_log_and_find_the_run(folder, clean_tracking_env):

@@ -13,22 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-from conftest import wait_for
+from conftest import as_host, fetch, rest, wait_for
 
 import mlflow_magic
 from mlflow_magic.serve import IN_PROCESS_MARKER, OWN_LAUNCHER_MARKER, _is_uvicorn_command
-
-
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read()
-
-
-def post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def test_default_server_is_one_process_serving_in_process(shared_server):
@@ -54,13 +42,13 @@ def test_uvicorn_command_shape_is_recognised():
 def test_proxied_artifacts_and_model_registry(shared_server):
     url = shared_server.url
     name = "registry-check"
-    post(f"{url}/api/2.0/mlflow/registered-models/create", {"name": name})
-    found = json.loads(get(f"{url}/api/2.0/mlflow/registered-models/get?name={name}"))
+    rest(url, "/api/2.0/mlflow/registered-models/create", {"name": name})
+    found = json.loads(fetch(f"{url}/api/2.0/mlflow/registered-models/get?name={name}"))
     assert found["registered_model"]["name"] == name
     req = urllib.request.Request(f"{url}/api/2.0/mlflow-artifacts/artifacts/check/file.txt",
                                  data=b"proxied", method="PUT")
     urllib.request.urlopen(req, timeout=10).close()
-    assert get(f"{url}/api/2.0/mlflow-artifacts/artifacts/check/file.txt") == b"proxied"
+    assert fetch(f"{url}/api/2.0/mlflow-artifacts/artifacts/check/file.txt") == b"proxied"
     stored = f"{shared_server.settings['artifacts_destination']}/check/file.txt"
     assert Path(stored).read_bytes() == b"proxied"
 
@@ -75,7 +63,7 @@ def test_workers_flag_starts_that_many_workers(folder):
 
     assert len(wait_for(two_workers)) == 2
     for _ in range(4):
-        assert get(f"{server.url}/health") == b"OK"
+        assert fetch(f"{server.url}/health") == b"OK"
 
 
 def test_passthrough_arguments_reach_mlflow_server(folder, tmp_path):
@@ -83,8 +71,8 @@ def test_passthrough_arguments_reach_mlflow_server(folder, tmp_path):
     metrics_dir.mkdir()
     server = mlflow_magic.start(folder, use=False,
                                 extra_args=("--expose-prometheus", str(metrics_dir))).server
-    get(f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1")
-    assert b"# TYPE" in get(f"{server.url}/metrics")
+    fetch(f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1")
+    assert b"# TYPE" in fetch(f"{server.url}/metrics")
     assert "--expose-prometheus" in " ".join(server.command)
     # Prometheus is set up when mlflow.server is imported: MLflow's own launcher runs it.
     assert f"{OWN_LAUNCHER_MARKER}: --expose-prometheus" in Path(server.log_path).read_text()
@@ -92,15 +80,7 @@ def test_passthrough_arguments_reach_mlflow_server(folder, tmp_path):
 
 def test_security_middleware_is_on(shared_server, folder):
     """Host check and frame options, as in MLflow's own server; --allowed-hosts opens it."""
-    def status_for(url: str, host: str) -> tuple[int, str | None]:
-        req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
-                                     headers={"Host": host})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, resp.headers.get("X-Frame-Options")
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-
+    status_for = as_host
     assert status_for(shared_server.url, "evil.example.com")[0] == 403
     code, frame = status_for(shared_server.url, "localhost:5000")
     assert code == 200 and frame == "SAMEORIGIN"
@@ -114,4 +94,4 @@ def test_job_runner_only_on_request(folder):
     consumers = wait_for(lambda: [p for p in psutil.Process(server.pid).children(recursive=True)
                                   if "huey" in " ".join(p.cmdline())], timeout=60)
     assert consumers
-    assert get(f"{server.url}/health") == b"OK"
+    assert fetch(f"{server.url}/health") == b"OK"

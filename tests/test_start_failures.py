@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import free_port
 
 import mlflow_magic
 from mlflow_magic import manager, registry
@@ -100,14 +101,8 @@ def test_a_port_taken_meanwhile_is_retried_on_the_next_one(folder, stub, monkeyp
     assert len(ports) == manager.PORT_RETRIES and len(set(ports)) == manager.PORT_RETRIES
     ports.clear()
     with pytest.raises(StartFailedError):  # a port the user named is not swapped silently
-        mlflow_magic.start(folder, use=False, port=ports_free())
+        mlflow_magic.start(folder, use=False, port=free_port())
     assert len(ports) == 1
-
-
-def ports_free() -> int:
-    from conftest import free_port
-
-    return free_port()
 
 
 def test_a_stub_that_answers_is_recorded_and_stopped(folder, stub):

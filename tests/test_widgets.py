@@ -32,8 +32,8 @@ def test_panel_start_open_ui_stop(folder):
 
         panel.buttons["ui"].click()
         assert panel.message.value == ""
-        shown = [o.get("data", {}) for o in panel.ui.outputs]
-        assert shown and record.url in shown[-1]["text/plain"]  # the UI view, in the panel
+        assert panel.shown_view is not None  # the UI view, in the panel
+        assert panel.shown_view.location.direct_url == record.url + "/"
 
         panel.buttons["restart"].click()
         assert panel.message.value == ""
