@@ -7,6 +7,7 @@ tests do the same with a stub binary. The behaviour comes from ``STUB_MODE``:
 - ``exit:<code>:<message>``: print the message (as a log line) and exit with the code
 - ``hang``: run, never answer
 - ``serve``: answer ``/health`` (OK) and ``/version`` like MLflow on ``--port``
+- ``forbidden``: as ``serve``, but ``/version`` answers 403 (a host or permission refusal)
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import time
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = {"/health": b"OK", "/version": b"0.0-stub"}.get(self.path)
+        if self.path == "/version" and os.environ.get("STUB_MODE") == "forbidden":
+            self.send_response(403)
+            self.end_headers()
+            return
         self.send_response(200 if body else 404)
         self.end_headers()
         self.wfile.write(body or b"")

@@ -7,15 +7,17 @@ retries, timeouts and interrupts, and that nothing is left running.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_for
 
 import mlflow_magic
-from mlflow_magic import manager, registry
+from mlflow_magic import manager, process, registry
 from mlflow_magic.errors import StartFailedError, StartTimeoutError
 
 STUB = Path(__file__).with_name("stub_server.py")
@@ -111,3 +113,23 @@ def test_a_stub_that_answers_is_recorded_and_stopped(folder, stub):
     assert server.mlflow_version == "0.0-stub"
     assert mlflow_magic.status(folder).running
     assert mlflow_magic.stop(folder).server.pid == server.pid
+
+
+def test_connect_explains_a_403(monkeypatch, clean_tracking_env):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(STUB), "--port", str(port)],
+                              env={**os.environ, "STUB_MODE": "forbidden"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: not process.port_is_free("127.0.0.1", port))
+        with pytest.raises(mlflow_magic.MlflowMagicError, match="403 Forbidden") as info:
+            mlflow_magic.connect(url)
+        assert "--allowed-hosts" in str(info.value)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+        with pytest.raises(mlflow_magic.MlflowMagicError, match="'alice' may not read"):
+            mlflow_magic.connect(url)
+        assert "MLFLOW_TRACKING_URI" not in os.environ
+    finally:
+        server.terminate()
+        server.wait()
