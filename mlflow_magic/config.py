@@ -548,11 +548,6 @@ def mask_args(args: Sequence[str]) -> list[str]:
     return shown
 
 
-def has_secret(args: Sequence[str]) -> bool:
-    """True if showing ``args`` as they are would reveal a secret."""
-    return mask_args(args) != list(args)
-
-
 def server_flags(config: ServerConfig, port: int) -> list[str]:
     """The ``mlflow server`` flags for ``config`` (store URIs travel in the environment)."""
     flags = ["--host", config.host, "--port", str(port), "--workers", str(config.workers)]

@@ -68,7 +68,7 @@ from .results import (
     Stopped,
     StoppedAll,
 )
-from .schema import UPGRADE_ENV
+from .schema import OUT_OF_DATE, UPGRADE_ENV
 from .serve import ARGS_ENV, ATTACH_FILE_ENV, LOG_ENV, PARENT_ENV
 
 #: Called with (phase, seconds since start) while a server starts.
@@ -89,7 +89,6 @@ PHASES = (
 PORT_RETRIES = 3
 LOCK_MARGIN = 30.0
 LOG_TAIL_LINES = 30
-OUT_OF_DATE = "out-of-date database schema"
 
 
 def client_url(host: str, port: int) -> str:
@@ -317,8 +316,7 @@ def _launch_on(config: ServerConfig, port: int, started: float,
             attached=config.attached, hostname=socket.gethostname(), token=token,
             attached_pid=os.getpid() if config.attached else None,
             inherited_env=inherited_settings())
-        registry.write_options(config.data_dir,
-                               dataclasses.replace(config.options, upgrade_db=False))
+        registry.write_options(config.data_dir, config.options)  # upgrade_db is not kept
         registry.write_record(record)
     except BaseException:
         # Includes KeyboardInterrupt: an interrupted start must not leave a server behind.
@@ -348,7 +346,7 @@ def _phase(log: Path, offset: int) -> str:
 def _hint(config: ServerConfig, log_tail: str) -> str | None:
     """A specific fix for the known causes of a failed start, found in the log."""
     lowered = log_tail.lower()
-    if OUT_OF_DATE in lowered:
+    if OUT_OF_DATE.lower() in lowered:  # our guard's message and MLflow's own
         return (f"The database was created by an older MLflow and was left as it is. Start "
                 "again with --upgrade-db to back up the SQLite file next to it and upgrade it, "
                 "or back it up yourself and run "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from mlflow_magic import api, registry
@@ -88,7 +90,7 @@ def test_panel_timer_leaves_buttons_alone_during_an_action_and_ends_on_close(fol
 
     panel._ipython_display_()
     panel._ipython_display_()  # shown twice: still one timer
-    timers = [t for t in __import__("threading").enumerate() if t.name == "mlflow-magic-panel"]
+    timers = [t for t in threading.enumerate() if t.name == "mlflow-magic-panel"]
     assert len(timers) == 1 and panel.timer_running
     panel._act(slow_action)
     assert seen == [[True, True, True, True]]
