@@ -103,6 +103,10 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         start = sub.add_parser(name, help=text, description=text)
         _add_start_flags(start)
         _add_ui_flags(start)
+        start.add_argument("--wait", action="store_true",
+                           help="in a notebook, return only once the server answers (by "
+                                "default the cell returns at once and MLflow calls wait "
+                                "for the server; terminals and scripts always wait)")
     stop = sub.add_parser("stop", help="stop the folder's server and all its processes")
     _add_folder(stop)
     stop.add_argument("--all", action="store_true", help="stop every known server")

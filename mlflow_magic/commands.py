@@ -29,8 +29,11 @@ UI_COMMANDS = ("start", "restart", "connect")
 
 
 def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
-        on_progress: Progress | None = None) -> object:
-    """Execute the command in ``ns`` and return its typed result."""
+        on_progress: Progress | None = None, wait: bool = True) -> object:
+    """Execute the command in ``ns`` and return its typed result.
+
+    ``wait=False`` lets a launch finish in the background (see :mod:`pending`).
+    """
     command = ns.command or "status"
     if extra_args and command not in START_COMMANDS:
         raise ConfigError(
@@ -40,7 +43,7 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
         )
     if command in START_COMMANDS:
         return api.launch(server_options(ns, extra_args), restart=command == "restart",
-                          on_progress=on_progress)
+                          on_progress=on_progress, wait=wait)
     if command == "stop":
         if ns.all and ns.path:
             raise ConfigError("`stop --all` stops every known server; drop --path, or drop "

@@ -16,6 +16,7 @@ import os
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
@@ -102,15 +103,27 @@ def jupyter_proxy(environ: Mapping[str, str] | None = None) -> tuple[str, str] |
 
 
 def _running_servers() -> list[dict]:
-    """The Jupyter servers running for this user (from their runtime files)."""
+    """The Jupyter servers running for this user, from their runtime files.
+
+    What ``jupyter_server.serverapp.list_running_servers`` reads, read here:
+    importing ``jupyter_server.serverapp`` in a kernel costs 3-12 s on this
+    stack (jupyter_events -> jsonschema compiles RFC 3987 grammars at import),
+    which the first ``%mlflow_server start`` of every kernel would pay.
+    """
     try:
-        from jupyter_server.serverapp import list_running_servers
+        from jupyter_core.paths import jupyter_runtime_dir
     except ImportError:
         return []
-    try:
-        return list(list_running_servers())
-    except OSError:
-        return []
+    found = []
+    for info_file in Path(jupyter_runtime_dir()).glob("jpserver-*.json"):
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # being written, or gone
+            continue
+        pid = info.get("pid") if isinstance(info, dict) else None
+        if isinstance(pid, int) and pid > 0 and psutil.pid_exists(pid):
+            found.append(info)
+    return found
 
 
 def _hub_server_url(environ: Mapping[str, str]) -> str:

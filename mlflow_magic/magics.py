@@ -39,7 +39,8 @@ class MlflowMagics(Magics):
         # The manager and its libraries load on first use, not at %load_ext.
         from . import commands
         from .display import UiView, trace_renderer_base
-        from .progress import for_this_shell, in_notebook
+        from .progress import WidgetProgress, follow, for_this_shell, in_notebook
+        from .results import Starting
         from .tracking import set_trace_renderer_base
 
         argv, extra = split_passthrough(arg_split(line))
@@ -47,13 +48,20 @@ class MlflowMagics(Magics):
         if ns.command in (None, "panel") and in_notebook():
             return self._panel(ns)
         progress = for_this_shell()
+        # In a notebook a launch goes on in the background: the cell returns at once.
+        background = isinstance(progress, WidgetProgress) and not getattr(ns, "wait", True)
         try:
-            result = commands.run(ns, extra, on_progress=progress)
-            display(result)
+            if background:
+                progress.prepare()
+            result = commands.run(ns, extra, on_progress=progress, wait=not background)
+            if not isinstance(result, Starting):
+                display(result)
             view = result if isinstance(result, UiView) else None
             if ns.command in commands.UI_COMMANDS:
                 view = commands.ui_view(result.url, ns.proxy_url, ns.height)
-                if not ns.no_ui:
+                if isinstance(result, Starting):  # the UI shows once the server answers
+                    follow(result, progress, "" if ns.no_ui else view._repr_html_())
+                elif not ns.no_ui:
                     display(view)
             if view is not None:  # MLflow's own trace view goes the way the UI goes
                 set_trace_renderer_base(trace_renderer_base(view.location))

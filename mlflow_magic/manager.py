@@ -73,6 +73,8 @@ from .serve import ARGS_ENV, ATTACH_FILE_ENV, LOG_ENV, PARENT_ENV
 
 #: Called with (phase, seconds since start) while a server starts.
 Progress = Callable[[str, float], None]
+#: Called with the server's URL as soon as a start has chosen it (before it answers).
+UrlKnown = Callable[[str], None]
 
 #: The start-up phases, in order, as reported to a Progress callback.
 PHASE_ORDER = ("starting Python and MLflow", "preparing database", "starting web server",
@@ -106,10 +108,15 @@ def _no_progress(phase: str, elapsed: float) -> None:
     """Default progress callback: stay quiet."""
 
 
+def _no_url(url: str) -> None:
+    """Default URL callback: nobody waits for it."""
+
+
 # --- start -------------------------------------------------------------------------------
 
 
-def start(config: ServerConfig, on_progress: Progress | None = None) -> Launched | Reused:
+def start(config: ServerConfig, on_progress: Progress | None = None,
+          on_url: UrlKnown | None = None) -> Launched | Reused:
     """Reuse the folder's running server, or start one and wait until it answers.
 
     A healthy server is reused without taking the folder lock (its record is
@@ -127,25 +134,27 @@ def start(config: ServerConfig, on_progress: Progress | None = None) -> Launched
         _pick_port(config, [])  # a taken port is explained before anything is created
     registry.prepare_folder(config.data_dir)
     with registry.folder_lock(config.data_dir, config.timeout + LOCK_MARGIN):
-        return _start_locked(config, on_progress or _no_progress)
+        return _start_locked(config, on_progress or _no_progress, on_url or _no_url)
 
 
-def _start_locked(config: ServerConfig, on_progress: Progress) -> Launched | Reused:
+def _start_locked(config: ServerConfig, on_progress: Progress,
+                  on_url: UrlKnown) -> Launched | Reused:
     record = registry.read_record(config.data_dir)
     if record is not None:
         _refuse_foreign_host(record, "start")
         if registry.process_of(record) is not None:
-            return _reuse_live(config, record, on_progress)
+            return _reuse_live(config, record, on_progress, on_url)
         _end_remains(record)  # crashed: workers that outlived their leader go too
         registry.remove_record(config.data_dir)
-    return _launch(config, on_progress)
+    return _launch(config, on_progress, on_url)
 
 
 def _reuse_live(config: ServerConfig, record: ServerRecord,
-                on_progress: Progress) -> Launched | Reused:
+                on_progress: Progress, on_url: UrlKnown) -> Launched | Reused:
     """A live server is reused, never replaced: if it is busy, wait for it to answer."""
     _check_settings(config, record)
     if not rest.probe(record.url).answering:
+        on_url(record.url)
         started = time.monotonic()
         outcome = process.wait_ready(
             lambda: None if registry.process_of(record) is not None else -1,
@@ -154,7 +163,7 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
         if isinstance(outcome, process.Exited):  # it died while we waited: replace it
             _end_remains(record)
             registry.remove_record(config.data_dir)
-            return _launch(config, on_progress)
+            return _launch(config, on_progress, on_url)
         if isinstance(outcome, process.TimedOut):
             tail = _log_tail(Path(record.log_path))
             raise UnresponsiveError(
@@ -250,7 +259,8 @@ def _pick_port(config: ServerConfig, tried: list[int]) -> int:
         "first free port, or stop that process.")
 
 
-def _launch(config: ServerConfig, on_progress: Progress) -> Launched:
+def _launch(config: ServerConfig, on_progress: Progress,
+            on_url: UrlKnown = _no_url) -> Launched:
     """Spawn the server, wait for it, record it; on any failure leave nothing running."""
     started = time.monotonic()
     tried: list[int] = []
@@ -258,7 +268,7 @@ def _launch(config: ServerConfig, on_progress: Progress) -> Launched:
         port = _pick_port(config, tried)
         tried.append(port)
         try:
-            return _launch_on(config, port, started, on_progress)
+            return _launch_on(config, port, started, on_progress, on_url)
         except StartFailedError as exc:
             port_taken = "address already in use" in exc.log_tail.lower()
             if config.port is not None or not port_taken or len(tried) >= PORT_RETRIES:
@@ -266,7 +276,7 @@ def _launch(config: ServerConfig, on_progress: Progress) -> Launched:
 
 
 def _launch_on(config: ServerConfig, port: int, started: float,
-               on_progress: Progress) -> Launched:
+               on_progress: Progress, on_url: UrlKnown) -> Launched:
     log = registry.log_path(config.data_dir)
     logfile.rotate(log)
     command = equivalent_command(config, port)
@@ -292,6 +302,7 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     url = client_url(config.host, port)
     on_progress(PHASE_ORDER[0], time.monotonic() - started)
     proc = process.spawn(server_argv(config, port), env, log)
+    on_url(url)
     create_time = psutil.Process(proc.pid).create_time()  # not reaped yet: always readable
     try:
         outcome = process.wait_ready(
@@ -437,7 +448,8 @@ def stop_all() -> StoppedAll:
     return StoppedAll(stopped, failed)
 
 
-def restart(options: ServerOptions, on_progress: Progress | None = None) -> Launched:
+def restart(options: ServerOptions, on_progress: Progress | None = None,
+            on_url: UrlKnown | None = None) -> Launched:
     """Stop the folder's server and start it again: the same server, changed only where
     ``options`` says, on the same port, in one hold of the folder lock.
 
@@ -458,7 +470,7 @@ def restart(options: ServerOptions, on_progress: Progress | None = None) -> Laun
             merged = dataclasses.replace(merged, port=record.port)  # kernels keep their URL
         config = resolve(merged)
         _stop_locked(data_dir)
-        return _launch(config, on_progress)
+        return _launch(config, on_progress, on_url or _no_url)
 
 
 def _options_from_record(record: ServerRecord | None) -> ServerOptions | None:
@@ -485,6 +497,9 @@ def status(data_dir: Path) -> ServerStatus:
     log = registry.log_path(data_dir)
     log_str = str(log) if log.exists() else None
     if record is None:
+        if registry.folder_busy(data_dir):  # a start holds the lock until its server answers
+            return ServerStatus(str(data_dir), "starting", log_path=log_str,
+                                detail="a server is starting; MLflow calls wait for it")
         return ServerStatus(str(data_dir), "stopped", log_path=log_str)
     if not registry.on_this_host(record):
         return ServerStatus(str(data_dir), "elsewhere", record, log_path=log_str,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .manager import PHASE_ORDER
+from .results import Renders, Starting
 
 
 def _step(phase: str) -> int:
@@ -51,6 +52,7 @@ class WidgetProgress:
         self.show = show
         self.bar = None
         self.label = None
+        self.box = None
         self.elapsed = 0.0
 
     def _show(self) -> None:
@@ -59,17 +61,28 @@ class WidgetProgress:
         self.bar = widgets.IntProgress(value=0, min=0, max=len(PHASE_ORDER) - 1,
                                        description="MLflow", bar_style="info")
         self.label = widgets.Label(value="")
-        box = widgets.HBox([self.bar, self.label])
+        self.box = widgets.HBox([self.bar, self.label])
         if self.show is not None:
-            self.show(box)
+            self.show(self.box)
         else:
             from IPython.display import display
 
-            display(box)
+            display(self.box)
+
+    def prepare(self) -> None:
+        """Place the bar in the cell now, hidden until the first phase.
+
+        A start that goes on in the background reports from its thread; a new
+        display made there would land in no cell once the cell has returned,
+        while changes to a widget already shown reach it.
+        """
+        self._show()
+        self.box.layout.display = "none"
 
     def __call__(self, phase: str, elapsed: float) -> None:
         if self.bar is None:
             self._show()
+        self.box.layout.display = None
         self.elapsed = elapsed
         self.bar.value = _step(phase)
         if phase == "ready":
@@ -94,3 +107,25 @@ def in_notebook() -> bool:
 
 def for_this_shell() -> TextProgress | WidgetProgress:
     return WidgetProgress() if in_notebook() else TextProgress()
+
+
+def follow(starting: Starting, progress: WidgetProgress, when_ready: str = "") -> None:
+    """Show a background start in its cell: "starting" now, the result (and ``when_ready``,
+    e.g. the inline UI) or the start's error when it ends."""
+    import html
+
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    shown = widgets.HTML(value=starting.html())
+    display(shown)
+
+    def ended(result: Renders | None, error: BaseException | None) -> None:
+        if error is not None:
+            progress.fail()
+            shown.value = ('<pre style="white-space:pre-wrap;color:#c62828">'
+                           f"{html.escape(str(error))}</pre>")
+        elif result is not None:
+            shown.value = result.html() + when_ready
+
+    starting.pending.add_done_callback(ended)

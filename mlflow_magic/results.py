@@ -9,11 +9,12 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+from .pending import PendingStart
 from .registry import ServerRecord
 
 #: One colour per server state, for every HTML rendering (results and the panel).
-STATE_COLOURS = {"running": "#2e7d32", "unresponsive": "#ef6c00", "crashed": "#c62828",
-                 "elsewhere": "#6a1b9a", "stopped": "#616161"}
+STATE_COLOURS = {"running": "#2e7d32", "starting": "#1565c0", "unresponsive": "#ef6c00",
+                 "crashed": "#c62828", "elsewhere": "#6a1b9a", "stopped": "#616161"}
 
 
 def human_duration(seconds: float) -> str:
@@ -145,6 +146,28 @@ class Launched(Renders):
 
 
 @dataclass(frozen=True, repr=False)
+class Starting(Renders):
+    """A new server is starting in the background; MLflow calls wait for it.
+
+    ``pending.result()`` waits for the end of the start: the :class:`Launched`
+    (or :class:`Reused`) result, or the start's error.
+    """
+
+    url: str
+    data_dir: str
+    pending: PendingStart
+
+    def text(self) -> str:
+        return (f"Starting MLflow server at {self.url}: MLflow calls wait for it\n"
+                f"  data folder {self.data_dir}")
+
+    def html(self) -> str:
+        return (f"<div>Starting MLflow server at {link_html(self.url)} &middot; data folder "
+                f"<code>{html.escape(self.data_dir)}</code>. The tracking URI is set: MLflow "
+                "calls in the next cells wait for it.</div>")
+
+
+@dataclass(frozen=True, repr=False)
 class Reused(Renders):
     """A server was already running for the folder and is used as is."""
 
@@ -219,6 +242,8 @@ class ServerStatus(Renders):
     def _rows(self) -> list[tuple[str, str]]:
         if self.server is None:
             rows = [("data folder", html.escape(self.data_dir))]
+            if self.detail:
+                rows.append(("state", html.escape(self.detail)))
             if self.log_path:
                 rows.append(("log", html.escape(self.log_path)))
             return rows
@@ -227,6 +252,7 @@ class ServerStatus(Renders):
     def _headline(self) -> str:
         return {
             "running": "MLflow server is running",
+            "starting": "MLflow server is starting",
             "unresponsive": "MLflow server process is alive but does not answer",
             "crashed": "MLflow server has stopped unexpectedly (its record was stale)",
             "elsewhere": "MLflow server was started on another host",

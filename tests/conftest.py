@@ -139,6 +139,27 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
         proc.wait()
 
 
+STUB = Path(__file__).with_name("stub_server.py")
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    """Every start in this process runs tests/stub_server.py; ``stub(mode)`` says how it
+    behaves (see that file)."""
+    monkeypatch.setattr(manager, "server_argv",
+                        lambda config, port: [sys.executable, str(STUB), "--port", str(port)])
+
+    def behave(mode: str) -> None:
+        monkeypatch.setenv("STUB_MODE", mode)
+    return behave
+
+
+def stubs_running() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"])
+            if str(STUB) in " ".join(p.info["cmdline"] or [])
+            and p.status() != psutil.STATUS_ZOMBIE]
+
+
 @pytest.fixture(scope="session")
 def ipython_shell():
     """IPython's test shell, started once (globalipapp's helpers return None on a 2nd start)."""

@@ -6,6 +6,7 @@ tests do the same with a stub binary. The behaviour comes from ``STUB_MODE``:
 
 - ``exit:<code>:<message>``: print the message (as a log line) and exit with the code
 - ``hang``: run, never answer
+- ``slow:<seconds>``: as ``serve``, after that long (a server still starting)
 - ``serve``: answer ``/health`` (OK) and ``/version`` like MLflow on ``--port``
 - ``forbidden``: as ``serve``, but ``/version`` answers 403 (a host or permission refusal)
 """
@@ -42,6 +43,8 @@ def main() -> None:
     if mode == "hang":
         while True:
             time.sleep(1)
+    if mode.startswith("slow:"):
+        time.sleep(float(mode.split(":", 1)[1]))
     args = sys.argv[1:]
     port = int(args[args.index("--port") + 1])
     print("Uvicorn running (stub)", flush=True)

@@ -33,8 +33,9 @@ def run_notebook(name: str, data_dir: Path, monkeypatch) -> nbformat.NotebookNod
 
 
 def outputs(nb: nbformat.NotebookNode) -> str:
-    """Every text and HTML output of the notebook, joined."""
-    parts = []
+    """Every text and HTML output of the notebook, joined, with the final text of its
+    widgets (a start in the background shows its result in a widget when it ends)."""
+    parts = widget_texts(nb)
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             parts.append(out.get("text", ""))
@@ -42,6 +43,14 @@ def outputs(nb: nbformat.NotebookNode) -> str:
             for mime in ("text/plain", "text/html"):
                 parts.append(out.get("data", {}).get(mime, ""))
     return "\n".join(parts)
+
+
+def widget_texts(nb: nbformat.NotebookNode) -> list[str]:
+    """The ``value`` of every widget, as nbclient saved their state at the end of the run."""
+    state = nb.metadata.get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    return [m["state"]["value"] for m in state.values()
+            if isinstance(m.get("state", {}).get("value"), str)]
 
 
 def errors(nb: nbformat.NotebookNode) -> list[str]:
@@ -52,7 +61,8 @@ def errors(nb: nbformat.NotebookNode) -> list[str]:
             if out.get("output_type") == "error":
                 found.append(f"{out.get('ename')}: {out.get('evalue')}")
             text = out.get("text", "")
-            if "command not found" in text or "No module named" in text:
+            if any(sign in text for sign in ("command not found", "No module named",
+                                             "Connection refused", "Retrying (Retry(")):
                 found.append(text)
     return found
 

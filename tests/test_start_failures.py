@@ -10,34 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import psutil
 import pytest
-from conftest import free_port, wait_for
+from conftest import STUB, free_port, stubs_running, wait_for
 
 import mlflow_magic
 from mlflow_magic import manager, process, registry
 from mlflow_magic.errors import StartFailedError, StartTimeoutError
-
-STUB = Path(__file__).with_name("stub_server.py")
-
-
-@pytest.fixture
-def stub(monkeypatch):
-    """Every start in this process runs the stub; ``stub(mode)`` says how it behaves."""
-    monkeypatch.setattr(manager, "server_argv",
-                        lambda config, port: [sys.executable, str(STUB), "--port", str(port)])
-
-    def behave(mode: str) -> None:
-        monkeypatch.setenv("STUB_MODE", mode)
-    return behave
-
-
-def stubs_running() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"])
-            if str(STUB) in " ".join(p.info["cmdline"] or [])
-            and p.status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.fixture(autouse=True)
@@ -92,9 +71,9 @@ def test_a_port_taken_meanwhile_is_retried_on_the_next_one(folder, stub, monkeyp
     ports = []
     real = manager._launch_on
 
-    def count(config, port, started, on_progress):
+    def count(config, port, *rest):
         ports.append(port)
-        return real(config, port, started, on_progress)
+        return real(config, port, *rest)
 
     monkeypatch.setattr(manager, "_launch_on", count)
     stub("exit:1:OSError: [Errno 98] error while attempting to bind: address already in use")

@@ -1,0 +1,223 @@
+"""A server start that finishes in the background while the notebook goes on.
+
+In a notebook, ``%mlflow_server start`` returns as soon as the server's URL is
+known (the tracking URI is set at once); the rest of the start runs in a
+thread of the kernel. An MLflow call made meanwhile waits for exactly what is
+left of the start: MLflow asks every request-header provider registered under
+the ``mlflow.request_header_provider`` entry point before each REST request
+(``mlflow/tracking/request_header/registry.py``), and :class:`WaitForStart`
+blocks there until the start is over. So no connection is refused and no
+request is retried.
+
+If the start failed, the call raises the start's own message instead. MLflow
+catches ``Exception`` from header providers and only logs it, so that error is
+a ``BaseException`` (as ``KeyboardInterrupt`` is): it ends the call, rather
+than letting it retry for minutes against a port where nothing listens.
+
+No IPython and no MLflow import here: MLflow loads this module with its entry
+points, and a process without a pending start pays one attribute read per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+#: Set while a background start runs, for the processes started meanwhile
+#: (``!python train.py``): "<url> <deadline>"; their MLflow calls wait for that server too.
+STARTING_ENV = "MLFLOW_MAGIC_STARTING"
+#: Called with (result, None) or (None, error) when a start ends.
+DoneCallback = Callable[[T | None, BaseException | None], None]
+_log = logging.getLogger(__name__)
+
+
+class PendingStart(Generic[T]):
+    """``work(on_url)`` running in a thread; its URL as soon as known, its result at the end.
+
+    ``work`` calls ``on_url(url)`` once it has chosen the server's address. Done
+    callbacks run in the thread before waiters are released, so whatever they
+    set (the trace view's base URL, the cell's display) is in place for the
+    first MLflow call.
+    """
+
+    def __init__(self, work: Callable[[Callable[[str], None]], T]) -> None:
+        self.url: str | None = None
+        self._work = work
+        self._lock = threading.Lock()
+        self._url_known = threading.Event()
+        self._done = threading.Event()
+        self._callbacks: list[DoneCallback[T]] = []
+        self._finished = False
+        self._ended = False
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        # Not a daemon: a kernel that exits mid-start lets it finish first, so the server it
+        # spawned is recorded (or stopped on failure), never left running unknown.
+        self._thread = threading.Thread(target=self._run, name="mlflow-magic-start")
+
+    def begin(self) -> PendingStart[T]:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._result = self._work(self._set_url)
+        except BaseException as exc:  # handed to whoever waits, in their thread
+            self._error = exc
+        self._ended = True
+        self._url_known.set()
+        self._finish()
+
+    def _set_url(self, url: str) -> None:
+        self.url = url
+        self._url_known.set()
+
+    def _finish(self) -> None:
+        """Run the done callbacks (also ones added meanwhile), then release the waiters."""
+        while True:
+            with self._lock:
+                callbacks, self._callbacks = self._callbacks, []
+                if not callbacks:
+                    self._finished = True
+                    break
+            for callback in callbacks:
+                self._call(callback)
+        global _current
+        if _current is self:
+            os.environ.pop(STARTING_ENV, None)
+            if self._error is None:
+                _current = None  # later requests pay nothing
+        self._done.set()
+
+    def _call(self, callback: DoneCallback[T]) -> None:
+        try:
+            callback(self._result, self._error)
+        except Exception:  # a display that failed must not hold up the start's waiters
+            _log.exception("mlflow_magic: a callback of the server start failed")
+
+    def add_done_callback(self, callback: DoneCallback[T]) -> None:
+        """Call ``callback(result, error)`` when the start ends (at once, if it has)."""
+        with self._lock:
+            if not self._finished:
+                self._callbacks.append(callback)
+                return
+        self._call(callback)
+
+    def wait_for_url(self, timeout: float | None = None) -> bool:
+        """True once the URL is known or the start has ended."""
+        return self._url_known.wait(timeout)
+
+    @property
+    def ended(self) -> bool:
+        """The work is over (its done callbacks may still be running)."""
+        return self._ended
+
+    @property
+    def done(self) -> bool:
+        """Over, callbacks run: waiters are released."""
+        return self._done.is_set()
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error if self._done.is_set() else None
+
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for the end of the start: its result, or its error raised here."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the MLflow server at {self.url} is still starting")
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+
+
+class ServerStartFailed(BaseException):
+    """An MLflow call found that the start of its server failed; the start's message."""
+
+    def __init__(self, error: BaseException, url: str | None) -> None:
+        super().__init__(
+            f"This MLflow call needs the server at {url}, and its start failed: {error}")
+        self.error = error
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this message alone: the fix is in it, the stack says nothing."""
+        return [str(self)]
+
+
+#: The start this process's tracking URI waits for, if any.
+_current: PendingStart | None = None
+
+
+def track(start: PendingStart, timeout: float) -> None:
+    """MLflow calls of this process, and of the processes it starts until the start ends,
+    wait for ``start`` (it replaces any earlier one); those give up after ``timeout`` s."""
+    global _current
+    _current = start
+    os.environ[STARTING_ENV] = f"{start.url} {time.time() + timeout:.0f}"
+    if start.done:  # ended while being tracked: nothing to wait for
+        os.environ.pop(STARTING_ENV, None)
+
+
+def forget() -> None:
+    """MLflow calls no longer wait for, or fail with, a background start."""
+    global _current
+    _current = None
+    os.environ.pop(STARTING_ENV, None)
+
+
+def wait_for_server(tracking_uri: Callable[[], str] | None = None) -> None:
+    """Block until the tracked start ends; raise :class:`ServerStartFailed` if it failed.
+
+    Only the main thread (the notebook's cells) gets the error, and only while
+    MLflow still points at that server: MLflow's background threads (async
+    logging, trace export) handle a failed request on their own.
+    """
+    start = _current
+    if start is None:
+        if STARTING_ENV in os.environ and tracking_uri is not None:
+            _wait_for_the_parents_start(tracking_uri())
+        return
+    start._done.wait()
+    error = start.error
+    if error is None or threading.current_thread() is not threading.main_thread():
+        return
+    if tracking_uri is not None and tracking_uri().rstrip("/") != (start.url or "").rstrip("/"):
+        return
+    raise ServerStartFailed(error, start.url)
+
+
+def _wait_for_the_parents_start(tracking_uri: str) -> None:
+    """In a process started during a background start: wait until its server answers."""
+    url, _, deadline = os.environ.pop(STARTING_ENV, "").partition(" ")
+    if not url or url.rstrip("/") != tracking_uri.rstrip("/"):
+        return
+    import urllib.request
+
+    end = float(deadline) if deadline.replace(".", "", 1).isdigit() else time.time()
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
+def _mlflow_tracking_uri() -> str:
+    import mlflow  # imported already: this runs inside an MLflow request
+
+    return mlflow.get_tracking_uri()
+
+
+class WaitForStart:
+    """MLflow's request-header provider interface: asked before every REST request."""
+
+    def in_context(self) -> bool:
+        wait_for_server(_mlflow_tracking_uri)
+        return False
+
+    def request_headers(self) -> dict[str, str]:
+        return {}

@@ -1,0 +1,215 @@
+"""A start that finishes in the background: MLflow calls wait for it, or get its error.
+
+The waiting and the hand-over of errors are checked on plain threads and on the
+stub server (milliseconds); the notebook experience in a real ipykernel on a
+real MLflow server: the cell returns before the server answers, the next
+cell's first MLflow call logs a run without a refused connection, and a failed
+start shows its own message in that call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from importlib.metadata import entry_points
+
+import pytest
+from conftest import python, stubs_running
+from jupyter_client.manager import start_new_kernel
+
+import mlflow_magic
+from mlflow_magic import pending, registry, rest
+from mlflow_magic.errors import ConfigError, StartFailedError
+from mlflow_magic.results import Launched, Starting
+
+URL = "http://127.0.0.1:5999"
+
+
+@pytest.fixture(autouse=True)
+def _no_pending_start_leaks():
+    yield
+    pending.forget()
+
+
+def started(work) -> pending.PendingStart:
+    return pending.PendingStart(work).begin()
+
+
+def test_mlflow_finds_the_waiting_point_through_its_entry_point():
+    names = {ep.value for ep in entry_points(group="mlflow.request_header_provider")}
+    assert "mlflow_magic.pending:WaitForStart" in names
+    from mlflow.tracking.request_header.registry import _request_header_provider_registry
+
+    assert any(isinstance(p, pending.WaitForStart) for p in _request_header_provider_registry)
+
+
+def test_waiters_are_released_after_the_done_callbacks():
+    release, order = threading.Event(), []
+
+    def work(on_url):
+        on_url(URL)
+        release.wait(10)
+        return "result"
+
+    start = started(work)
+    assert start.wait_for_url(10) and start.url == URL and not start.done
+    pending.track(start, 60)
+    start.add_done_callback(lambda result, error: order.append(("callback", result, error)))
+    waiter = threading.Thread(target=lambda: (pending.wait_for_server(),
+                                              order.append(("waiter",))))
+    waiter.start()
+    time.sleep(0.2)
+    assert order == []  # still waiting for the start
+    release.set()
+    waiter.join(10)
+    assert order == [("callback", "result", None), ("waiter",)]
+    assert pending._current is None  # a finished start costs later requests nothing
+    seen = []
+    start.add_done_callback(lambda result, error: seen.append(result))  # after the end: now
+    assert seen == ["result"]
+
+
+def test_a_failed_start_fails_the_main_threads_mlflow_calls_with_its_message():
+    def work(on_url):
+        on_url(URL)
+        raise StartFailedError("The MLflow server exited with code 2. Fix the flags.")
+
+    start = started(work)
+    pending.track(start, 60)
+    with pytest.raises(pending.ServerStartFailed) as info:
+        pending.wait_for_server(lambda: URL + "/")
+    assert str(info.value) == (f"This MLflow call needs the server at {URL}, and its start "
+                               "failed: The MLflow server exited with code 2. Fix the flags.")
+    assert info.value._render_traceback_() == [str(info.value)]  # IPython: no stack
+    assert not isinstance(info.value, Exception)  # MLflow logs and drops an Exception here
+    # MLflow's own threads (async logging, trace export) are not interrupted ...
+    other = []
+    worker = threading.Thread(target=lambda: other.append(pending.wait_for_server(lambda: URL)))
+    worker.start()
+    worker.join(10)
+    assert other == [None]
+    # ... nor calls to another server, nor anything once the start is forgotten.
+    pending.wait_for_server(lambda: "http://127.0.0.1:5000")
+    pending.forget()
+    pending.wait_for_server(lambda: URL)
+
+
+def test_an_error_before_the_url_is_raised_at_once(folder):
+    with pytest.raises(ConfigError, match="65535"):
+        mlflow_magic.start(folder, port=70000, wait=False)
+    assert pending._current is None and not folder.exists()
+
+
+def test_a_background_start_on_the_stub(folder, stub, clean_tracking_env):
+    stub("slow:1.5")
+    result = mlflow_magic.start(folder, wait=False)
+    assert isinstance(result, Starting)
+    assert os.environ["MLFLOW_TRACKING_URI"] == result.url  # set at once
+    assert not rest.probe(result.url, timeout=0.5).answering  # and the server still starting
+    assert mlflow_magic.status(folder).state == "starting"
+    # A script started now (`!python train.py`) waits for the server as the kernel does.
+    script = python("""
+        import os, urllib.request
+        from mlflow_magic import pending
+        pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
+        print(urllib.request.urlopen(os.environ["MLFLOW_TRACKING_URI"] + "/health").status)
+    """)
+    assert script.stdout.strip() == "200", script.stderr
+    pending.wait_for_server()  # what an MLflow call does first
+    assert rest.probe(result.url).answering
+    assert pending.STARTING_ENV not in os.environ  # scripts started from now on do not wait
+    final = result.pending.result(0)
+    assert isinstance(final, Launched) and final.url == result.url
+    assert registry.read_record(folder).pid == final.server.pid
+    mlflow_magic.stop(folder)
+
+
+def test_a_background_start_that_fails_leaves_nothing(folder, stub, clean_tracking_env):
+    stub("exit:2:Error: No such option: --bogus\nUsage: mlflow server [OPTIONS]")
+    result = mlflow_magic.start(folder, wait=False)
+    with pytest.raises(pending.ServerStartFailed, match=r"exited with code 2.*after `--`"):
+        pending.wait_for_server(lambda: result.url)
+    assert registry.read_record(folder) is None and stubs_running() == []
+    # Starting again (here: blocking) replaces the failed start for this process.
+    stub("serve")
+    mlflow_magic.start(folder)
+    pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
+    mlflow_magic.stop(folder)
+
+
+# --- in a real kernel, on a real MLflow server ---------------------------------------------
+
+
+class Kernel:
+    """A real ipykernel; ``run(code)`` returns its outputs and the widget values it sent."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.km, self.kc = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
+        self.widget_values: list[str] = []
+
+    def run(self, code: str) -> tuple[str, list[dict]]:
+        texts, errors = [], []
+
+        def hook(msg):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                texts.append(content["text"])
+            elif kind in ("display_data", "execute_result"):
+                texts.append(content["data"].get("text/plain", ""))
+            elif kind == "error":
+                errors.append(content)
+            elif kind == "comm_msg":
+                value = content["data"].get("state", {}).get("value")
+                if isinstance(value, str):
+                    self.widget_values.append(value)
+
+        self.kc.execute_interactive(code, timeout=180, output_hook=hook)
+        return "".join(texts), errors
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    k = Kernel({"MLFLOW_PATH": str(tmp_path / "mlflow_data")})
+    try:
+        yield k
+    finally:
+        k.close()
+        mlflow_magic.stop(all=True)
+
+
+def test_the_start_cell_returns_at_once_and_the_next_cell_logs_a_run(kernel, tmp_path):
+    out, errors = kernel.run("%load_ext mlflow_magic\n%mlflow_server start\n"
+                             "import os; print(os.environ['MLFLOW_TRACKING_URI'])")
+    assert errors == []
+    url = out.strip().splitlines()[-1]
+    assert "Starting MLflow server at" in out
+    assert not rest.probe(url, timeout=0.5).answering  # the cell did not wait for it
+    out, errors = kernel.run(
+        "import mlflow\nwith mlflow.start_run() as run:\n    mlflow.log_param('alpha', 0.5)\n"
+        "print(mlflow.get_run(run.info.run_id).info.status)")
+    assert errors == [] and out.strip().splitlines()[-1] == "FINISHED"
+    assert "Connection refused" not in out and "Retrying" not in out
+    # The start cell's own output turned into the result and the inline UI.
+    assert any("Started MLflow server at" in v and ("mlflow-magic-ui" in v or "not embedded" in v)
+               for v in kernel.widget_values)
+    assert any(v.startswith("ready in") for v in kernel.widget_values)
+
+
+def test_a_failed_background_start_shows_its_message_in_the_next_mlflow_call(kernel, tmp_path):
+    out, errors = kernel.run(f"%load_ext mlflow_magic\n%mlflow_server start --path "
+                             f"{tmp_path / 'bad'} -- --bogus-flag")
+    assert errors == [] and "Starting MLflow server at" in out
+    out, errors = kernel.run("import mlflow\nmlflow.search_experiments()")
+    assert len(errors) == 1
+    assert errors[0]["ename"] == "ServerStartFailed"
+    (message,) = errors[0]["traceback"]  # one paragraph, no stack
+    assert "its start failed" in message and "--bogus-flag" in message
+    assert any("exited with code 2" in v for v in kernel.widget_values)  # the start's cell
+    assert any(v.startswith("failed after") for v in kernel.widget_values)
+    out, errors = kernel.run("print('the kernel goes on')")
+    assert errors == [] and "the kernel goes on" in out
