@@ -110,8 +110,9 @@ def _is_uvicorn_command(cmd: object) -> bool:
             and list(cmd[1:3]) == ["-m", "uvicorn"])
 
 
-def install() -> bool:
-    """Route MLflow's uvicorn launch into this process; False if MLflow changed shape."""
+def install(in_process: bool = True) -> bool:
+    """Route MLflow's server launch through :mod:`mlflow_magic.served_app`, and (with
+    ``in_process``) its uvicorn into this process; False if MLflow changed shape."""
     import mlflow.server as mlflow_server
 
     original = getattr(mlflow_server, "_exec_cmd", None)
@@ -121,15 +122,30 @@ def install() -> bool:
         return False
 
     def exec_cmd(cmd, *args, extra_env=None, synchronous=True, **kwargs):
-        if _is_uvicorn_command(cmd) and not synchronous and not args:
-            return InProcessServer(cmd, dict(extra_env or {}))
-        print(f"{OWN_LAUNCHER_MARKER}: unexpected server command", file=sys.stderr,
-              flush=True)
+        cmd, extra_env = with_served_app(cmd, dict(extra_env or {}))
+        if in_process and _is_uvicorn_command(cmd) and not synchronous and not args:
+            return InProcessServer(cmd, extra_env)
+        if in_process:
+            print(f"{OWN_LAUNCHER_MARKER}: unexpected server command", file=sys.stderr,
+                  flush=True)
         return original(cmd, *args, extra_env=extra_env, synchronous=synchronous, **kwargs)
 
     mlflow_server._exec_cmd = exec_cmd
-    serve_relative_trace_renderer(mlflow_server.app)
     return True
+
+
+def with_served_app(cmd: object, env: dict[str, str]) -> tuple[object, dict[str, str]]:
+    """The server command with :mod:`mlflow_magic.served_app` as its app (the original in
+    ``env``), so every worker serves the trace renderer under any prefix."""
+    from .served_app import APP_ENV
+
+    if not isinstance(cmd, (list, tuple)) or len(cmd) < 4 \
+            or list(cmd[1:3]) not in (["-m", "uvicorn"], ["-m", "gunicorn"]):
+        return cmd, env
+    target = str(cmd[-1])
+    if not re.fullmatch(r"mlflow[\w.]*:\w+", target):  # e.g. gunicorn's "create_app()"
+        return cmd, env
+    return [*cmd[:-1], "mlflow_magic.served_app:app"], {**env, APP_ENV: target}
 
 
 #: MLflow's notebook trace renderer page, under its static files.
@@ -253,8 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # As in MLflow's own uvicorn process, so mlflow.server sets up its Flask app as a
         # server (security middleware included) when it is imported.
         import uvicorn  # noqa: F401
-
-        install()
+    install(in_process=not reason)
     from mlflow.cli import cli
 
     cli.main(args=["server", *args], prog_name="mlflow")

@@ -64,6 +64,13 @@ def test_workers_flag_starts_that_many_workers(folder):
     assert len(wait_for(two_workers)) == 2
     for _ in range(4):
         assert fetch(f"{server.url}/health") == b"OK"
+        assert RELATIVE_BASE in fetch(f"{server.url}/{RENDERER}")  # from either worker
+
+
+RENDERER = "static-files/lib/notebook-trace-renderer/index.html"
+#: The trace renderer's page made relative (serve.relative_renderer_page): it works under
+#: a proxy prefix (Jupyter, JupyterHub).
+RELATIVE_BASE = b'<base href="../../../">'
 
 
 def test_passthrough_arguments_reach_mlflow_server(folder, tmp_path):
@@ -76,6 +83,7 @@ def test_passthrough_arguments_reach_mlflow_server(folder, tmp_path):
     assert "--expose-prometheus" in " ".join(server.command)
     # Prometheus is set up when mlflow.server is imported: MLflow's own launcher runs it.
     assert f"{OWN_LAUNCHER_MARKER}: --expose-prometheus" in Path(server.log_path).read_text()
+    assert RELATIVE_BASE in fetch(f"{server.url}/{RENDERER}")  # MLflow's launcher, our app
 
 
 def test_security_middleware_is_on(shared_server, folder):
