@@ -172,6 +172,10 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
                 "It was left running: it may be busy with a long request. Wait and start "
                 "again, or replace it with `%mlflow_server restart` (`stop` ends it). Last "
                 f"lines of its log ({record.log_path}):\n{tail}")
+        if not record.mlflow_version:  # its starter died before it answered: finish the record
+            record = dataclasses.replace(record, started_at=time.time(),
+                                         mlflow_version=outcome.version)
+            registry.write_record(record)
     return Reused(_detach_if_needed(config, record))
 
 
@@ -302,9 +306,22 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     url = client_url(config.host, port)
     on_progress(PHASE_ORDER[0], time.monotonic() - started)
     proc = process.spawn(server_argv(config, port), env, log)
-    on_url(url)
     create_time = psutil.Process(proc.pid).create_time()  # not reaped yet: always readable
     try:
+        # Recorded at once, before it answers: `stop --all`, `status` ("starting") and a
+        # later start see it even if this process dies meanwhile (a kernel killed during a
+        # background start): the next start then waits for this server instead of
+        # starting a second one on the same store.
+        record = ServerRecord(
+            data_dir=str(config.data_dir), pid=proc.pid, create_time=create_time,
+            host=config.host, port=port, url=url, started_at=time.time(),
+            mlflow_version="", settings={**config.settings(), "port": port},
+            command=command, log_path=str(log), workers=config.workers, jobs=config.jobs,
+            attached=config.attached, hostname=socket.gethostname(), token=token,
+            attached_pid=os.getpid() if config.attached else None,
+            inherited_env=inherited_settings())
+        registry.write_record(record)
+        on_url(url)
         outcome = process.wait_ready(
             proc.poll, url, config.timeout,
             on_tick=lambda _: on_progress(_phase(log, offset), time.monotonic() - started))
@@ -319,14 +336,15 @@ def _launch_on(config: ServerConfig, port: int, started: float,
                 f"The MLflow server did not answer at {url} within {config.timeout:g} s, so "
                 f"it was stopped. {hint} Last lines of its log ({log}):\n{log_tail}",
                 log_tail=log_tail)
-        record = ServerRecord(
-            data_dir=str(config.data_dir), pid=proc.pid, create_time=create_time,
-            host=config.host, port=port, url=url, started_at=time.time(),
-            mlflow_version=outcome.version, settings={**config.settings(), "port": port},
-            command=command, log_path=str(log), workers=config.workers, jobs=config.jobs,
-            attached=config.attached, hostname=socket.gethostname(), token=token,
-            attached_pid=os.getpid() if config.attached else None,
-            inherited_env=inherited_settings())
+        if not process.listens_on(process.server_processes(proc.pid, create_time, token),
+                                  port):
+            raise StartFailedError(
+                f"Another server took port {port} on {config.host} while the MLflow server "
+                f"for {config.data_dir} was starting, and answered in its place. Choose "
+                "another --port, or leave --port out to take the next free one.",
+                log_tail="address already in use")
+        record = dataclasses.replace(record, started_at=time.time(),
+                                     mlflow_version=outcome.version)
         registry.write_options(config.data_dir, config.options)  # upgrade_db is not kept
         registry.write_record(record)
     except BaseException:
@@ -335,6 +353,7 @@ def _launch_on(config: ServerConfig, port: int, started: float,
         # carry this start's token are signalled.
         process.stop_processes(process.server_processes(proc.pid, create_time, token), grace=5)
         proc.wait()
+        registry.remove_record(config.data_dir)
         raise
     on_progress("ready", time.monotonic() - started)
     return Launched(record, time.monotonic() - started)
@@ -517,6 +536,9 @@ def status(data_dir: Path) -> ServerStatus:
         return ServerStatus(str(data_dir), "running", record, log_path=log_str,
                             detail=f"OK (MLflow {found.version})" if found.healthy
                             else "OK (MLflow, login required)")
+    if not record.mlflow_version and registry.folder_busy(data_dir):
+        return ServerStatus(str(data_dir), "starting", record, log_path=log_str,
+                            detail="starting; MLflow calls wait for it")
     return ServerStatus(str(data_dir), "unresponsive", record, detail=found.error,
                         log_path=log_str, log_tail=_log_tail(log, lines=15))
 

@@ -140,6 +140,24 @@ def wait_ready(
         time.sleep(POLL_INTERVAL)
 
 
+def listens_on(procs: list[psutil.Process], port: int) -> bool:
+    """True if one of ``procs`` holds the listening socket of ``port``.
+
+    An answer on the port is not proof: another server may have taken the port
+    between our check and our server's bind (uvicorn binds with SO_REUSEADDR,
+    so a port that is bound but not yet listening looks free).
+    """
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+               for c in conns):
+            return True
+    return False
+
+
 def same_process(pid: int, create_time: float) -> psutil.Process | None:
     """The process ``pid`` if it runs and was created at ``create_time`` (not a reused pid)."""
     try:

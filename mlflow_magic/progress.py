@@ -117,15 +117,20 @@ def follow(starting: Starting, progress: WidgetProgress, when_ready: str = "") -
     import ipywidgets as widgets
     from IPython.display import display
 
-    shown = widgets.HTML(value=starting.html())
+    def show(fragment: str) -> None:
+        # The front end's own class for rendered HTML: links look like links in the widget.
+        shown.value = f'<div class="jp-RenderedHTMLCommon" style="padding:0">{fragment}</div>'
+
+    shown = widgets.HTML()
+    show(starting.html())
     display(shown)
 
     def ended(result: Renders | None, error: BaseException | None) -> None:
         if error is not None:
             progress.fail()
-            shown.value = ('<pre style="white-space:pre-wrap;color:#c62828">'
-                           f"{html.escape(str(error))}</pre>")
+            show('<pre style="white-space:pre-wrap;color:#c62828">'
+                 f"{html.escape(str(error))}</pre>")
         elif result is not None:
-            shown.value = result.html() + when_ready
+            show(result.html() + when_ready)
 
     starting.pending.add_done_callback(ended)

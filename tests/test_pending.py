@@ -15,13 +15,13 @@ import time
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import python, stubs_running
+from conftest import STUB, python, stubs_running
 from jupyter_client.manager import start_new_kernel
 
 import mlflow_magic
 from mlflow_magic import pending, registry, rest
 from mlflow_magic.errors import ConfigError, StartFailedError
-from mlflow_magic.results import Launched, Starting
+from mlflow_magic.results import Launched, Reused, Starting
 
 URL = "http://127.0.0.1:5999"
 
@@ -123,6 +123,30 @@ def test_a_background_start_on_the_stub(folder, stub, clean_tracking_env):
     assert isinstance(final, Launched) and final.url == result.url
     assert registry.read_record(folder).pid == final.server.pid
     mlflow_magic.stop(folder)
+
+
+def test_a_kernel_killed_during_a_background_start_leaves_a_server_the_next_start_reuses(
+        folder, stub):
+    stub("slow:2")
+    died = python(f"""
+        import os, sys, mlflow_magic
+        from mlflow_magic import manager
+        manager.server_argv = lambda config, port: [sys.executable, {str(STUB)!r}, "--port",
+                                                    str(port)]
+        starting = mlflow_magic.start({str(folder)!r}, wait=False)
+        print(starting.url, flush=True)
+        os._exit(9)  # as a SIGKILL of the kernel: no thread finishes the start
+    """)
+    url = died.stdout.strip()
+    assert url.startswith("http://127.0.0.1:"), died.stderr
+    record = registry.read_record(folder)
+    assert record is not None and record.url == url and not record.mlflow_version
+    assert mlflow_magic.status(folder).state in ("starting", "unresponsive", "running")
+    again = mlflow_magic.start(folder, use=False)  # waits for that server: no second one
+    assert isinstance(again, Reused) and again.server.pid == record.pid
+    assert registry.read_record(folder).mlflow_version == "0.0-stub"
+    mlflow_magic.stop(folder)
+    assert stubs_running() == []
 
 
 def test_a_background_start_that_fails_leaves_nothing(folder, stub, clean_tracking_env):

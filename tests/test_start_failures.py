@@ -112,3 +112,23 @@ def test_connect_explains_a_403(monkeypatch, clean_tracking_env):
     finally:
         server.terminate()
         server.wait()
+
+
+def test_an_answer_from_another_server_on_our_port_is_not_taken_for_ours(folder, stub,
+                                                                        monkeypatch):
+    """Another server took the port between our check and our bind (two users of one host
+    starting at once): its answer must not make our start "ready"."""
+    port = free_port()
+    other = subprocess.Popen([sys.executable, str(STUB), "--port", str(port)],
+                             env={**os.environ, "STUB_MODE": "serve"})
+    try:
+        wait_for(lambda: not process.port_is_free("127.0.0.1", port))
+        monkeypatch.setattr(process, "port_is_free", lambda host, p: True)  # the race
+        stub("hang")  # ours never gets to listen
+        with pytest.raises(StartFailedError, match=f"Another server took port {port}"):
+            mlflow_magic.start(folder, use=False, port=port)
+        assert registry.read_record(folder) is None
+        assert other.poll() is None  # the other server is not ours to stop
+    finally:
+        other.terminate()
+        other.wait()
