@@ -1,4 +1,9 @@
-"""jupyter-server-proxy entry point: the MLflow tile in JupyterLab's launcher."""
+"""jupyter-server-proxy entry point: the MLflow tile in JupyterLab's launcher.
+
+The tile opens ``mlflow-magic/tile/`` (serverext.py), which reuses or starts the
+folder's server and shows it through the loopback route; ``/mlflow/`` itself
+stays a plain proxied view of the same server (forwarder.py).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from pathlib import Path
 
 ICON = Path(__file__).with_name("icons") / "mlflow.svg"
 
+#: Where the tile opens its tab, relative to the Jupyter base URL (serverext.TileHandler).
+TILE_PATH = "mlflow-magic/tile/"
 #: MLflow takes seconds to start on a fresh folder; jupyter-server-proxy's default of 5 s
 #: gives up long before that.
 START_TIMEOUT = 120
@@ -21,5 +28,6 @@ def setup_mlflow() -> dict:
         # Behind a public host name (JupyterHub) MLflow would refuse the browser's Host.
         "request_headers_override": {"Host": "127.0.0.1:{port}"},
         "new_browser_tab": False,
-        "launcher_entry": {"enabled": True, "title": "MLflow", "icon_path": str(ICON)},
+        "launcher_entry": {"enabled": True, "title": "MLflow", "icon_path": str(ICON),
+                           "path_info": TILE_PATH},
     }

@@ -18,9 +18,11 @@ Host-rewriting proxy.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from urllib.parse import urlsplit
 
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from jupyter_server_proxy.handlers import LocalProxyHandler
 from tornado import httpclient, web
@@ -63,6 +65,34 @@ class LoopbackProxyHandler(LocalProxyHandler):
         return headers
 
 
+class TileHandler(JupyterHandler):
+    """``mlflow-magic/tile/``: where the launcher's MLflow tile opens its tab.
+
+    It reuses (or starts, detached and shared, as ``%mlflow_server start`` does)
+    the server of ``$MLFLOW_PATH``, then sends the tab to the loopback route
+    above, so the tile's UI can write behind a public host name as the inline
+    UI can. (jupyter-server-proxy's own ``/mlflow/`` route, which the tile used,
+    can only override headers with fixed values: it cannot tell a same-origin
+    write from a cross-site one.)
+    """
+
+    @web.authenticated
+    async def get(self) -> None:
+        from . import manager
+        from .config import ServerOptions, resolve
+        from .errors import MlflowMagicError
+
+        try:
+            result = await asyncio.to_thread(lambda: manager.start(resolve(ServerOptions())))
+        except MlflowMagicError as exc:
+            self.set_status(500)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"The MLflow server could not start.\n\n{exc}")
+            return
+        port = urlsplit(result.url).port
+        self.redirect(url_path_join(self.base_url, ROUTE, "proxy", str(port)) + "/")
+
+
 class InfoHandler(APIHandler):
     """``mlflow-magic/api/info``: lets a kernel find out that this route exists."""
 
@@ -93,4 +123,5 @@ def _load_jupyter_server_extension(serverapp) -> None:
         (url_path_join(base, ROUTE, r"proxy/(\d+)(.*)"), LoopbackProxyHandler,
          {"absolute_url": False}),
         (url_path_join(base, ROUTE, "api/info"), InfoHandler),
+        (url_path_join(base, ROUTE, "tile/?"), TileHandler),
     ])

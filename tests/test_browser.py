@@ -8,56 +8,37 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
+from browser_helpers import (
+    chromium,
+    error_outputs,
+    expect_mlflow_in,
+    new_page,
+    open_and_run_all,
+    run_all,
+    shot,
+    wait_until_all_ran,
+    write_notebook,
+)
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from mlflow_magic import registry
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing (apt-get install chromium); .ci/setup installs it.")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    try:
+    with new_page(browser) as page:
         yield page
-    finally:
-        context.close()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
-
-
-def expect_mlflow_in(page, frame: str, screenshot: str) -> None:
-    """The iframe ``frame`` shows MLflow's UI; a screenshot is kept either way."""
-    try:
-        page.wait_for_selector(frame, timeout=120_000)
-        page.frame_locator(frame).get_by_text("Experiments").first.wait_for(timeout=60_000)
-    finally:
-        shot(page, screenshot)
 
 
 def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
@@ -84,7 +65,7 @@ def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
     card = page.locator(".jp-LauncherCard", has_text="MLflow").first
     card.wait_for(timeout=30_000)
     card.click()
-    expect_mlflow_in(page, f"iframe[src='{jupyter['url']}mlflow/']", "launcher-tab")
+    expect_mlflow_in(page, f"iframe[src='{jupyter['url']}mlflow-magic/tile/']", "launcher-tab")
     assert registry.read_record(jupyter["data_dir"]).pid == record.pid
 
 
@@ -99,29 +80,6 @@ TRACE_CELLS = [
     "try:\n    outer()\nexcept ValueError:\n    pass",
     "mlflow.search_traces(return_type='list', max_results=3)",
 ]
-
-
-def run_all(page, jupyter, name: str, cells: list[str]) -> None:
-    """Open a new notebook of ``cells`` in JupyterLab and press Run All."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, jupyter["root"] / name)
-    # A workspace of its own, reset: only this notebook is open.
-    page.goto(f"{jupyter['url']}lab/workspaces/{Path(name).stem}/tree/{name}?reset"
-              f"&token={jupyter['token']}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
-    select = page.locator(".jp-Dialog button.jp-mod-accept", has_text="Select")
-    try:  # JupyterLab may ask which kernel to start, even with the notebook's kernelspec
-        select.wait_for(timeout=10_000)
-        select.click()
-    except PlaywrightTimeout:
-        pass
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=90_000)
-    # Not awaited: the command's promise ends only when every cell has run.
-    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
 
 def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
@@ -152,11 +110,7 @@ def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
 def test_notebook_7_shows_the_ui_and_trace_views(jupyter, page):
     """Notebook 7's notebook page: no JupyterLab tabs there, so the plain links must work."""
     cells = [TRACE_CELLS[0].replace(" --no-ui", ""), TRACE_CELLS[1]]
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, jupyter["root"] / "nb7.ipynb")
+    write_notebook(jupyter["root"] / "nb7.ipynb", cells)
     page.goto(f"{jupyter['url']}notebooks/nb7.ipynb?token={jupyter['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90_000)
     try:
@@ -181,3 +135,31 @@ def test_notebook_7_shows_the_ui_and_trace_views(jupyter, page):
     record = registry.read_record(jupyter["data_dir"])
     plain = page.locator(f"a[href^='/mlflow-magic/proxy/{record.port}/'][target='_blank']")
     assert plain.count() >= 2  # "open in a new browser tab", and the tab link's own href
+
+
+@pytest.mark.parametrize(("name", "inline_uis"), [
+    ("getting_started.ipynb", 1),  # %mlflow_server start
+    ("quickstart.ipynb", 1),  # %mlflow_server ui --experiment ...
+    ("shared_server.ipynb", 0),  # --no-ui
+])
+def test_example_notebook_runs_all_in_jupyterlab(jupyter, page, name, inline_uis):
+    """Each example notebook, as a user runs it: Run All, no error, every inline UI shows."""
+    shutil.copy(NOTEBOOKS / name, jupyter["root"] / name)
+    try:
+        open_and_run_all(page, jupyter["url"], name, f"&token={jupyter['token']}")
+        wait_until_all_ran(page)
+        # getting_started's bad-input demo is a one-paragraph UsageError: none of these.
+        assert error_outputs(page) == []
+        frames = page.locator("iframe.mlflow-magic-ui")
+        if inline_uis:  # a start's UI may show after its cell ended (a background start)
+            page.wait_for_function("n => document.querySelectorAll("
+                                   "'iframe.mlflow-magic-ui').length >= n", arg=inline_uis,
+                                   timeout=60_000)
+        assert frames.count() == inline_uis
+        for i in range(inline_uis):
+            frames.nth(i).scroll_into_view_if_needed()
+            inside = frames.nth(i).content_frame
+            inside.get_by_text("Experiments").first.wait_for(timeout=60_000)
+            assert inside.get_by_text("Something went wrong").count() == 0
+    finally:
+        shot(page, f"notebook-{Path(name).stem}")

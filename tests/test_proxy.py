@@ -23,6 +23,7 @@ def test_entry_point_is_a_valid_server_process():
         server = ServerProcess(name="mlflow", **setup_mlflow())
     assert server.timeout >= 60 and not server.new_browser_tab
     assert server.launcher_entry.title == "MLflow"
+    assert server.launcher_entry.path_info == "mlflow-magic/tile/"  # serverext.TileHandler
     assert Path(server.launcher_entry.icon_path).read_text().lstrip().startswith("<svg")
     assert server.command[-1] == "{port}" and "mlflow_magic.forwarder" in server.command
 
@@ -61,6 +62,18 @@ def test_launcher_route_and_magic_share_one_server(jupyter):
                          params={"experiment_name": "via-proxy"}, headers=auth, timeout=150)
     assert again.status_code == 200
     assert registry.read_record(data).pid != record.pid
+
+
+def test_the_tile_opens_the_folders_server_on_the_loopback_route(jupyter):
+    base, auth, data = jupyter["url"], jupyter["auth"], jupyter["data_dir"]
+    anonymous = requests.get(f"{base}mlflow-magic/tile/", allow_redirects=False, timeout=30)
+    assert anonymous.status_code in (302, 401, 403)
+    page = requests.get(f"{base}mlflow-magic/tile/", headers=auth, timeout=150)
+    record = registry.read_record(data)
+    assert page.status_code == 200 and "<title>MLflow</title>" in page.text
+    assert page.url == f"{base}mlflow-magic/proxy/{record.port}/"
+    again = requests.get(f"{base}mlflow-magic/tile/", headers=auth, timeout=30)
+    assert again.url == page.url and registry.read_record(data).pid == record.pid  # reused
 
 
 def test_proxy_serves_ui_and_rest_and_requires_the_token(jupyter, shared_server):
