@@ -53,15 +53,18 @@ def test_eight_processes_starting_one_fresh_folder_get_one_server(folder):
     assert len(serve_processes(str(folder))) == 1
 
 
+STEPS = 150
+
+
 def test_eight_writers_lose_no_point(shared_server):
-    writer = """
+    writer = f"""
         import mlflow, sys
         mlflow.set_experiment("writers")
         with mlflow.start_run() as run:
-            for step in range(300):
+            for step in range({STEPS}):
                 mlflow.log_metric("one_by_one", step, step=step)
             mlflow.MlflowClient().log_batch(run.info.run_id, metrics=[
-                mlflow.entities.Metric("batched", float(i), 0, i) for i in range(300)])
+                mlflow.entities.Metric("batched", float(i), 0, i) for i in range({STEPS})])
         print(run.info.run_id)
     """
     env = {**os.environ, "MLFLOW_TRACKING_URI": shared_server.url}
@@ -75,7 +78,7 @@ def test_eight_writers_lose_no_point(shared_server):
         for key in ("one_by_one", "batched"):
             history = rest(shared_server.url, f"/api/2.0/mlflow/metrics/get-history?run_id="
                                               f"{run_id}&metric_key={key}&max_results=1000")
-            assert sorted(m["step"] for m in history["metrics"]) == list(range(300))
+            assert sorted(m["step"] for m in history["metrics"]) == list(range(STEPS))
 
 
 def test_a_paused_server_is_waited_for_never_replaced(folder):

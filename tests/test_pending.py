@@ -203,7 +203,8 @@ def kernel(tmp_path):
         yield k
     finally:
         k.close()
-        mlflow_magic.stop(all=True)
+        for data_dir in (tmp_path / "mlflow_data", tmp_path / "bad"):
+            mlflow_magic.stop(data_dir)  # only this test's: session servers stay
 
 
 def test_the_start_cell_returns_at_once_and_the_next_cell_logs_a_run(kernel, tmp_path):
