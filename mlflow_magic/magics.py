@@ -52,7 +52,7 @@ class MlflowMagics(Magics):
         background = isinstance(progress, WidgetProgress) and not getattr(ns, "wait", True)
         try:
             if background:
-                progress.prepare()
+                progress.defer()
             result = commands.run(ns, extra, on_progress=progress, wait=not background)
             if not isinstance(result, Starting):
                 display(result)
@@ -60,6 +60,7 @@ class MlflowMagics(Magics):
             if ns.command in commands.UI_COMMANDS:
                 view = commands.ui_view(result.url, ns.proxy_url, ns.height)
                 if isinstance(result, Starting):  # the UI shows once the server answers
+                    progress.place()
                     follow(result, progress, "" if ns.no_ui else view._repr_html_())
                 elif not ns.no_ui:
                     display(view)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from collections.abc import Callable
 from typing import TextIO
 
@@ -52,8 +53,10 @@ class WidgetProgress:
         self.show = show
         self.bar = None
         self.label = None
-        self.box = None
         self.elapsed = 0.0
+        self._deferred = False
+        self._latest: tuple[str, float] | None = None
+        self._lock = threading.Lock()
 
     def _show(self) -> None:
         import ipywidgets as widgets
@@ -61,29 +64,44 @@ class WidgetProgress:
         self.bar = widgets.IntProgress(value=0, min=0, max=len(PHASE_ORDER) - 1,
                                        description="MLflow", bar_style="info")
         self.label = widgets.Label(value="")
-        self.box = widgets.HBox([self.bar, self.label])
+        box = widgets.HBox([self.bar, self.label])
         if self.show is not None:
-            self.show(self.box)
+            self.show(box)
         else:
             from IPython.display import display
 
-            display(self.box)
+            display(box)
 
-    def prepare(self) -> None:
-        """Place the bar in the cell now, hidden until the first phase.
+    def defer(self) -> None:
+        """Keep phases until :meth:`place`: for a start that may go on in the background.
 
-        A start that goes on in the background reports from its thread; a new
-        display made there would land in no cell once the cell has returned,
-        while changes to a widget already shown reach it.
+        Its thread reports the phases, and a display made in a thread lands in no
+        cell once the cell has returned; so the cell itself places the bar (only
+        if the start is a launch: a reuse shows none and imports no ipywidgets).
         """
-        self._show()
-        self.box.layout.display = "none"
+        self._deferred = True
+
+    def place(self) -> None:
+        """Show the bar now, at the latest phase reported so far."""
+        with self._lock:
+            self._deferred = False
+            if self.bar is None:
+                self._show()
+            latest = self._latest
+        if latest is not None:
+            self._update(*latest)
 
     def __call__(self, phase: str, elapsed: float) -> None:
-        if self.bar is None:
-            self._show()
-        self.box.layout.display = None
-        self.elapsed = elapsed
+        with self._lock:
+            self.elapsed = elapsed
+            if self._deferred:
+                self._latest = (phase, elapsed)
+                return
+            if self.bar is None:
+                self._show()
+        self._update(phase, elapsed)
+
+    def _update(self, phase: str, elapsed: float) -> None:
         self.bar.value = _step(phase)
         if phase == "ready":
             self.bar.bar_style = "success"

@@ -106,6 +106,19 @@ def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
                for src in srcs)
     assert srcs[2].count("trace_id=") == 2  # both traces of the notebook, paged
 
+    # "View in MLflow UI" inside the view opens the UI through the same route.
+    with page.context.expect_page(timeout=30_000) as opened:
+        page.locator(".jp-Notebook .jp-Cell").nth(1).frame_locator(frames).get_by_text(
+            "View in MLflow UI").first.click()
+    ui = opened.value
+    try:
+        ui.wait_for_load_state()
+        assert ui.url.startswith(f"{jupyter['url']}mlflow-magic/proxy/{record.port}/#/"), ui.url
+        ui.get_by_text("add_numbers").first.wait_for(timeout=60_000)
+    finally:
+        shot(ui, "trace-view-in-mlflow-ui")
+        ui.close()
+
 
 def test_notebook_7_shows_the_ui_and_trace_views(jupyter, page):
     """Notebook 7's notebook page: no JupyterLab tabs there, so the plain links must work."""
