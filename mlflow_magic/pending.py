@@ -41,8 +41,8 @@ class PendingStart(Generic[T]):
 
     ``work`` calls ``on_url(url)`` once it has chosen the server's address. Done
     callbacks run in the thread before waiters are released, so whatever they
-    set (the trace view's base URL, the cell's display) is in place for the
-    first MLflow call.
+    set (the cell's display, the tracking URI of a start that moved to another
+    port) is in place for the first MLflow call.
     """
 
     def __init__(self, work: Callable[[Callable[[str], None]], T]) -> None:
