@@ -9,7 +9,9 @@ trace queue, but only when the cell ended a new trace: a cell that traced
 nothing pays a few dictionary look-ups and no network call.
 
 Lists of traces (``mlflow.search_traces(return_type="list")``) get MLflow's
-paged view too, through a display formatter that leaves every other list alone.
+paged view too, through a display formatter that leaves every other list alone;
+so does the DataFrame ``mlflow.search_traces()`` returns by default, below its
+table (only frames with MLflow's trace columns).
 
 Free of MLflow imports: everything is looked up in ``sys.modules``, so it costs
 nothing until the user's code imports MLflow, and works on every MLflow version
@@ -83,6 +85,35 @@ def trace_list_mimebundle(obj: list) -> dict[str, str] | None:
     return bundle
 
 
+#: Columns of MLflow's trace DataFrame (``Trace.to_pandas_dataframe_row``) that mark one.
+TRACE_FRAME_COLUMNS = frozenset({"trace_id", "trace", "spans"})
+#: The names pandas has given its DataFrame (``__module__`` is "pandas" in pandas 2):
+#: formatters registered by name import nothing.
+DATAFRAMES = (("pandas", "DataFrame"), ("pandas.core.frame", "DataFrame"))
+
+
+def trace_frame_mimebundle(frame: Any) -> dict[str, str] | None:
+    """``mlflow.search_traces()``'s DataFrame: its table, then MLflow's paged view of its
+    first traces (as many as MLflow shows after a cell); None for every other frame."""
+    columns = getattr(frame, "columns", None)
+    if columns is None or not TRACE_FRAME_COLUMNS.issubset(set(columns)) or len(frame) == 0:
+        return None
+    trace_class = getattr(sys.modules.get("mlflow.entities.trace"), "Trace", None)
+    if trace_class is None or not display_enabled():
+        return None
+    limit = getattr(sys.modules.get("mlflow.environment_variables"),
+                    "MLFLOW_MAX_TRACES_TO_DISPLAY_IN_NOTEBOOK", None)
+    try:
+        traces = [trace_class.from_json(text)
+                  for text in frame["trace"].head(limit.get() if limit else 10)]
+    except Exception:  # not MLflow's JSON after all: show the frame as it always was
+        return None
+    bundle = trace_list_mimebundle(traces)
+    if not bundle or "text/html" not in bundle:
+        return None
+    return {"text/plain": repr(frame), "text/html": frame._repr_html_() + bundle["text/html"]}
+
+
 class TraceDisplay:
     """What the extension registers in a shell, so unloading removes exactly that."""
 
@@ -91,10 +122,13 @@ class TraceDisplay:
         self.flusher = TraceFlusher()
         self._formatter = shell.display_formatter.mimebundle_formatter
         self._previous = None
+        self._previous_frames: dict[tuple[str, str], Any] = {}
 
     def register(self) -> None:
         self.shell.events.register("post_execute", self.flusher)
         self._previous = self._formatter.for_type(list, self._list_bundle)
+        self._previous_frames = {name: self._formatter.for_type_by_name(*name, self._frame_bundle)
+                                 for name in DATAFRAMES}
 
     def unregister(self) -> None:
         with contextlib.suppress(ValueError):  # already gone
@@ -102,6 +136,18 @@ class TraceDisplay:
         self._formatter.type_printers.pop(list, None)
         if self._previous is not None:
             self._formatter.for_type(list, self._previous)
+        for name, previous in self._previous_frames.items():
+            with contextlib.suppress(KeyError):
+                self._formatter.pop(".".join(name))
+            if previous is not None:
+                self._formatter.for_type_by_name(*name, previous)
+
+    def _frame_bundle(self, frame: Any) -> Any:
+        bundle = trace_frame_mimebundle(frame)
+        previous = self._previous_frames.get((type(frame).__module__, type(frame).__name__))
+        if bundle is None and previous is not None:
+            return previous(frame)
+        return bundle
 
     def _list_bundle(self, obj: list) -> Any:
         bundle = trace_list_mimebundle(obj)

@@ -79,6 +79,7 @@ TRACE_CELLS = [
     "@mlflow.trace(name='broken_call')\ndef broken():\n    raise ValueError('boom from a span')\n\n"
     "try:\n    outer()\nexcept ValueError:\n    pass",
     "mlflow.search_traces(return_type='list', max_results=3)",
+    "mlflow.search_traces(max_results=3)",  # MLflow's default: a DataFrame
 ]
 
 
@@ -86,11 +87,11 @@ def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
     frames = "iframe[src*='notebook-trace-renderer']"
     try:
         run_all(page, jupyter, "traces.ipynb", TRACE_CELLS)
-        page.wait_for_function(f"document.querySelectorAll(\"{frames}\").length >= 3",
+        page.wait_for_function(f"document.querySelectorAll(\"{frames}\").length >= 4",
                                timeout=180_000)
         cells = page.locator(".jp-Notebook .jp-Cell")
         for index, names in ((1, ["add_numbers"]), (2, ["outer_call", "inner_step"]),
-                             (3, ["outer_call"])):  # the paged list starts at the newest
+                             (3, ["outer_call"]), (4, ["outer_call"])):  # paged: newest first
             frame = cells.nth(index).frame_locator(frames)
             for name in names:
                 frame.get_by_text(name).first.wait_for(timeout=60_000)
@@ -101,10 +102,12 @@ def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
     finally:
         shot(page, "trace-views")
     record = registry.read_record(jupyter["data_dir"])
-    srcs = [page.locator(frames).nth(i).get_attribute("src") for i in range(3)]
+    srcs = [page.locator(frames).nth(i).get_attribute("src") for i in range(4)]
     assert all(src.startswith(f"/mlflow-magic/proxy/{record.port}/static-files/")
                for src in srcs)
     assert srcs[2].count("trace_id=") == 2  # both traces of the notebook, paged
+    assert srcs[3].count("trace_id=") == 2  # the DataFrame's too, below its table
+    assert cells.nth(4).locator("table.dataframe").count() == 1
 
     # "View in MLflow UI" inside the view opens the UI through the same route.
     with page.context.expect_page(timeout=30_000) as opened:

@@ -125,6 +125,17 @@ def test_a_list_of_traces_shows_the_paged_view(ip):
     assert plain == [{"text/plain": "[1, 2, 3]"}]
 
 
+def test_search_traces_dataframe_shows_its_table_and_the_paged_view(ip):
+    for _ in range(2):
+        run(ip, TRACED)
+    (shown,) = run(ip, "mlflow.search_traces(max_results=2)")  # MLflow's default: a DataFrame
+    html = shown["text/html"]
+    assert html.index("<table") < html.index("notebook-trace-renderer")  # table, then view
+    assert html.count("trace_id=") == 2 and "trace_id" in shown["text/plain"]
+    other = run(ip, "import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+    assert not trace_frames(other) and "a" in other[0]["text/plain"]  # others as always
+
+
 def test_unload_removes_what_load_registered(ipython_shell):
     before = list(ipython_shell.events.callbacks["post_execute"])
     mlflow_magic.load_ipython_extension(ipython_shell)
@@ -132,7 +143,13 @@ def test_unload_removes_what_load_registered(ipython_shell):
     assert len(added) == 1 and isinstance(added[0], TraceFlusher)
     assert list in ipython_shell.display_formatter.mimebundle_formatter.type_printers
     assert "mlflow_server" in ipython_shell.magics_manager.magics["line"]
+    import pandas as pd
+
+    formatter = ipython_shell.display_formatter.mimebundle_formatter
+    assert formatter.lookup_by_type(pd.DataFrame) is not None
     mlflow_magic.unload_ipython_extension(ipython_shell)
+    with pytest.raises(KeyError):
+        formatter.lookup_by_type(pd.DataFrame)
     assert ipython_shell.events.callbacks["post_execute"] == before
     assert list not in ipython_shell.display_formatter.mimebundle_formatter.type_printers
     assert "mlflow_server" not in ipython_shell.magics_manager.magics["line"]
