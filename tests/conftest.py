@@ -181,6 +181,21 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
     pytest.fail(f"condition not met within {timeout} s: {predicate}")
 
 
+def wait_until_answers(proc: subprocess.Popen, url: str, log: Path,
+                       timeout: float = 90) -> None:
+    """Wait until ``url`` answers; fail with ``log`` if ``proc`` exits first."""
+    def up():
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[:3]} exited: {log.read_text()}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_for(up, timeout=timeout, interval=0.3)
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
@@ -347,17 +362,8 @@ def jupyter(tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}/"
 
-    def up():
-        if proc.poll() is not None:
-            pytest.fail(f"Jupyter exited: {(root / 'jupyter.log').read_text()}")
-        try:
-            urllib.request.urlopen(f"{base}api/status?token={token}", timeout=1).close()
-            return True
-        except OSError:
-            return False
-
     try:
-        wait_for(up, timeout=90, interval=0.3)
+        wait_until_answers(proc, f"{base}api/status?token={token}", root / "jupyter.log")
         yield {"url": base, "token": token, "root": root, "data_dir": data_dir, "env": env,
                "auth": {"Authorization": f"token {token}"}}
     finally:

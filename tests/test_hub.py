@@ -27,7 +27,7 @@ from browser_helpers import (
     shot,
     write_notebook,
 )
-from conftest import as_host, free_port, rest, stop_group, wait_for
+from conftest import as_host, free_port, rest, stop_group, wait_for, wait_until_answers
 
 from mlflow_magic import manager, registry
 
@@ -99,17 +99,8 @@ def hub(tmp_path_factory):
         cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "PATH": environment["PATH"]})
 
-    def up():
-        if proc.poll() is not None:
-            pytest.fail(f"JupyterHub exited: {(root / 'jupyterhub.log').read_text()}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/hub/api/", timeout=2).close()
-            return True
-        except OSError:
-            return False
-
     try:
-        wait_for(up, timeout=90, interval=0.5)
+        wait_until_answers(proc, f"http://127.0.0.1:{port}/hub/api/", root / "jupyterhub.log")
         yield {"url": f"http://{HOST}:{port}/", "root": root, "data_dir": data_dir,
                "notebooks": notebooks, "log": root / "jupyterhub.log"}
     finally:
