@@ -32,8 +32,6 @@ class UiLocation:
     url: str
     direct_url: str
     proxied: bool
-    #: the JupyterLab named server (launcher tile) URL, when a Jupyter server was found
-    lab_url: str | None = None
 
 
 def ui_location(direct_url: str, proxy_url: str | None = None,
@@ -57,11 +55,11 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
     if hub_prefix:
         route = _proxy_route(_hub_server_url(environ), environ.get("JUPYTERHUB_API_TOKEN", ""))
         base = _slash(hub_prefix)
-        return UiLocation(f"{base}{route or 'proxy/'}{port}/", direct, True, f"{base}mlflow/")
+        return UiLocation(f"{base}{route or 'proxy/'}{port}/", direct, True)
     found = jupyter_proxy(environ)
     if found is not None:
         base, route = found
-        return UiLocation(f"{base}{route}{port}/", direct, True, f"{base}mlflow/")
+        return UiLocation(f"{base}{route}{port}/", direct, True)
     return UiLocation(direct, direct, False)
 
 

@@ -516,9 +516,6 @@ def status(data_dir: Path) -> ServerStatus:
     log = registry.log_path(data_dir)
     log_str = str(log) if log.exists() else None
     if record is None:
-        if registry.folder_busy(data_dir):  # a start holds the lock until its server answers
-            return ServerStatus(str(data_dir), "starting", log_path=log_str,
-                                detail="a server is starting; MLflow calls wait for it")
         return ServerStatus(str(data_dir), "stopped", log_path=log_str)
     if not registry.on_this_host(record):
         return ServerStatus(str(data_dir), "elsewhere", record, log_path=log_str,
@@ -536,7 +533,7 @@ def status(data_dir: Path) -> ServerStatus:
         return ServerStatus(str(data_dir), "running", record, log_path=log_str,
                             detail=f"OK (MLflow {found.version})" if found.healthy
                             else "OK (MLflow, login required)")
-    if not record.mlflow_version and registry.folder_busy(data_dir):
+    if not record.mlflow_version:  # recorded at spawn, not answered yet (see _launch_on)
         return ServerStatus(str(data_dir), "starting", record, log_path=log_str,
                             detail="starting; MLflow calls wait for it")
     return ServerStatus(str(data_dir), "unresponsive", record, detail=found.error,

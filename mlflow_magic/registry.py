@@ -184,23 +184,6 @@ def folder_lock(data_dir: Path, timeout: float) -> _FolderLock:
     return _FolderLock(data_dir, timeout)
 
 
-def folder_busy(data_dir: Path) -> bool:
-    """True while a process holds the folder's lock: a start (or stop) is under way."""
-    if not (record_dir(data_dir) / "server.lock").exists():
-        return False
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(record_dir(data_dir) / "server.lock", mode=0o600)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    except OSError:  # a folder we cannot lock (read-only): nobody starts there
-        return False
-    lock.release()
-    return False
-
-
 class _FolderLock:
     """A :class:`filelock.FileLock` whose timeout becomes a :class:`BusyError`."""
 

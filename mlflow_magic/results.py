@@ -242,8 +242,6 @@ class ServerStatus(Renders):
     def _rows(self) -> list[tuple[str, str]]:
         if self.server is None:
             rows = [("data folder", html.escape(self.data_dir))]
-            if self.detail:
-                rows.append(("state", html.escape(self.detail)))
             if self.log_path:
                 rows.append(("log", html.escape(self.log_path)))
             return rows

@@ -90,6 +90,28 @@ def serve_processes(marker: str = "") -> list[psutil.Process]:
     return found
 
 
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Note every skip (and xfail): a skip could hide a missing browser, database or store."""
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A run with a skipped test fails: CI installs every component the tests need."""
+    if _SKIPPED and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SKIPPED:
+        terminalreporter.write_line(
+            f"FAILED: {len(_SKIPPED)} test(s) skipped, and a skip counts as a failure: "
+            + ", ".join(_SKIPPED), red=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_everything_at_the_end():
     yield

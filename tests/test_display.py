@@ -24,7 +24,7 @@ def test_explicit_base_url_gets_proxy_path():
 
 def test_jupyterhub_prefix():
     loc = ui_location(DIRECT, environ={"JUPYTERHUB_SERVICE_PREFIX": "/user/ann/"})
-    assert loc.url == "/user/ann/proxy/5007/" and loc.lab_url == "/user/ann/mlflow/"
+    assert loc.url == "/user/ann/proxy/5007/"
     # The hub's server unreachable from here: jupyter-server-proxy's route, as a fallback.
 
 
@@ -38,7 +38,7 @@ def test_no_jupyter_gives_a_direct_link(tmp_path, monkeypatch):
 
 
 def test_proxied_view_embeds_an_iframe_with_deep_link():
-    loc = UiLocation("/proxy/5007/", f"{DIRECT}/", True, "/mlflow/")
+    loc = UiLocation("/proxy/5007/", f"{DIRECT}/", True)
     view = UiView(loc, deep_link("3", "abc"), height=400)
     html = view._repr_html_()
     assert 'src="/proxy/5007/#/experiments/3/runs/abc"' in html

@@ -123,6 +123,7 @@ def test_team_server_on_postgres_and_s3(tmp_path, monkeypatch, postgres, s3):
     assert "Connected to MLflow" in text and "README.txt" in text
     assert "postgres:***@" in text and postgres.split(":")[2].split("@")[0] not in text
     assert "Stopped MLflow server" in text
+    assert errors(nb) == []
     keys = [o["Key"] for o in s3["client"].list_objects_v2(
         Bucket="mlflow", Prefix="team-notebook/")["Contents"]]
     assert any(k.endswith("/artifacts/README.txt") for k in keys)

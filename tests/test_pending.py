@@ -141,7 +141,7 @@ def test_a_kernel_killed_during_a_background_start_leaves_a_server_the_next_star
     assert url.startswith("http://127.0.0.1:"), died.stderr
     record = registry.read_record(folder)
     assert record is not None and record.url == url and not record.mlflow_version
-    assert mlflow_magic.status(folder).state in ("starting", "unresponsive", "running")
+    assert mlflow_magic.status(folder).state in ("starting", "running")  # never "unresponsive"
     again = mlflow_magic.start(folder, use=False)  # waits for that server: no second one
     assert isinstance(again, Reused) and again.server.pid == record.pid
     assert registry.read_record(folder).mlflow_version == "0.0-stub"
