@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from . import auth, logfile, process, registry, rest
+from . import auth, logfile, newdb, process, registry, rest
 from .config import (
     FIRST_PORT,
     SETTING_FLAGS,
@@ -296,7 +296,7 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     env = server_env(config)
     env.update(auth.server_env(config.app_name, config.data_dir, env))
     env.update({process.TOKEN_ENV: token, ARGS_ENV: json.dumps(server_flags(config, port)),
-                LOG_ENV: str(log)})
+                LOG_ENV: str(log), newdb.CACHE_ENV: str(newdb.cache_dir())})
     if config.upgrade_db:
         env[UPGRADE_ENV] = "1"
     if config.attached:

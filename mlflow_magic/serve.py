@@ -259,9 +259,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if log:
         keep_log_small(log)
     args = server_args(sys.argv[1:] if argv is None else argv)
+    from .newdb import CACHE_ENV, seed
     from .schema import UPGRADE_ENV, guard
 
-    guard(os.environ.get("MLFLOW_BACKEND_STORE_URI"), os.environ.pop(UPGRADE_ENV, "") == "1")
+    backend = os.environ.get("MLFLOW_BACKEND_STORE_URI")
+    guard(backend, os.environ.pop(UPGRADE_ENV, "") == "1")
+    cache = os.environ.pop(CACHE_ENV, None)
+    seed(backend, Path(cache) if cache else None)
     reason = needs_own_launcher(args, dict(os.environ))
     if reason:
         print(f"{OWN_LAUNCHER_MARKER}: {reason} needs it", file=sys.stderr, flush=True)

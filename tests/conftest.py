@@ -29,6 +29,7 @@ import pytest
 _RUN_DIR = Path(tempfile.mkdtemp(prefix="mlflow-magic-tests-"))
 os.environ["MLFLOW_MAGIC_STATE_DIR"] = str(_RUN_DIR / "state")
 os.environ["MLFLOW_PATH"] = str(_RUN_DIR / "default_data")
+os.environ["MLFLOW_MAGIC_CACHE_DIR"] = str(_RUN_DIR / "cache")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
