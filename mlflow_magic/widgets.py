@@ -1,7 +1,9 @@
 """The control panel: ``%mlflow_server`` with no subcommand, in a notebook.
 
 A thin shell over the API: it shows the folder's status, offers Start / Stop /
-Restart / Open UI, and the log. It refreshes after every action and on a light
+Restart / Open UI, and the log. Start and Restart go on in the background with
+live progress, as ``%mlflow_server start`` does, so the kernel runs other cells
+meanwhile. It refreshes after every action and on a light
 timer (one status read every few seconds: a file read, a process lookup and one
 ``/health`` request), so it also shows what other kernels and terminals did.
 """
@@ -19,11 +21,17 @@ from . import api
 from .commands import ui_view
 from .config import ServerOptions
 from .errors import MlflowMagicError
+from .pending import PendingStart
 from .progress import WidgetProgress
-from .results import STATE_COLOURS, ServerStatus, human_duration, link_html
+from .results import STATE_COLOURS, ServerStatus, Starting, human_duration, link_html
 
 REFRESH_SECONDS = 5.0
 LOG_LINES = 40
+
+
+def _pending(result: object) -> PendingStart | None:
+    """The start still under way behind a launch's result, if any."""
+    return result.pending if isinstance(result, Starting) else None
 
 
 def status_html(status: ServerStatus) -> str:
@@ -79,25 +87,50 @@ class ServerPanel:
         self._timer: threading.Thread | None = None
         #: an action runs: the timer must not re-enable the buttons meanwhile
         self._busy = False
+        #: the last start or restart the panel began (it may still run)
+        self.starting: PendingStart | None = None
         self.widget.on_msg(self._on_msg)
         self.refresh()
 
     # --- actions -----------------------------------------------------------------------
 
-    def _act(self, action: Callable[[], None]) -> None:
-        """Run a button's action; errors show in the panel, as one paragraph."""
+    def _act(self, action: Callable[[], PendingStart | None]) -> None:
+        """Run a button's action; errors show in the panel, as one paragraph.
+
+        A start or restart goes on in the background (the kernel stays free for other
+        cells); the buttons stay disabled until it ends.
+        """
         self.message.value = ""
         self._busy = True
         for button in self.buttons.values():
             button.disabled = True
+        started = None
         try:
-            action()
+            started = action()
         except MlflowMagicError as exc:
-            self.message.value = (f'<pre style="color:#c62828;white-space:pre-wrap">'
-                                  f"{html.escape(str(exc))}</pre>")
+            self._show_error(exc)
         finally:
-            self._busy = False
-            self.refresh()
+            if started is None:
+                self._action_ended()
+        if started is not None:
+            self.starting = started
+            self.refresh()  # "starting"; then, from the start's thread, its end
+            started.add_done_callback(self._start_ended)
+
+    def _start_ended(self, _result: object, error: BaseException | None) -> None:
+        if error is not None:
+            self._show_error(error)
+        self._action_ended()
+
+    def _action_ended(self) -> None:
+        self._busy = False
+        self.refresh()
+
+    def _show_error(self, error: BaseException) -> None:
+        text = str(error) if isinstance(error, MlflowMagicError) else (
+            f"{type(error).__name__}: {error}")
+        self.message.value = (f'<pre style="color:#c62828;white-space:pre-wrap">'
+                              f"{html.escape(text)}</pre>")
 
     # Actions never run inside ``with self.ui``: an Output widget shows a traceback for an
     # exception raised in it and swallows it, so _act could not turn it into a message.
@@ -105,9 +138,10 @@ class ServerPanel:
     def _show_progress(self, box: object) -> None:
         self.progress.children = (box,)
 
-    def start(self) -> None:
+    def start(self) -> PendingStart | None:
         self.progress.children = ()
-        api.launch(self.options, on_progress=WidgetProgress(self._show_progress))
+        return _pending(api.launch(self.options, wait=False,
+                                   on_progress=WidgetProgress(self._show_progress)))
 
     def stop(self) -> None:
         self.ui.clear_output()
@@ -115,11 +149,12 @@ class ServerPanel:
         self.progress.children = ()
         api.stop(self.options.path)
 
-    def restart(self) -> None:
+    def restart(self) -> PendingStart | None:
         """Restart the same server: every setting it runs with is kept (see manager.restart)."""
         self.ui.clear_output()
         self.progress.children = ()
-        api.launch(self.options, restart=True, on_progress=WidgetProgress(self._show_progress))
+        return _pending(api.launch(self.options, restart=True, wait=False,
+                                   on_progress=WidgetProgress(self._show_progress)))
 
     def open_ui(self) -> None:
         status = api.status(self.options.path)

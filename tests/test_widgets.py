@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from conftest import stubs_running
 
 from mlflow_magic import api, registry
 from mlflow_magic.config import ServerOptions
+from mlflow_magic.errors import MlflowMagicError
 from mlflow_magic.widgets import ServerPanel
 
 
@@ -23,7 +25,11 @@ def test_panel_start_open_ui_stop(folder):
         assert "stopped" in panel.header.value
         assert not panel.buttons["start"].disabled and panel.buttons["stop"].disabled
 
-        panel.buttons["start"].click()
+        panel.buttons["start"].click()  # returns at once: the kernel stays free
+        assert "starting" in panel.header.value
+        assert all(b.disabled for b in panel.buttons.values())
+        assert api.status(folder).state == "starting"
+        panel.starting.result(timeout=120)
         assert panel.message.value == ""
         assert panel.progress.children[0].children[1].value.startswith("ready in")
         record = registry.read_record(folder)
@@ -38,6 +44,7 @@ def test_panel_start_open_ui_stop(folder):
         assert panel.shown_view.location.direct_url == record.url + "/"
 
         panel.buttons["restart"].click()
+        panel.starting.result(timeout=120)
         assert panel.message.value == ""
         assert registry.read_record(folder).pid != record.pid
 
@@ -63,12 +70,28 @@ def test_panel_reflects_what_others_did_and_shows_errors(folder):
         panel.close()
 
 
+def test_a_start_that_fails_in_the_background_shows_its_error_in_the_panel(
+        folder, stub, clean_tracking_env):
+    stub("exit:2:Error: No such option: --bogus\nUsage: mlflow server [OPTIONS]")
+    panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=3600)
+    try:
+        panel.buttons["start"].click()
+        with pytest.raises(MlflowMagicError):
+            panel.starting.result(timeout=60)
+        assert "refused its arguments" in panel.message.value
+        assert "stopped" in panel.header.value and not panel.buttons["start"].disabled
+        assert registry.read_record(folder) is None and stubs_running() == []
+    finally:
+        panel.close()
+
+
 def test_panel_restart_keeps_the_servers_own_settings(folder, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     first = api.start(folder, use=False, artifacts_destination=str(elsewhere), workers=2).server
     panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=3600)
     try:
         panel.buttons["restart"].click()
+        panel.starting.result(timeout=120)
         assert panel.message.value == ""
         again = registry.read_record(folder)
         assert again.pid != first.pid and again.port == first.port
