@@ -23,6 +23,7 @@ import os
 import sys
 from pathlib import Path
 
+from .registry import user_dir
 from .schema import sqlite_file
 
 #: The cache folder; also how the manager hands it to the server (whose environment
@@ -36,11 +37,7 @@ COPIED = "mlflow_magic: new database tables copied from"
 
 def cache_dir() -> Path:
     """``$MLFLOW_MAGIC_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlflow_magic`` (``~/.cache``)."""
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "mlflow_magic"
+    return user_dir(CACHE_ENV, "XDG_CACHE_HOME", "~/.cache")
 
 
 def template_name() -> str | None:

@@ -254,13 +254,17 @@ def process_of(record: ServerRecord) -> psutil.Process | None:
     return same_process(record.pid, record.create_time)
 
 
-def state_dir() -> Path:
-    """The user's state folder for mlflow_magic (``$MLFLOW_MAGIC_STATE_DIR`` overrides)."""
-    override = os.environ.get(STATE_DIR_ENV)
+def user_dir(override_env: str, xdg_env: str, default: str) -> Path:
+    """``$override_env``, else ``$xdg_env/mlflow_magic``, else ``default/mlflow_magic``."""
+    override = os.environ.get(override_env)
     if override:
         return Path(override).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "mlflow_magic"
+    return Path(os.environ.get(xdg_env) or os.path.expanduser(default)) / "mlflow_magic"
+
+
+def state_dir() -> Path:
+    """The user's state folder for mlflow_magic (``$MLFLOW_MAGIC_STATE_DIR`` overrides)."""
+    return user_dir(STATE_DIR_ENV, "XDG_STATE_HOME", "~/.local/state")
 
 
 def _index_entry(data_dir: Path) -> Path:
