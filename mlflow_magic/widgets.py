@@ -3,8 +3,8 @@
 A thin shell over the API: it shows the folder's status, offers Start / Stop /
 Restart / Open UI, and the log. Start and Restart go on in the background with
 live progress, as ``%mlflow_server start`` does, so the kernel runs other cells
-meanwhile. It refreshes after every action and on a light
-timer (one status read every few seconds: a file read, a process lookup and one
+meanwhile. The panel refreshes after every action and on a light timer (one
+status read every few seconds: a file read, a process lookup and one
 ``/health`` request), so it also shows what other kernels and terminals did.
 """
 
