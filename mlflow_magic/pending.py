@@ -135,7 +135,15 @@ class PendingStart(Generic[T]):
         return self._result  # type: ignore[return-value]
 
 
-class ServerStartFailed(BaseException):
+class _CellMessage(BaseException):
+    """Raised out of MLflow's request-header hook, which logs and drops an ``Exception``;
+    IPython shows the message alone: the fix is in it, the stack says nothing."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+class ServerStartFailed(_CellMessage):
     """An MLflow call found that the start of its server failed; the start's message."""
 
     def __init__(self, error: BaseException, url: str | None) -> None:
@@ -143,20 +151,29 @@ class ServerStartFailed(BaseException):
             f"This MLflow call needs the server at {url}, and its start failed: {error}")
         self.error = error
 
-    def _render_traceback_(self) -> list[str]:
-        """IPython shows this message alone: the fix is in it, the stack says nothing."""
-        return [str(self)]
+
+class ServerMoved(_CellMessage):
+    """An MLflow call made for the start's first address, which the start had to give up
+    (another program took the port meanwhile): sending it there could write into a server
+    that is not this folder's."""
+
+    def __init__(self, asked: str, url: str | None) -> None:
+        super().__init__(
+            f"This MLflow call was made for {asked}, but another program took that port while "
+            f"the MLflow server was starting, so the server started at {url} instead. The "
+            f"call was not sent. Run it again: MLflow now uses {url}.")
 
 
-#: The start this process's tracking URI waits for, if any.
+#: The start this process's tracking URI waits for, if any, and its URL when tracked.
 _current: PendingStart | None = None
+_tracked_url: str | None = None
 
 
 def track(start: PendingStart, timeout: float) -> None:
     """MLflow calls of this process, and of the processes it starts until the start ends,
     wait for ``start`` (it replaces any earlier one); those give up after ``timeout`` s."""
-    global _current
-    _current = start
+    global _current, _tracked_url
+    _current, _tracked_url = start, start.url
     os.environ[STARTING_ENV] = f"{start.url} {time.time() + timeout:.0f}"
     if start.done:  # ended while being tracked: nothing to wait for
         os.environ.pop(STARTING_ENV, None)
@@ -164,30 +181,43 @@ def track(start: PendingStart, timeout: float) -> None:
 
 def forget() -> None:
     """MLflow calls no longer wait for, or fail with, a background start."""
-    global _current
-    _current = None
+    global _current, _tracked_url
+    _current = _tracked_url = None
     os.environ.pop(STARTING_ENV, None)
 
 
 def wait_for_server(tracking_uri: Callable[[], str] | None = None) -> None:
-    """Block until the tracked start ends; raise :class:`ServerStartFailed` if it failed.
+    """Block until the tracked start ends; raise :class:`ServerStartFailed` if it failed,
+    :class:`ServerMoved` if it moved away from the address this call was made for.
 
-    Only the main thread (the notebook's cells) gets the error, and only while
-    MLflow still points at that server: MLflow's background threads (async
-    logging, trace export) handle a failed request on their own.
+    Only the main thread (the notebook's cells) gets a failed start's error, and
+    only while MLflow still points at that server: MLflow's background threads
+    (async logging, trace export) handle a failed request on their own. A call for
+    an address the start gave up is stopped in every thread: another program
+    answers there now.
     """
     start = _current
     if start is None:
         if STARTING_ENV in os.environ and tracking_uri is not None:
             _wait_for_the_parents_start(tracking_uri())
         return
+    first = _tracked_url
+    asked = tracking_uri() if tracking_uri is not None and not start.done else None
     start._done.wait()
     error = start.error
-    if error is None or threading.current_thread() is not threading.main_thread():
+    if error is None:
+        if asked and _same(asked, first) and not _same(start.url, first):
+            raise ServerMoved(asked, start.url)
         return
-    if tracking_uri is not None and tracking_uri().rstrip("/") != (start.url or "").rstrip("/"):
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if tracking_uri is not None and not _same(tracking_uri(), start.url):
         return
     raise ServerStartFailed(error, start.url)
+
+
+def _same(url: str | None, other: str | None) -> bool:
+    return (url or "").rstrip("/") == (other or "").rstrip("/")
 
 
 def _wait_for_the_parents_start(tracking_uri: str) -> None:

@@ -10,12 +10,14 @@ start shows its own message in that call.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import STUB, python, stubs_running
+from conftest import STUB, free_port, python, stubs_running, wait_for
 from jupyter_client.manager import start_new_kernel
 
 import mlflow_magic
@@ -93,6 +95,70 @@ def test_a_failed_start_fails_the_main_threads_mlflow_calls_with_its_message():
     pending.wait_for_server(lambda: "http://127.0.0.1:5000")
     pending.forget()
     pending.wait_for_server(lambda: URL)
+
+
+def test_a_call_made_for_an_address_the_start_gave_up_is_not_sent():
+    """The start's first port was taken by another program meanwhile; it moved on. A call
+    already waiting was made for the old address, where that program answers now."""
+    moved, release = "http://127.0.0.1:6001", threading.Event()
+
+    def work(on_url):
+        on_url(URL)
+        release.wait(10)
+        on_url(moved)  # the retry on the next port
+        return "result"
+
+    start = started(work)
+    start.wait_for_url(10)
+    pending.track(start, 60)
+    outcomes = []
+
+    def call():
+        try:
+            pending.wait_for_server(lambda: URL)
+            outcomes.append("sent")
+        except pending.ServerMoved as exc:
+            outcomes.append(str(exc))
+
+    waiter = threading.Thread(target=call)  # any thread: never into another's server
+    waiter.start()
+    time.sleep(0.2)
+    release.set()
+    waiter.join(10)
+    assert outcomes == [f"This MLflow call was made for {URL}, but another program took that "
+                        f"port while the MLflow server was starting, so the server started at "
+                        f"{moved} instead. The call was not sent. Run it again: MLflow now uses "
+                        f"{moved}."]
+    pending.wait_for_server(lambda: moved)  # the calls made from now on go through
+
+
+def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call(
+        folder, stub, clean_tracking_env, monkeypatch):
+    from mlflow_magic import process
+
+    taken = free_port()
+    other = subprocess.Popen([sys.executable, str(STUB), "--port", str(taken)],
+                             env={**os.environ, "STUB_MODE": "serve"})
+    try:
+        wait_for(lambda: rest.probe(f"http://127.0.0.1:{taken}").answering)
+        real = process.find_free_port
+        monkeypatch.setattr(process, "find_free_port",  # the race: it looked free
+                            lambda host, first, skip=(): taken if taken not in skip
+                            else real(host, first, skip=skip))
+        stub("slow:1")
+        result = mlflow_magic.start(folder, wait=False)
+        assert result.url == f"http://127.0.0.1:{taken}"
+        with pytest.raises(pending.ServerMoved, match="The call was not sent"):
+            pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
+        final = result.pending.result(0)
+        assert final.url != result.url and os.environ["MLFLOW_TRACKING_URI"] == final.url
+        pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])  # goes through
+        assert registry.read_record(folder).url == final.url
+        mlflow_magic.stop(folder)
+        assert other.poll() is None  # the other program's server is not ours to stop
+    finally:
+        other.terminate()
+        other.wait()
 
 
 def test_an_error_before_the_url_is_raised_at_once(folder):
