@@ -17,7 +17,7 @@ import time
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import STUB, free_port, python, stubs_running, wait_for
+from conftest import STUB, free_port, python, stubs_running
 from jupyter_client.manager import start_new_kernel
 
 import mlflow_magic
@@ -137,17 +137,17 @@ def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call
     from mlflow_magic import process
 
     taken = free_port()
+    real = process.find_free_port
+    monkeypatch.setattr(process, "find_free_port",  # the port we are about to lose
+                        lambda host, first, skip=(): taken if taken not in skip
+                        else real(host, first, skip=skip))
+    stub("slow:1")  # ours binds after a second ...
+    result = mlflow_magic.start(folder, wait=False)
+    assert result.url == f"http://127.0.0.1:{taken}"
+    # ... another program binds first (another user's server starting at the same moment)
     other = subprocess.Popen([sys.executable, str(STUB), "--port", str(taken)],
                              env={**os.environ, "STUB_MODE": "serve"})
     try:
-        wait_for(lambda: rest.probe(f"http://127.0.0.1:{taken}").answering)
-        real = process.find_free_port
-        monkeypatch.setattr(process, "find_free_port",  # the race: it looked free
-                            lambda host, first, skip=(): taken if taken not in skip
-                            else real(host, first, skip=skip))
-        stub("slow:1")
-        result = mlflow_magic.start(folder, wait=False)
-        assert result.url == f"http://127.0.0.1:{taken}"
         with pytest.raises(pending.ServerMoved, match="The call was not sent"):
             pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
         final = result.pending.result(0)
