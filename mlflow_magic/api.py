@@ -79,7 +79,8 @@ def launch(options: ServerOptions, *, restart: bool = False,
         if not started.ended:
             if use:
                 use_tracking_server(started.url)
-                pending.track(started, options.timeout or DEFAULT_TIMEOUT)
+                pending.track(started, options.timeout or DEFAULT_TIMEOUT,
+                              resolve_data_dir(options.path))
                 started.add_done_callback(_use_if_moved)
             return Starting(started.url, str(resolve_data_dir(options.path)), started)
         result = started.result()  # reused, or refused: as a blocking start would

@@ -25,12 +25,17 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 #: Set while a background start runs, for the processes started meanwhile
-#: (``!python train.py``): "<url> <deadline>"; their MLflow calls wait for that server too.
+#: (``!python train.py``): "<url> <deadline> <data folder>"; their MLflow calls wait for
+#: that server too.
 STARTING_ENV = "MLFLOW_MAGIC_STARTING"
+#: A folder's record missing this long (s) in a started process: the start failed (a retry
+#: on another port rewrites it within milliseconds).
+GONE_FOR_GOOD = 2.0
 #: Called with (result, None) or (None, error) when a start ends.
 DoneCallback = Callable[[T | None, BaseException | None], None]
 _log = logging.getLogger(__name__)
@@ -169,12 +174,15 @@ _current: PendingStart | None = None
 _tracked_url: str | None = None
 
 
-def track(start: PendingStart, timeout: float) -> None:
+def track(start: PendingStart, timeout: float, data_dir: str | os.PathLike | None = None) -> None:
     """MLflow calls of this process, and of the processes it starts until the start ends,
-    wait for ``start`` (it replaces any earlier one); those give up after ``timeout`` s."""
+    wait for ``start`` (it replaces any earlier one); those give up after ``timeout`` s.
+
+    ``data_dir`` lets those processes read where the server ended up from its record.
+    """
     global _current, _tracked_url
     _current, _tracked_url = start, start.url
-    os.environ[STARTING_ENV] = f"{start.url} {time.time() + timeout:.0f}"
+    os.environ[STARTING_ENV] = f"{start.url} {time.time() + timeout:.0f} {data_dir or ''}".rstrip()
     if start.done:  # ended while being tracked: nothing to wait for
         os.environ.pop(STARTING_ENV, None)
 
@@ -221,19 +229,49 @@ def _same(url: str | None, other: str | None) -> bool:
 
 
 def _wait_for_the_parents_start(tracking_uri: str) -> None:
-    """In a process started during a background start: wait until its server answers."""
-    url, _, deadline = os.environ.pop(STARTING_ENV, "").partition(" ")
-    if not url or url.rstrip("/") != tracking_uri.rstrip("/"):
+    """In a process started during a background start: wait until its server is ready.
+
+    The folder's record says where the server ended up: a start that lost its port
+    to another program moved on, and this call, made for the old address, is stopped.
+    A record gone for good means the start failed: MLflow's own call then says so.
+    """
+    url, deadline, data_dir = [*os.environ.pop(STARTING_ENV, "").split(" ", 2), "", ""][:3]
+    if not url or not _same(url, tracking_uri):
         return
+    end = float(deadline) if deadline.replace(".", "", 1).isdigit() else time.time()
+    gone_since: float | None = None
+    while time.time() < end:
+        if data_dir:
+            record = _record(Path(data_dir))
+            gone_since = (gone_since or time.time()) if record is None else None
+            if gone_since is not None and time.time() - gone_since > GONE_FOR_GOOD:
+                return
+            ready_at = record.url if record is not None and record.mlflow_version else None
+        else:
+            ready_at = _answers(url)
+        if ready_at is not None:
+            if not _same(ready_at, url):
+                raise ServerMoved(url, ready_at)
+            return
+        time.sleep(0.1)
+
+
+def _record(data_dir: Path):
+    """The folder's server record (written at spawn; its version is set once ready)."""
+    from .registry import read_record
+
+    return read_record(data_dir)
+
+
+def _answers(url: str) -> str | None:
+    """``url`` if a server answers there (a start of an older mlflow_magic)."""
     import urllib.request
 
-    end = float(deadline) if deadline.replace(".", "", 1).isdigit() else time.time()
-    while time.time() < end:
-        try:
-            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=1):
+            return url
+    except OSError:
+        return None
 
 
 def _mlflow_tracking_uri() -> str:

@@ -148,8 +148,30 @@ def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call
     other = subprocess.Popen([sys.executable, str(STUB), "--port", str(taken)],
                              env={**os.environ, "STUB_MODE": "serve"})
     try:
-        with pytest.raises(pending.ServerMoved, match="The call was not sent"):
-            pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
+        waiting = []  # a call of this process, made for the old address, waiting meanwhile
+
+        def call():
+            try:
+                pending.wait_for_server(lambda: result.url)
+                waiting.append("sent")
+            except pending.ServerMoved as exc:
+                waiting.append(str(exc))
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        # A script started meanwhile (`!python train.py`) was pointed at the old address too.
+        script = python("""
+            import os
+            from mlflow_magic import pending
+            try:
+                pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
+                print("sent")
+            except pending.ServerMoved as exc:
+                print(exc)
+        """)
+        assert "The call was not sent" in script.stdout, script.stderr
+        caller.join(30)
+        assert len(waiting) == 1 and "The call was not sent" in waiting[0]
         final = result.pending.result(0)
         assert final.url != result.url and os.environ["MLFLOW_TRACKING_URI"] == final.url
         pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])  # goes through
@@ -226,6 +248,19 @@ def test_a_background_start_that_fails_leaves_nothing(folder, stub, clean_tracki
     mlflow_magic.start(folder)
     pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
     mlflow_magic.stop(folder)
+
+
+def test_a_script_started_during_a_start_that_then_failed_stops_waiting(folder):
+    """The record is gone for good: the script's MLflow call goes ahead and fails on its own,
+    instead of waiting out the start's whole timeout (an hour here)."""
+    script = python("""
+        import os
+        from mlflow_magic import pending
+        pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
+        print("went ahead")
+    """, env={"MLFLOW_TRACKING_URI": URL,
+              pending.STARTING_ENV: f"{URL} {time.time() + 3600:.0f} {folder}"})
+    assert script.stdout.strip() == "went ahead", script.stderr
 
 
 # --- in a real kernel, on a real MLflow server ---------------------------------------------
