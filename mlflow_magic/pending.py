@@ -26,7 +26,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .registry import ServerRecord
 
 T = TypeVar("T")
 #: Set while a background start runs, for the processes started meanwhile
@@ -256,7 +259,7 @@ def _wait_for_the_parents_start(tracking_uri: str) -> None:
         time.sleep(0.1)
 
 
-def _record(data_dir: Path):
+def _record(data_dir: Path) -> ServerRecord | None:
     """The folder's server record (written at spawn; its version is set once ready)."""
     from .registry import read_record
 
