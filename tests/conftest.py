@@ -165,6 +165,19 @@ def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
 STUB = Path(__file__).with_name("stub_server.py")
 
 
+@contextlib.contextmanager
+def stub_at(port: int, mode: str = "serve"):
+    """Another program's stub server on ``port`` (someone else's, not started by a start);
+    ended on leaving, also when the test fails."""
+    proc = subprocess.Popen([sys.executable, str(STUB), "--port", str(port)],
+                            env={**os.environ, "STUB_MODE": mode})
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 @pytest.fixture
 def stub(monkeypatch):
     """Every start in this process runs tests/stub_server.py; ``stub(mode)`` says how it

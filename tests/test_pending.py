@@ -10,14 +10,12 @@ start shows its own message in that call.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import STUB, free_port, python, stubs_running
+from conftest import STUB, free_port, python, stub_at, stubs_running
 from jupyter_client.manager import start_new_kernel
 
 import mlflow_magic
@@ -145,9 +143,7 @@ def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call
     result = mlflow_magic.start(folder, wait=False)
     assert result.url == f"http://127.0.0.1:{taken}"
     # ... another program binds first (another user's server starting at the same moment)
-    other = subprocess.Popen([sys.executable, str(STUB), "--port", str(taken)],
-                             env={**os.environ, "STUB_MODE": "serve"})
-    try:
+    with stub_at(taken) as other:
         waiting = []  # a call of this process, made for the old address, waiting meanwhile
 
         def call():
@@ -178,9 +174,6 @@ def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call
         assert registry.read_record(folder).url == final.url
         mlflow_magic.stop(folder)
         assert other.poll() is None  # the other program's server is not ours to stop
-    finally:
-        other.terminate()
-        other.wait()
 
 
 def test_an_error_before_the_url_is_raised_at_once(folder):

@@ -8,11 +8,9 @@ retries, timeouts and interrupts, and that nothing is left running.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from conftest import STUB, free_port, stubs_running, wait_for
+from conftest import free_port, stub_at, stubs_running, wait_for
 
 import mlflow_magic
 from mlflow_magic import manager, process, registry
@@ -96,9 +94,7 @@ def test_a_stub_that_answers_is_recorded_and_stopped(folder, stub):
 
 def test_connect_explains_a_403(monkeypatch, clean_tracking_env):
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(STUB), "--port", str(port)],
-                              env={**os.environ, "STUB_MODE": "forbidden"})
-    try:
+    with stub_at(port, "forbidden"):
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: not process.port_is_free("127.0.0.1", port))
         with pytest.raises(mlflow_magic.MlflowMagicError, match="403 Forbidden") as info:
@@ -109,9 +105,6 @@ def test_connect_explains_a_403(monkeypatch, clean_tracking_env):
         with pytest.raises(mlflow_magic.MlflowMagicError, match="'alice' may not read"):
             mlflow_magic.connect(url)
         assert "MLFLOW_TRACKING_URI" not in os.environ
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def test_an_answer_from_another_server_on_our_port_is_not_taken_for_ours(folder, stub,
@@ -119,9 +112,7 @@ def test_an_answer_from_another_server_on_our_port_is_not_taken_for_ours(folder,
     """Another server took the port between our check and our bind (two users of one host
     starting at once): its answer must not make our start "ready"."""
     port = free_port()
-    other = subprocess.Popen([sys.executable, str(STUB), "--port", str(port)],
-                             env={**os.environ, "STUB_MODE": "serve"})
-    try:
+    with stub_at(port) as other:
         wait_for(lambda: not process.port_is_free("127.0.0.1", port))
         monkeypatch.setattr(process, "port_is_free", lambda host, p: True)  # the race
         stub("hang")  # ours never gets to listen
@@ -129,6 +120,3 @@ def test_an_answer_from_another_server_on_our_port_is_not_taken_for_ours(folder,
             mlflow_magic.start(folder, use=False, port=port)
         assert registry.read_record(folder) is None
         assert other.poll() is None  # the other server is not ours to stop
-    finally:
-        other.terminate()
-        other.wait()
