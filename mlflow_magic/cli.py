@@ -38,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nmlflow-magic: interrupted; nothing was left running.", file=sys.stderr)
         return 130
     print(for_terminal(str(result)))
+    if isinstance(result, (Launched, Reused)) and result.server.private:
+        # The browser has no key: a one-time link logs it in (a cookie, as Jupyter's ?token=).
+        print(commands.ui_view(result.url))
     if isinstance(result, (Launched, Reused, Connected)):
         # A child cannot change its shell's environment: say how to point the shell at it.
         print(f"\nexport MLFLOW_TRACKING_URI={mask_uri(result.url)}")

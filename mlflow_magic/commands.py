@@ -10,8 +10,9 @@ import argparse
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from . import api
+from . import access, api
 from .arguments import server_options
+from .config import is_loopback
 from .display import (
     DEFAULT_HEIGHT,
     UiLocation,
@@ -72,18 +73,15 @@ def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = 
     if height is not None and height < 100:
         raise ConfigError(f"--height {height} is too small to show the UI; give 100 or more "
                           "pixels (the default is 650).")
-    if _is_loopback(server_url):
+    if is_loopback(urlsplit(server_url).hostname):
         location = ui_location(server_url, proxy_url)
     else:  # a remote server: the browser reaches it directly, no Jupyter proxy involved
         direct = server_url.rstrip("/") + "/"
-        location = UiLocation(direct, direct, False)
+        location = UiLocation(direct, direct, False, needs_login=False)
     experiment_id, run = _resolve_route(server_url, experiment, run)
-    return UiView(location, deep_link(experiment_id, run, view), height or DEFAULT_HEIGHT)
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    login = access.login_query(server_url) if location.needs_login else ""
+    return UiView(location, deep_link(experiment_id, run, view), height or DEFAULT_HEIGHT,
+                  login)
 
 
 def _ui_server_url(path: str | None) -> str:
@@ -106,9 +104,9 @@ def _resolve_route(url: str, experiment: str | None,
     """Experiment names and bare run ids become the ids the UI's deep links need."""
     try:
         if run and not experiment:
-            experiment = experiment_id_of_run(url, run)
+            experiment = experiment_id_of_run(url, run, access.headers_for_url(url))
         elif experiment and not experiment.isdigit():
-            experiment = experiment_id_by_name(url, experiment)
+            experiment = experiment_id_by_name(url, experiment, access.headers_for_url(url))
     except (OSError, KeyError, ValueError):
         what = f"run {run}" if run and not experiment else f"experiment {experiment!r}"
         raise ConfigError(

@@ -216,6 +216,20 @@ class ServerConfig:
     #: what the user asked for, kept (privately) so ``restart`` can ask for it again
     options: ServerOptions = field(default_factory=ServerOptions, compare=False, repr=False)
 
+    @property
+    def private(self) -> bool:
+        """A server on loopback only is its user's alone: its gate wants the folder's key.
+
+        One that listens beyond this machine is a team server: its clients elsewhere
+        have no key, so it has no gate (MLflow's ``--app-name basic-auth`` guards it).
+        """
+        return is_loopback(self.host)
+
+    @property
+    def exposed(self) -> bool:
+        """Listening beyond loopback with no login: anyone who reaches the port may write."""
+        return not self.private and self.app_name != "basic-auth"
+
     def settings(self) -> dict[str, object]:
         """Every setting that defines which server this is, secrets masked.
 
@@ -239,6 +253,15 @@ class ServerConfig:
             "app_name": self.app_name,
             "extra_args": mask_args(self.extra_args),
         }
+
+
+#: Host names that reach only this machine.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for an address only this machine reaches (127.x, ::1, localhost)."""
+    return bool(host) and (host in LOOPBACK_NAMES or host.startswith("127."))  # type: ignore[union-attr]
 
 
 def resolve_data_dir(path: str | os.PathLike[str] | None = None,
@@ -618,7 +641,10 @@ SERVER_ENV_DENYLIST = frozenset({
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR",
 })
-SERVER_ENV_DENY_PREFIXES = ("_MLFLOW_SERVER_", "MLFLOW_MAGIC_")
+SERVER_ENV_DENY_PREFIXES = ("_MLFLOW_SERVER_", "MLFLOW_MAGIC_",
+                            # Jupyter's and JupyterHub's credentials: the server needs none,
+                            # and a process that holds them can act as the user in Jupyter.
+                            "JUPYTERHUB_", "JPY_", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
 
 
 def server_env(config: ServerConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:

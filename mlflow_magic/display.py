@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from .contract import LOGIN_TTL
+
 PROXY_URL_ENV = "MLFLOW_MAGIC_PROXY_URL"
 DEFAULT_HEIGHT = 650
 
@@ -32,6 +34,9 @@ class UiLocation:
     url: str
     direct_url: str
     proxied: bool
+    #: the browser reaches the server by a way that adds no key (jupyter-server-proxy's
+    #: generic route, a direct link): a private server's UI then needs a one-time login
+    needs_login: bool = True
 
 
 def ui_location(direct_url: str, proxy_url: str | None = None,
@@ -49,18 +54,22 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
     template = proxy_url or environ.get(PROXY_URL_ENV)
     if template:
         if "{port}" in template:
-            return UiLocation(_slash(template.replace("{port}", str(port))), direct, True)
-        return UiLocation(f"{_slash(template)}proxy/{port}/", direct, True)
+            return _proxied(template.replace("{port}", str(port)), direct)
+        return _proxied(f"{_slash(template)}{PROXY_ROUTE}{port}/", direct)
     hub_prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if hub_prefix:
         route = _proxy_route(_hub_server_url(environ), environ.get("JUPYTERHUB_API_TOKEN", ""))
-        base = _slash(hub_prefix)
-        return UiLocation(f"{base}{route or 'proxy/'}{port}/", direct, True)
+        return _proxied(f"{_slash(hub_prefix)}{route or PROXY_ROUTE}{port}/", direct)
     found = jupyter_proxy(environ)
     if found is not None:
         base, route = found
-        return UiLocation(f"{base}{route}{port}/", direct, True)
+        return _proxied(f"{base}{route}{port}/", direct)
     return UiLocation(direct, direct, False)
+
+
+def _proxied(url: str, direct: str) -> UiLocation:
+    """A location through a Jupyter proxy; only our own route adds the folder's key."""
+    return UiLocation(_slash(url), direct, True, needs_login=OWN_ROUTE not in url)
 
 
 def _slash(url: str) -> str:
@@ -194,13 +203,22 @@ class UiView:
     location: UiLocation
     route: str = ""
     height: int = DEFAULT_HEIGHT
+    #: ``?mlflow_magic_login=<code>``: a one-time login for a private server's UI where the
+    #: way to it adds no key (see :attr:`UiLocation.needs_login`); it expires in minutes
+    login: str = ""
 
     @property
     def url(self) -> str:
-        return self.location.url + self.route
+        return self.link(self.route)
+
+    def link(self, route: str = "") -> str:
+        """The UI at ``route`` (a deep link), for the browser."""
+        return self.location.url + self.login + route
 
     def __str__(self) -> str:
-        return f"MLflow UI: {self.location.direct_url}{self.route}"
+        note = (f" (a one-time link, valid for {LOGIN_TTL / 60:.0f} minutes)" if self.login
+                else "")
+        return f"MLflow UI: {self.location.direct_url}{self.login}{self.route}{note}"
 
     def __repr__(self) -> str:
         return f"<UiView {self.url}>"

@@ -51,3 +51,12 @@ class UnresponsiveError(MlflowMagicError):
 
 class ForeignHostError(MlflowMagicError):
     """The folder's record was written on another host (a shared home), where we can't look."""
+
+
+class CellMessage(BaseException):
+    """Raised out of MLflow's request-header hook, which logs and drops an ``Exception``
+    (so this is a ``BaseException``, as ``KeyboardInterrupt`` is); IPython shows the
+    message alone: the fix is in it, the stack says nothing."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]

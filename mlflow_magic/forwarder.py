@@ -1,11 +1,14 @@
-"""The process behind JupyterLab's MLflow launcher tile.
+"""The process behind jupyter-server-proxy's ``/mlflow/`` route (the launcher's entry).
 
-jupyter-server-proxy runs ``python -m mlflow_magic.forwarder --port {port}``
-on the first request to ``/mlflow/`` and proxies to ``{port}``. Starting a
-second MLflow server there would put two servers on one SQLite file, so this
-process starts nothing of its own: it reuses (or starts, detached and shared,
-exactly like ``%mlflow_server start``) the server of ``$MLFLOW_PATH`` and
-forwards each TCP connection to it. Whichever comes first, the magic or the
+jupyter-server-proxy runs ``python -m mlflow_magic.forwarder --unix-socket {unix_socket}``
+on the first request to ``/mlflow/`` and proxies to that socket, which lives in
+a folder only this user can enter: no other user can reach this process, and
+no port of it can be taken over. Starting a second MLflow server here would put
+two servers on one SQLite file, so this process starts nothing of its own: it
+reuses (or starts, detached and shared, exactly like ``%mlflow_server start``)
+the server of ``$MLFLOW_PATH`` and relays each request to it (jupyter/relay.py):
+to ``127.0.0.1``, only while that server holds its port, without Jupyter's
+credentials, with the folder's key. Whichever comes first, the magic or the
 tile, both show the same server, and it survives a Jupyter restart.
 """
 
@@ -14,94 +17,110 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from . import manager
+from tornado import httpserver, netutil, web
+
+from . import access, manager
 from .config import ServerOptions, resolve
 from .errors import MlflowMagicError
+from .jupyter.relay import MAX_BODY, Relay
 
-CHUNK = 65536
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Forwarder:
-    """Forward connections to the data folder's server, (re)starting it when needed."""
+    """The folder's server, (re)started when needed, and verified for each request."""
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self._lock = asyncio.Lock()
-        self._target: tuple[str, int] | None = None
+        self._port: int | None = None
 
-    def _ensure_server(self) -> tuple[str, int]:
+    def _ensure_server(self) -> int:
         """Reuse the folder's server if it is alive, else start it (blocking)."""
-        url = urlsplit(manager.start(resolve(self.options)).server.url)
-        return url.hostname or "127.0.0.1", url.port or 80
+        return urlsplit(manager.start(resolve(self.options)).server.url).port or 80
 
-    async def target(self) -> tuple[str, int]:
+    async def target(self) -> access.OwnServer:
+        """The folder's server, verified to hold its port (MlflowMagicError if it cannot
+        start)."""
         async with self._lock:
-            if self._target is None or not await self._reachable(self._target):
-                self._target = await asyncio.to_thread(self._ensure_server)
-            return self._target
+            found = access.server_on_port(self._port) if self._port else None
+            if found is None:
+                self._port = await asyncio.to_thread(self._ensure_server)
+                found = access.server_on_port(self._port)
+            if found is None:
+                raise MlflowMagicError(f"The MLflow server on port {self._port} does not hold "
+                                       "its port any more; reload to start it again.")
+            return found
 
-    @staticmethod
-    async def _reachable(target: tuple[str, int]) -> bool:
-        try:
-            _, writer = await asyncio.open_connection(*target)
-        except OSError:
-            return False
-        writer.close()
-        return True
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+@web.stream_request_body
+class ForwardHandler(Relay, web.RequestHandler):
+    """Every request under ``/mlflow/``, relayed to the folder's server."""
+
+    def initialize(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    def compute_etag(self) -> None:
+        return None
+
+    async def prepare(self) -> None:
         try:
-            host, port = await self.target()
-            up_reader, up_writer = await asyncio.open_connection(host, port)
-        except (MlflowMagicError, OSError) as exc:
-            await _answer_error(writer, str(exc))
+            server = await self.forwarder.target()
+        except (MlflowMagicError, access.PortTaken) as exc:
+            self.set_status(502)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"mlflow_magic could not start the MLflow server:\n\n{exc}\n")
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        same_origin = self._same_origin()
+        if self.request.method not in SAFE_METHODS and not same_origin:
+            raise web.HTTPError(403, "mlflow_magic: cross-origin request refused")
+        await self.open_relay(server.record.port, self.request.path, server.key, same_origin)
+
+    async def get(self, *_args: str) -> None:
+        await self.relay_response()  # jupyter-server-proxy rewrites redirects itself
+
+    post = put = delete = patch = head = options = get
+
+    def _same_origin(self) -> bool:
+        """jupyter-server-proxy passes the browser's Host and Origin on: same host, same
+        origin (a write from another site gets no loopback Origin, so MLflow refuses it)."""
+        headers = self.request.headers
+        if headers.get("Sec-Fetch-Site") == "cross-site":
+            return False
+        origin = headers.get("Origin")
+        return origin is None or urlsplit(origin).netloc == headers.get("Host")
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
-
-
-async def _answer_error(writer: asyncio.StreamWriter, message: str) -> None:
-    """Show why the server could not start, in the JupyterLab tab, as plain text."""
-    body = f"mlflow_magic could not start the MLflow server:\n\n{message}\n".encode()
-    writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                 b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
-                 + body)
-    with contextlib.suppress(Exception):
-        await writer.drain()
-        writer.close()
-
-
-async def serve(port: int, options: ServerOptions) -> None:
+async def serve(unix_socket: str, options: ServerOptions) -> None:
     forwarder = Forwarder(options)
-    server = await asyncio.start_server(forwarder.handle, "127.0.0.1", port)
-    # Start (or find) the MLflow server right away, not on the first connection.
+    application = web.Application([(r"/.*", ForwardHandler, {"forwarder": forwarder})])
+    server = httpserver.HTTPServer(application, max_body_size=MAX_BODY)
+    server.add_socket(netutil.bind_unix_socket(unix_socket, mode=0o600))
+    # Start (or find) the MLflow server right away, not on the first request; a failure
+    # shows on that request.
     warm_up = asyncio.create_task(forwarder.target())
-    async with server:
-        await server.serve_forever()
-    warm_up.cancel()
+    warm_up.add_done_callback(lambda task: task.cancelled() or task.exception())
+    try:
+        await asyncio.Event().wait()
+    finally:
+        warm_up.cancel()
+        server.stop()
+        with contextlib.suppress(OSError):
+            os.unlink(unix_socket)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlflow_magic.forwarder")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--unix-socket", required=True,
+                        help="the socket jupyter-server-proxy connects to")
     parser.add_argument("--path", help="data folder (default: $MLFLOW_PATH or ~/mlflow_data)")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port, ServerOptions(path=args.path)))
+        asyncio.run(serve(args.unix_socket, ServerOptions(path=args.path)))
 
 
 if __name__ == "__main__":

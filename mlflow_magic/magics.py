@@ -93,7 +93,7 @@ class MlflowMagics(Magics):
             card = runs.run_cell(
                 lambda: self.shell.run_cell(cell).success,
                 experiment=ns.experiment, name=ns.name, tags=tags, autolog=ns.autolog,
-                link_for=lambda exp, run: view.location.url + deep_link(exp, run),
+                link_for=lambda exp, run: view.link(deep_link(exp, run)),
             )
         except MlflowMagicError as exc:
             raise UsageError(str(exc)) from None

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from . import auth, logfile, newdb, process, registry, rest
+from . import access, auth, logfile, newdb, ownership, process, registry, rest
 from .config import (
     FIRST_PORT,
     SETTING_FLAGS,
@@ -46,6 +46,7 @@ from .config import (
     server_env,
     server_flags,
 )
+from .contract import KEY_HEADER, PRIVATE_DIR_ENV
 from .errors import (
     ConfigError,
     ConnectError,
@@ -125,11 +126,12 @@ def start(config: ServerConfig, on_progress: Progress | None = None,
     one folder (other kernels, terminals, the JupyterLab launcher) wait and then
     reuse the one server instead of starting a second one on the same database.
     """
+    registry.refuse_foreign(config.data_dir)
     record = registry.read_record(config.data_dir)
     if record is not None and registry.process_of(record) is not None \
-            and not _must_detach(config, record) and rest.probe(record.url).answering:
+            and not _must_detach(config, record) and _probe(record).answering:
         _check_settings(config, record)
-        return Reused(record)
+        return Reused(record, _warnings(config.data_dir, record))
     if record is None and config.port is not None:
         _pick_port(config, [])  # a taken port is explained before anything is created
     registry.prepare_folder(config.data_dir)
@@ -153,17 +155,24 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
                 on_progress: Progress, on_url: UrlKnown) -> Launched | Reused:
     """A live server is reused, never replaced: if it is busy, wait for it to answer."""
     _check_settings(config, record)
-    if not rest.probe(record.url).answering:
+    if not _probe(record).answering:
         on_url(record.url)
         started = time.monotonic()
         outcome = process.wait_ready(
             lambda: None if registry.process_of(record) is not None else -1,
             record.url, config.timeout,
-            on_tick=lambda _: on_progress(BUSY_PHASE, time.monotonic() - started))
+            on_tick=lambda _: on_progress(BUSY_PHASE, time.monotonic() - started),
+            credentials=lambda: _credentials(record))
         if isinstance(outcome, process.Exited):  # it died while we waited: replace it
             _end_remains(record)
             registry.remove_record(config.data_dir)
             return _launch(config, on_progress, on_url)
+        if isinstance(outcome, process.Taken):
+            raise UnresponsiveError(
+                f"The MLflow server for {config.data_dir} (pid {record.pid}) runs, but another "
+                f"program answers on its port {record.port}, so nothing was sent there. "
+                "Replace the server with `%mlflow_server restart` (it keeps its settings), or "
+                "end it with `%mlflow_server stop`.")
         if isinstance(outcome, process.TimedOut):
             tail = _log_tail(Path(record.log_path))
             raise UnresponsiveError(
@@ -173,10 +182,12 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
                 "again, or replace it with `%mlflow_server restart` (`stop` ends it). Last "
                 f"lines of its log ({record.log_path}):\n{tail}")
         if not record.mlflow_version:  # its starter died before it answered: finish the record
+            listener = access.record_listener(record)
             record = dataclasses.replace(record, started_at=time.time(),
-                                         mlflow_version=outcome.version)
+                                         mlflow_version=outcome.version,
+                                         listener=listener.to_dict() if listener else None)
             registry.write_record(record)
-    return Reused(_detach_if_needed(config, record))
+    return Reused(_detach_if_needed(config, record), _warnings(config.data_dir, record))
 
 
 def _must_detach(config: ServerConfig, record: ServerRecord) -> bool:
@@ -251,12 +262,21 @@ def _pick_port(config: ServerConfig, tried: list[int]) -> int:
     if process.port_is_free(config.host, config.port):
         return config.port
     url = client_url(config.host, config.port)
-    found = rest.probe(url, timeout=1.0)
-    if found.answering:
+    found = rest.probe(url, timeout=1.0)  # nothing of ours goes to a port we do not hold
+    owner = ownership.port_owner(config.port)
+    if owner is not None and owner != os.geteuid():
         raise PortInUseError(
-            f"Port {config.port} is already used by an MLflow {found.version} server that "
-            f"was not started for {config.data_dir}. Use it with `%mlflow_server connect "
-            f"{url}`, choose another --port, or leave --port out to take the first free port.")
+            f"Port {config.port} is held by another user ({ownership.user_name(owner)}) of "
+            f"this machine{', whose MLflow server answers there' if found.answering else ''}. "
+            "Choose another --port, or leave --port out to take the first free port.")
+    if found.answering:
+        what = (f"a private MLflow server of yours that was not started for {config.data_dir}"
+                if found.private else f"an MLflow {found.version} server that was not started "
+                f"for {config.data_dir}")
+        raise PortInUseError(
+            f"Port {config.port} is already used by {what}. Use it with `%mlflow_server "
+            f"connect {url}`, choose another --port, or leave --port out to take the first "
+            "free port.")
     raise PortInUseError(
         f"Port {config.port} on {config.host} is held by {process.port_holder(config.port)}, "
         "which is not an MLflow server. Choose another --port, leave --port out to take the "
@@ -295,6 +315,9 @@ def _launch_on(config: ServerConfig, port: int, started: float,
     token = secrets.token_hex(12)
     env = server_env(config)
     env.update(auth.server_env(config.app_name, config.data_dir, env))
+    if config.private:  # the gate refuses every request without the folder's key
+        access.folder_key(config.data_dir, create=True)
+        env[PRIVATE_DIR_ENV] = str(registry.record_dir(config.data_dir))
     env.update({process.TOKEN_ENV: token, ARGS_ENV: json.dumps(server_flags(config, port)),
                 LOG_ENV: str(log), newdb.CACHE_ENV: str(newdb.cache_dir())})
     if config.upgrade_db:
@@ -319,12 +342,24 @@ def _launch_on(config: ServerConfig, port: int, started: float,
             command=command, log_path=str(log), workers=config.workers, jobs=config.jobs,
             attached=config.attached, hostname=socket.gethostname(), token=token,
             attached_pid=os.getpid() if config.attached else None,
-            inherited_env=inherited_settings())
+            inherited_env=inherited_settings(), private=config.private)
         registry.write_record(record)
         on_url(url)
+        held: list[ownership.Listener] = []
+
+        def credentials() -> dict[str, str] | None:
+            """Our key goes only to our own process's socket, never to a rival's."""
+            listener = ownership.find_listener(
+                process.server_processes(proc.pid, create_time, token), port)
+            if listener is None:
+                return None
+            held[:] = [listener]
+            return _key_headers(record)
+
         outcome = process.wait_ready(
             proc.poll, url, config.timeout,
-            on_tick=lambda _: on_progress(_phase(log, offset), time.monotonic() - started))
+            on_tick=lambda _: on_progress(_phase(log, offset), time.monotonic() - started),
+            credentials=credentials)
         if isinstance(outcome, process.Exited):
             raise _start_failed(config, outcome.exit_code, _log_tail(log, offset))
         if isinstance(outcome, process.TimedOut):
@@ -336,15 +371,15 @@ def _launch_on(config: ServerConfig, port: int, started: float,
                 f"The MLflow server did not answer at {url} within {config.timeout:g} s, so "
                 f"it was stopped. {hint} Last lines of its log ({log}):\n{log_tail}",
                 log_tail=log_tail)
-        if not process.listens_on(process.server_processes(proc.pid, create_time, token),
-                                  port):
+        if isinstance(outcome, process.Taken) or not held:  # only our own listener counts
             raise StartFailedError(
                 f"Another server took port {port} on {config.host} while the MLflow server "
                 f"for {config.data_dir} was starting, and answered in its place. Choose "
                 "another --port, or leave --port out to take the next free one.",
                 log_tail="address already in use")
         record = dataclasses.replace(record, started_at=time.time(),
-                                     mlflow_version=outcome.version)
+                                     mlflow_version=outcome.version,
+                                     listener=held[0].to_dict())
         registry.write_options(config.data_dir, config.options)  # upgrade_db is not kept
         registry.write_record(record)
     except BaseException:
@@ -356,7 +391,50 @@ def _launch_on(config: ServerConfig, port: int, started: float,
         registry.remove_record(config.data_dir)
         raise
     on_progress("ready", time.monotonic() - started)
-    return Launched(record, time.monotonic() - started)
+    return Launched(record, time.monotonic() - started, _warnings(config.data_dir, record))
+
+
+def _warnings(data_dir: Path, record: ServerRecord | None) -> tuple[str, ...]:
+    """The risks a user should know of: a server anyone can write to, data anyone can read."""
+    found = []
+    if record is not None and not record.private \
+            and record.settings.get("app_name") != auth.BASIC_AUTH:
+        found.append(
+            f"This server listens on {record.host}, beyond this machine, and asks for no "
+            f"login: anyone who can reach port {record.port} can read, change and delete its "
+            "experiments and models, and plant artifacts that run as code when a model is "
+            "loaded. Restart it with --app-name basic-auth (see the README's \"From laptop to "
+            "team\"), or leave --host out to keep it on 127.0.0.1.")
+    exposed = registry.open_to_others(data_dir)
+    if exposed:
+        found.append(
+            f"Other users of this machine can read or change this folder's data: "
+            f"{', '.join(exposed)}. Make it yours alone with `chmod -R go-rwx {data_dir}` "
+            "(new folders are made that way).")
+    return tuple(found)
+
+
+def _key_headers(record: ServerRecord) -> dict[str, str]:
+    """What a request to the record's server carries: the folder's key, if it is private."""
+    if not record.private:
+        return {}
+    key = access.folder_key(Path(record.data_dir))
+    return {KEY_HEADER: key} if key else {}
+
+
+def _credentials(record: ServerRecord) -> dict[str, str] | None:
+    """The headers for the record's server; None if its port is not held by it."""
+    if access.record_listener(record) is None:
+        return None
+    return _key_headers(record)
+
+
+def _probe(record: ServerRecord) -> rest.Probe:
+    """Is the record's server up? Asked only of the process that holds its port."""
+    headers = _credentials(record)
+    if headers is None:
+        return rest.Probe(False, error="its port is not held by its process")
+    return rest.probe(record.url, headers=headers)
 
 
 def _log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
@@ -438,6 +516,7 @@ def stop(data_dir: Path, force: bool = False) -> Stopped:
     if not registry.record_dir(data_dir).is_dir():
         registry.forget_folder(data_dir)
         return Stopped(str(data_dir), None)
+    registry.refuse_foreign(data_dir)
     with registry.folder_lock(data_dir, LOCK_MARGIN):
         return _stop_locked(data_dir, force)
 
@@ -511,7 +590,18 @@ def _options_from_record(record: ServerRecord | None) -> ServerOptions | None:
 
 
 def status(data_dir: Path) -> ServerStatus:
-    """The folder's server state, read-only: a stale record is reported, not removed."""
+    """The folder's server state, read-only: a stale record is reported, not removed;
+    with what the folder exposes to other users named."""
+    found = _status(data_dir)
+    warnings = _warnings(data_dir, found.server) if found.state != "foreign" else ()
+    return dataclasses.replace(found, warnings=warnings) if warnings else found
+
+
+def _status(data_dir: Path) -> ServerStatus:
+    foreign = registry.foreign_owner(data_dir)
+    if foreign is not None:
+        return ServerStatus(str(data_dir), "foreign", detail=f"{foreign}; only its owner can "
+                            "start, stop or check its server")
     record = registry.read_record(data_dir)
     log = registry.log_path(data_dir)
     log_str = str(log) if log.exists() else None
@@ -528,7 +618,7 @@ def status(data_dir: Path) -> ServerStatus:
                   "`stop` ends them, the next start replaces them")
         return ServerStatus(str(data_dir), "crashed", record, detail=detail,
                             log_path=log_str, log_tail=_log_tail(log, lines=15))
-    found = rest.probe(record.url)
+    found = _probe(record)
     if found.answering:
         return ServerStatus(str(data_dir), "running", record, log_path=log_str,
                             detail=f"OK (MLflow {found.version})" if found.healthy
@@ -571,7 +661,12 @@ def connect(uri: str, registry_uri: str | None = None, timeout: float = 10.0) ->
         )
     user, password = (os.environ.get("MLFLOW_TRACKING_USERNAME"),
                       os.environ.get("MLFLOW_TRACKING_PASSWORD"))
-    found = rest.probe(uri, timeout=timeout,
+    try:  # a local address of ours gets the folder's key; one of another user's, nothing
+        headers = access.headers_for_url(uri)
+    except access.PortTaken as exc:
+        raise ConnectError(str(exc).replace("This MLflow call was not sent", "Not connected")
+                           ) from None
+    found = rest.probe(uri, timeout=timeout, headers=headers,
                        auth=(user, password) if user and password is not None else None)
     if found.login_required:
         raise ConnectError(

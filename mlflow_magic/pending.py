@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from .errors import CellMessage
+
 if TYPE_CHECKING:
     from .registry import ServerRecord
 
@@ -143,15 +145,7 @@ class PendingStart(Generic[T]):
         return self._result  # type: ignore[return-value]
 
 
-class _CellMessage(BaseException):
-    """Raised out of MLflow's request-header hook, which logs and drops an ``Exception``;
-    IPython shows the message alone: the fix is in it, the stack says nothing."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [str(self)]
-
-
-class ServerStartFailed(_CellMessage):
+class ServerStartFailed(CellMessage):
     """An MLflow call found that the start of its server failed; the start's message."""
 
     def __init__(self, error: BaseException, url: str | None) -> None:
@@ -160,7 +154,7 @@ class ServerStartFailed(_CellMessage):
         self.error = error
 
 
-class ServerMoved(_CellMessage):
+class ServerMoved(CellMessage):
     """An MLflow call made for the start's first address, which the start had to give up
     (another program took the port meanwhile): sending it there could write into a server
     that is not this folder's."""
@@ -277,18 +271,16 @@ def _answers(url: str) -> str | None:
         return None
 
 
-def _mlflow_tracking_uri() -> str:
+def mlflow_tracking_uri() -> str:
     import mlflow  # imported already: this runs inside an MLflow request
 
     return mlflow.get_tracking_uri()
 
 
-class WaitForStart:
-    """MLflow's request-header provider interface: asked before every REST request."""
+def __getattr__(name: str):
+    """``WaitForStart``: where older installs' entry point metadata points (now hook.py)."""
+    if name == "WaitForStart":
+        from .hook import RequestHook
 
-    def in_context(self) -> bool:
-        wait_for_server(_mlflow_tracking_uri)
-        return False
-
-    def request_headers(self) -> dict[str, str]:
-        return {}
+        return RequestHook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -107,6 +107,11 @@ class Ready:
 
 
 @dataclass(frozen=True)
+class Taken:
+    """Something answers on the port, but not a process of this server: someone else's."""
+
+
+@dataclass(frozen=True)
 class TimedOut:
     """Neither ready nor exited within the timeout."""
 
@@ -118,44 +123,35 @@ def wait_ready(
     url: str,
     timeout: float,
     on_tick: Callable[[float], None] | None = None,
-) -> Ready | Exited | TimedOut:
+    credentials: Callable[[], Mapping[str, str] | None] | None = None,
+) -> Ready | Exited | Taken | TimedOut:
     """Poll ``url`` until the server answers, ``poll()`` reports an exit, or time runs out.
 
     ``poll`` is ``Popen.poll`` for a server we just spawned, or a liveness check
-    for one we found running.
+    for one we found running. Once ``/health`` (open on every server) answers,
+    ``credentials()`` gives the headers ``/version`` needs (the folder's key), or
+    None if the port is not held by our server: then the answer is someone
+    else's (:class:`Taken`), and nothing of ours is sent there.
     """
     start = time.monotonic()
     while True:
         code = poll()
         if code is not None:
             return Exited(code)
-        last = rest.probe(url, timeout=1.0)
-        if last.answering:
-            return Ready(last.version or "unknown (login required)")
+        last = rest.health(url, timeout=1.0)
+        if last.healthy:
+            headers = credentials() if credentials is not None else {}
+            if headers is None:
+                return Taken()
+            last = rest.version(url, timeout=1.0, headers=headers)
+            if last.answering:
+                return Ready(last.version or "unknown (login required)")
         elapsed = time.monotonic() - start
         if on_tick is not None:
             on_tick(elapsed)
         if elapsed > timeout:
             return TimedOut(last.error)
         time.sleep(POLL_INTERVAL)
-
-
-def listens_on(procs: list[psutil.Process], port: int) -> bool:
-    """True if one of ``procs`` holds the listening socket of ``port``.
-
-    An answer on the port is not proof: another server may have taken the port
-    between our check and our server's bind (uvicorn binds with SO_REUSEADDR,
-    so a port that is bound but not yet listening looks free).
-    """
-    for proc in procs:
-        try:
-            conns = proc.net_connections(kind="inet")
-        except psutil.Error:
-            continue
-        if any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-               for c in conns):
-            return True
-    return False
 
 
 def same_process(pid: int, create_time: float) -> psutil.Process | None:

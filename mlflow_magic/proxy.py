@@ -20,13 +20,18 @@ START_TIMEOUT = 120
 
 
 def setup_mlflow() -> dict:
-    """The ``mlflow`` named server: ``/mlflow/`` shows the UI of ``$MLFLOW_PATH``'s server."""
+    """The ``mlflow`` named server: ``/mlflow/`` shows the UI of ``$MLFLOW_PATH``'s server.
+
+    The forwarder listens on a Unix socket in a folder of its own (0700) that
+    jupyter-server-proxy makes: no port another user could take or reach. It sees the
+    browser's Host and Origin, so it can tell a same-origin write from a cross-site one.
+    """
     return {
-        "command": [sys.executable, "-m", "mlflow_magic.forwarder", "--port", "{port}"],
+        "command": [sys.executable, "-m", "mlflow_magic.forwarder",
+                    "--unix-socket", "{unix_socket}"],
+        "unix_socket": True,
         "timeout": START_TIMEOUT,
         "absolute_url": False,
-        # Behind a public host name (JupyterHub) MLflow would refuse the browser's Host.
-        "request_headers_override": {"Host": "127.0.0.1:{port}"},
         "new_browser_tab": False,
         "launcher_entry": {"enabled": True, "title": "MLflow", "icon_path": str(ICON),
                            "path_info": TILE_PATH},

@@ -1,13 +1,18 @@
 """The on-disk record of the server that runs for a data folder.
 
-Each data folder holds a private (0700) ``.mlflow_magic/`` with
-``server.json`` (who runs, where, with what settings, secrets masked),
-``options.json`` (0600: the options the server was started with, secrets
-included, so ``restart`` can bring back the same server, as ``~/.pgpass``
-keeps a password), ``server.lock`` (a file lock held while starting or
-stopping) and ``server.log`` (the server's output). A small index in the
-user's state folder lists the data folders with a running server, for
-``list`` and ``stop --all``.
+Each data folder (0700 when mlflow_magic makes it) holds a private (0700)
+``.mlflow_magic/`` with ``server.json`` (who runs, where, with what settings,
+secrets masked), ``options.json`` (0600: the options the server was started
+with, secrets included, so ``restart`` can bring back the same server, as
+``~/.pgpass`` keeps a password), ``key`` (the folder's key, see access.py),
+``server.lock`` (a file lock held while starting or stopping) and
+``server.log`` (the server's output). A small index in the user's state
+folder lists the data folders with a running server, for ``list`` and
+``stop --all``.
+
+A folder, or a ``.mlflow_magic/``, that belongs to another user is refused, and
+so is a symlinked ``.mlflow_magic/``: its record, key and server are someone
+else's. Files in it are written and read without following symlinks.
 
 A record is trusted only on the host that wrote it, and only while its
 process is alive *and* still the same process: the pid together with the
@@ -23,6 +28,8 @@ import hashlib
 import json
 import os
 import socket
+import stat
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,11 +38,11 @@ from pathlib import Path
 import psutil
 
 from .config import ServerOptions
+from .contract import RECORD_DIR
 from .errors import BusyError, ConfigError
 from .process import same_process
 
 STATE_DIR_ENV = "MLFLOW_MAGIC_STATE_DIR"
-RECORD_DIR = ".mlflow_magic"
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,10 @@ class ServerRecord:
     attached_pid: int | None = None
     #: names of the ``MLFLOW_*`` variables the server inherited from whoever started it
     inherited_env: list[str] = dataclasses.field(default_factory=list)
+    #: the server refuses requests without the folder's key (it listens on loopback only)
+    private: bool = False
+    #: the process and socket that hold its port, once it listens (ownership.Listener)
+    listener: dict[str, float] | None = None
 
     @property
     def uptime(self) -> float:
@@ -110,6 +121,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "url": str, "started_at": (int, float), "mlflow_version": str, "settings": dict,
     "command": list, "log_path": str, "workers": int, "jobs": bool, "attached": bool,
     "hostname": str, "token": str, "attached_pid": (int, type(None)), "inherited_env": list,
+    "private": bool, "listener": (dict, type(None)),
 }
 
 
@@ -132,13 +144,17 @@ def options_path(data_dir: Path) -> Path:
 def prepare_folder(data_dir: Path) -> Path:
     """Create the data folder and its private record folder, or explain how to fix it.
 
-    The record folder is 0700 and its files 0600: the log holds access lines and
-    command lines, the options file holds store passwords.
+    A new data folder is 0700, the record folder always: the log holds access lines
+    and command lines, the options file store passwords, the key the server's door.
     """
+    refuse_foreign(data_dir)
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if not data_dir.exists():
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=0o700, exist_ok=True)
         private = record_dir(data_dir)
         private.mkdir(mode=0o700, exist_ok=True)
+        refuse_foreign(data_dir)  # made meanwhile by someone else, or a symlink
         if private.stat().st_mode & 0o077:
             private.chmod(0o700)  # a folder made by an older version
         probe = private / f".probe-{os.getpid()}"
@@ -153,10 +169,61 @@ def prepare_folder(data_dir: Path) -> Path:
     return data_dir
 
 
+def foreign_owner(data_dir: Path) -> str | None:
+    """Why the folder is not this user's to manage (another owner, a symlinked record
+    folder), or None. Missing folders are nobody's yet."""
+    me = os.geteuid()
+    for path in (data_dir, record_dir(data_dir)):
+        try:
+            info = path.lstat()
+        except OSError:
+            return None
+        if path.name == RECORD_DIR and stat.S_ISLNK(info.st_mode):
+            return f"its {RECORD_DIR}/ is a symbolic link ({os.readlink(path)})"
+        if path == data_dir and stat.S_ISLNK(info.st_mode):
+            try:
+                info = path.stat()
+            except OSError:
+                return None
+        if info.st_uid != me:
+            from .ownership import user_name
+
+            return f"{path} belongs to {user_name(info.st_uid)}"
+    return None
+
+
+def open_to_others(data_dir: Path) -> list[str]:
+    """The folder's data that other users of this machine may read or write (``path (mode
+    0755)``): the folder itself, its database and its artifacts."""
+    found = []
+    for path in (data_dir, data_dir / "mlflow.db", data_dir / "artifacts"):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append(f"{path} (mode {mode:04o})")
+    return found
+
+
+def refuse_foreign(data_dir: Path) -> None:
+    """Refuse a folder whose record, key and server would be another user's."""
+    why = foreign_owner(data_dir)
+    if why is not None:
+        raise ConfigError(
+            f"The data folder {data_dir} is not yours to use: {why}. Its server, record and "
+            "key are its owner's, and mlflow_magic never starts, stops or reads them for "
+            "another user. Use a folder of your own (--path DIR, or MLFLOW_PATH); to share "
+            "runs with that user, one of you runs a team server (`--host 0.0.0.0 "
+            "--app-name basic-auth`) and the other connects to it.")
+
+
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically to a file only its owner can read (0600)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write ``text`` atomically to a file only its owner can read (0600), following no
+    symlink: the temporary file is made new, and the rename replaces a link, not its target."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -164,6 +231,13 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_private(path: Path) -> str:
+    """The text of a private file, refusing a symlink in its place (OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as fh:
+        return fh.read()
 
 
 def write_options(data_dir: Path, options: ServerOptions) -> None:
@@ -174,7 +248,7 @@ def write_options(data_dir: Path, options: ServerOptions) -> None:
 def read_options(data_dir: Path) -> ServerOptions | None:
     """The options the folder's server was started with, if known and readable."""
     try:
-        return ServerOptions.from_dict(json.loads(options_path(data_dir).read_text()))
+        return ServerOptions.from_dict(json.loads(read_private(options_path(data_dir))))
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
@@ -215,7 +289,7 @@ class _FolderLock:
 def read_record(data_dir: Path) -> ServerRecord | None:
     """The record of the folder, or None if there is none or it is unreadable."""
     try:
-        return ServerRecord.from_json(record_path(data_dir).read_text())
+        return ServerRecord.from_json(read_private(record_path(data_dir)))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -225,8 +299,14 @@ def write_record(record: ServerRecord) -> None:
     data_dir = Path(record.data_dir)
     write_private(record_path(data_dir), record.to_json())
     index = _index_entry(data_dir)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(str(data_dir))
+    try:
+        index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(index, str(data_dir))
+    except OSError as exc:
+        raise ConfigError(
+            f"The list of your MLflow servers in {index.parent} cannot be written: "
+            f"{exc.strerror or exc}. Free some space on that disk or fix its permissions (or "
+            f"point {STATE_DIR_ENV} at a writable folder), then start again.") from None
 
 
 def remove_record(data_dir: Path) -> None:

@@ -10,8 +10,11 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from .contract import GATE_HEADER
 
 
 @dataclass(frozen=True)
@@ -23,39 +26,65 @@ class Probe:
     error: str | None = None
     #: the HTTP status of a refusal (401, 403), when the server answered with one
     status: int | None = None
+    #: the refusal came from mlflow_magic's gate: a private server, not MLflow's login
+    private: bool = False
 
     @property
     def login_required(self) -> bool:
         """``/health`` answered OK and ``/version`` asks for credentials (basic auth)."""
-        return self.status == 401
+        return self.status == 401 and not self.private
 
     @property
     def answering(self) -> bool:
-        """The server is up: healthy, or healthy behind a login."""
-        return self.healthy or self.login_required
+        """The server is up: healthy, or healthy behind a login or a gate."""
+        return self.healthy or self.status == 401
 
 
-def probe(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None) -> Probe:
+def probe(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None,
+          headers: Mapping[str, str] | None = None) -> Probe:
     """Ask ``/health`` and ``/version``: both must answer for the port to be MLflow.
 
-    ``/health`` needs no credentials even with MLflow's basic auth; ``/version``
-    then answers 401 unless ``auth`` (user, password) is given.
+    ``/health`` needs no credentials, behind MLflow's basic auth or mlflow_magic's
+    gate; ``/version`` then answers 401 unless ``auth`` (user, password) or
+    ``headers`` (the folder's key) say who asks.
     """
-    base = url.rstrip("/")
+    found = health(url, timeout)
+    if not found.healthy:
+        return found
+    return version(url, timeout, auth, headers)
+
+
+def health(url: str, timeout: float = 2.0) -> Probe:
+    """Ask ``/health`` alone (open on every server): something MLflow-like listens."""
     try:
-        with urllib.request.urlopen(f"{base}/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as resp:
             if resp.read(64).strip() != b"OK":
                 return Probe(False, error="/health did not answer OK")
-        request = urllib.request.Request(f"{base}/version")
-        if auth is not None:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            version = resp.read(64).decode().strip().strip('"')
     except (OSError, ValueError) as exc:
-        code = exc.code if isinstance(exc, urllib.error.HTTPError) else None
-        return Probe(False, error=reason(exc), status=code)
-    return Probe(True, version=version)
+        return _failed(exc)
+    return Probe(True)
+
+
+def version(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None,
+            headers: Mapping[str, str] | None = None) -> Probe:
+    """Ask ``/version``, with the credentials given: the server's MLflow version."""
+    request = urllib.request.Request(f"{url.rstrip('/')}/version", headers=dict(headers or {}))
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            found = resp.read(64).decode().strip().strip('"')
+    except (OSError, ValueError) as exc:
+        return _failed(exc)
+    return Probe(True, version=found)
+
+
+def _failed(exc: BaseException) -> Probe:
+    if isinstance(exc, urllib.error.HTTPError):
+        return Probe(False, error=reason(exc), status=exc.code,
+                     private=bool(exc.headers.get(GATE_HEADER)))
+    return Probe(False, error=reason(exc))
 
 
 def reason(exc: BaseException) -> str:
@@ -67,20 +96,25 @@ def reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def get_json(url: str, timeout: float = 5.0) -> object:
+def get_json(url: str, timeout: float = 5.0,
+             headers: Mapping[str, str] | None = None) -> object:
     """GET ``url`` and decode JSON: enough REST for status displays without mlflow."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.loads(resp.read())
 
 
-def experiment_id_by_name(url: str, name: str) -> str:
+def experiment_id_by_name(url: str, name: str,
+                          headers: Mapping[str, str] | None = None) -> str:
     """The id of the experiment called ``name`` (KeyError/OSError if there is none)."""
     found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?"
-                     f"experiment_name={quote(name)}")
+                     f"experiment_name={quote(name)}", headers=headers)
     return found["experiment"]["experiment_id"]  # type: ignore[index]
 
 
-def experiment_id_of_run(url: str, run_id: str) -> str:
+def experiment_id_of_run(url: str, run_id: str,
+                         headers: Mapping[str, str] | None = None) -> str:
     """The id of the experiment run ``run_id`` belongs to (KeyError/OSError if unknown)."""
-    found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/runs/get?run_id={quote(run_id)}")
+    found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/runs/get?run_id={quote(run_id)}",
+                     headers=headers)
     return found["run"]["info"]["experiment_id"]  # type: ignore[index]

@@ -14,7 +14,8 @@ from .registry import ServerRecord
 
 #: One colour per server state, for every HTML rendering (results and the panel).
 STATE_COLOURS = {"running": "#2e7d32", "starting": "#1565c0", "unresponsive": "#ef6c00",
-                 "crashed": "#c62828", "elsewhere": "#6a1b9a", "stopped": "#616161"}
+                 "crashed": "#c62828", "elsewhere": "#6a1b9a", "stopped": "#616161",
+                 "foreign": "#6a1b9a"}
 
 
 def human_duration(seconds: float) -> str:
@@ -36,6 +37,22 @@ def link_html(url: str, text: str | None = None) -> str:
     """A link that opens in a new browser tab."""
     return (f'<a href="{html.escape(url)}" target="_blank" rel="noopener">'
             f"{html.escape(text or url)}</a>")
+
+
+def code_html(text: str) -> str:
+    """An address shown, not linked: a private server answers a bare browser visit with
+    its 401 page; the UI's own links (with a one-time login where one is needed) are
+    the ones to click."""
+    return f"<code>{html.escape(text)}</code>"
+
+
+def warnings_text(warnings: tuple[str, ...]) -> str:
+    return "".join(f"\n  warning: {w}" for w in warnings)
+
+
+def warnings_html(warnings: tuple[str, ...]) -> str:
+    return "".join(f'<div style="color:#ef6c00">&#9888; {html.escape(w)}</div>'
+                   for w in warnings)
 
 
 def table_html(rows: list[tuple[str, str]]) -> str:
@@ -82,7 +99,7 @@ def _login(server: ServerRecord) -> bool:
 def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[str, str]]:
     """The facts a user wants about a running server, as (label, HTML) rows."""
     rows = [
-        ("URL", link_html(server.url)),
+        ("URL", code_html(server.url)),
         ("pid", f"{server.pid}" + (" (attached to its kernel)" if server.attached else "")),
         ("uptime", human_duration(server.uptime)),
         ("data folder", html.escape(server.data_dir)),
@@ -128,6 +145,8 @@ class Launched(Renders):
 
     server: ServerRecord
     seconds: float
+    #: risks to name: a server open beyond this machine, data others can read
+    warnings: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -136,13 +155,15 @@ class Launched(Renders):
     def text(self) -> str:
         s = self.server
         return (f"Started MLflow server at {s.url} (pid {s.pid}) in {self.seconds:.1f} s\n"
-                f"  data folder {s.data_dir}" + (f"\n  {LOGIN_NOTE}" if _login(s) else ""))
+                f"  data folder {s.data_dir}" + (f"\n  {LOGIN_NOTE}" if _login(s) else "")
+                + warnings_text(self.warnings))
 
     def html(self) -> str:
         s = self.server
-        return (f"<div>Started MLflow server at {link_html(s.url)} (pid {s.pid}) in "
+        return (f"<div>Started MLflow server at {code_html(s.url)} (pid {s.pid}) in "
                 f"{self.seconds:.1f} s &middot; data folder <code>{html.escape(s.data_dir)}"
-                "</code>" + (f"<br>{html.escape(LOGIN_NOTE)}" if _login(s) else "") + "</div>")
+                "</code>" + (f"<br>{html.escape(LOGIN_NOTE)}" if _login(s) else "")
+                + warnings_html(self.warnings) + "</div>")
 
 
 @dataclass(frozen=True, repr=False)
@@ -162,7 +183,7 @@ class Starting(Renders):
                 f"  data folder {self.data_dir}")
 
     def html(self) -> str:
-        return (f"<div>Starting MLflow server at {link_html(self.url)} &middot; data folder "
+        return (f"<div>Starting MLflow server at {code_html(self.url)} &middot; data folder "
                 f"<code>{html.escape(self.data_dir)}</code>. The tracking URI is set: MLflow "
                 "calls in the next cells wait for it.</div>")
 
@@ -172,6 +193,7 @@ class Reused(Renders):
     """A server was already running for the folder and is used as is."""
 
     server: ServerRecord
+    warnings: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -180,13 +202,14 @@ class Reused(Renders):
     def text(self) -> str:
         s = self.server
         return (f"Reusing MLflow server at {s.url} (pid {s.pid}, up "
-                f"{human_duration(s.uptime)})\n  data folder {s.data_dir}")
+                f"{human_duration(s.uptime)})\n  data folder {s.data_dir}"
+                + warnings_text(self.warnings))
 
     def html(self) -> str:
         s = self.server
-        return (f"<div>Reusing MLflow server at {link_html(s.url)} (pid {s.pid}, up "
+        return (f"<div>Reusing MLflow server at {code_html(s.url)} (pid {s.pid}, up "
                 f"{human_duration(s.uptime)}) &middot; data folder "
-                f"<code>{html.escape(s.data_dir)}</code></div>")
+                f"<code>{html.escape(s.data_dir)}</code>{warnings_html(self.warnings)}</div>")
 
 
 @dataclass(frozen=True, repr=False)
@@ -234,6 +257,7 @@ class ServerStatus(Renders):
     log_path: str | None = None
     #: the end of the log, for a server that crashed or does not answer
     log_tail: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -242,6 +266,8 @@ class ServerStatus(Renders):
     def _rows(self) -> list[tuple[str, str]]:
         if self.server is None:
             rows = [("data folder", html.escape(self.data_dir))]
+            if self.detail:
+                rows.append(("detail", html.escape(self.detail)))
             if self.log_path:
                 rows.append(("log", html.escape(self.log_path)))
             return rows
@@ -254,11 +280,12 @@ class ServerStatus(Renders):
             "unresponsive": "MLflow server process is alive but does not answer",
             "crashed": "MLflow server has stopped unexpectedly (its record was stale)",
             "elsewhere": "MLflow server was started on another host",
+            "foreign": "This data folder is another user's",
             "stopped": "No MLflow server is running",
         }.get(self.state, self.state)
 
     def text(self) -> str:
-        text = f"{self._headline()}\n{_rows_text(self._rows())}"
+        text = f"{self._headline()}\n{_rows_text(self._rows())}" + warnings_text(self.warnings)
         if self.log_tail:
             text += f"\n  last lines of its log:\n{self.log_tail}"
         return text
@@ -268,7 +295,7 @@ class ServerStatus(Renders):
         tail = (f"<details><summary>last lines of its log</summary><pre>"
                 f"{html.escape(self.log_tail)}</pre></details>" if self.log_tail else "")
         return (f'<div><b style="color:{colour}">{html.escape(self._headline())}</b>'
-                f"{table_html(self._rows())}{tail}</div>")
+                f"{table_html(self._rows())}{warnings_html(self.warnings)}{tail}</div>")
 
 
 @dataclass(frozen=True, repr=False)
@@ -297,7 +324,7 @@ class ServerList(Renders):
         rows = "".join(
             "<tr>" + "".join(f"<td style='text-align:left'>{c}</td>" for c in (
                 html.escape(st.state),
-                link_html(st.server.url) if st.server else "-",
+                code_html(st.server.url) if st.server else "-",
                 str(st.server.pid) if st.server else "-",
                 human_duration(st.server.uptime) if st.server else "-",
                 f"<code>{html.escape(st.data_dir)}</code>",

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import psutil
 
+from .contract import APP_ENV, APP_KIND_ENV, PRIVATE_DIR_ENV
+
 PARENT_ENV = "MLFLOW_MAGIC_PARENT_PID"
 #: With ``--attached``: while this file exists, the server stops when its parent exits.
 ATTACH_FILE_ENV = "MLFLOW_MAGIC_ATTACH_FILE"
@@ -45,6 +47,8 @@ ARGS_ENV = "MLFLOW_MAGIC_SERVER_ARGS"
 ROTATE_EVERY = 5.0
 IN_PROCESS_MARKER = "mlflow_magic: serving in-process"
 OWN_LAUNCHER_MARKER = "mlflow_magic: using MLflow's own launcher"
+#: In the log when a private server cannot put its gate in front of MLflow's app.
+GATE_MISSING = "mlflow_magic: the server cannot be kept private"
 
 #: Flags (and the environment variables behind them) that MLflow applies when
 #: ``mlflow.server`` is imported in a fresh uvicorn/gunicorn process.
@@ -119,10 +123,14 @@ def install(in_process: bool = True) -> bool:
     if original is None:
         print(f"{OWN_LAUNCHER_MARKER}: mlflow.server._exec_cmd not found (slower)",
               file=sys.stderr, flush=True)
+        _refuse_if_private("mlflow.server._exec_cmd is gone")
         return False
 
     def exec_cmd(cmd, *args, extra_env=None, synchronous=True, **kwargs):
-        cmd, extra_env = with_served_app(cmd, dict(extra_env or {}))
+        served = with_served_app(cmd, dict(extra_env or {}))
+        if served is None:
+            _refuse_if_private(f"its web server command is {list(cmd)[:4]}")
+        cmd, extra_env = served or (cmd, dict(extra_env or {}))
         if in_process and _is_uvicorn_command(cmd) and not synchronous and not args:
             return InProcessServer(cmd, extra_env)
         if in_process:
@@ -134,18 +142,42 @@ def install(in_process: bool = True) -> bool:
     return True
 
 
-def with_served_app(cmd: object, env: dict[str, str]) -> tuple[object, dict[str, str]]:
-    """The server command with :mod:`mlflow_magic.served_app` as its app (the original in
-    ``env``), so every worker serves the trace renderer under any prefix."""
-    from .served_app import APP_ENV
+def _refuse_if_private(why: str) -> None:
+    """A private server whose app cannot be put behind the gate does not start at all."""
+    if os.environ.get(PRIVATE_DIR_ENV):
+        print(f"{GATE_MISSING}: {why}. The server was not started: it would be open to every "
+              "user of this machine. Start it as a team server (`--host 0.0.0.0 --app-name "
+              "basic-auth`) or without the arguments after `--` that change its web server.",
+              file=sys.stderr, flush=True)
+        raise SystemExit(1)
 
-    if not isinstance(cmd, (list, tuple)) or len(cmd) < 4 \
-            or list(cmd[1:3]) not in (["-m", "uvicorn"], ["-m", "gunicorn"]):
-        return cmd, env
+
+#: Web servers whose command names the app last: (module, flag that marks a factory).
+_APP_SERVERS = {"uvicorn": ("asgi", "--factory"), "gunicorn": ("wsgi", None),
+                "waitress": ("wsgi", "--call")}
+
+
+def with_served_app(cmd: object, env: dict[str, str]) -> tuple[list, dict[str, str]] | None:
+    """The server command with :mod:`mlflow_magic.served_app` as its app (the original and
+    its kind in ``env``), so every worker serves behind the gate and the trace renderer
+    works under any prefix; None for a command of another shape.
+
+    A factory (uvicorn's ``--factory``, waitress's ``--call``, gunicorn's ``f()``) is
+    called by ``served_app`` itself, so the flag goes.
+    """
+    if not isinstance(cmd, (list, tuple)) or len(cmd) < 4 or cmd[1] != "-m" \
+            or cmd[2] not in _APP_SERVERS:
+        return None
+    kind, factory_flag = _APP_SERVERS[str(cmd[2])]
     target = str(cmd[-1])
-    if not re.fullmatch(r"mlflow[\w.]*:\w+", target):  # e.g. gunicorn's "create_app()"
-        return cmd, env
-    return [*cmd[:-1], "mlflow_magic.served_app:app"], {**env, APP_ENV: target}
+    if not re.fullmatch(r"mlflow[\w.]*:\w+(\(\))?", target):
+        return None
+    rest = list(cmd[:-1])
+    if factory_flag and factory_flag in rest:
+        rest.remove(factory_flag)
+        target = target.removesuffix("()") + "()"
+    return ([*rest, "mlflow_magic.served_app:app"],
+            {**env, APP_ENV: target, APP_KIND_ENV: kind})
 
 
 #: MLflow's notebook trace renderer page, under its static files.
@@ -251,6 +283,8 @@ def server_args(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the server process."""
+    # Everything the server writes (database, artifacts, its own logs) is its user's alone.
+    os.umask(0o077)
     parent = os.environ.pop(PARENT_ENV, None)
     attach_file = os.environ.pop(ATTACH_FILE_ENV, None)
     if parent:

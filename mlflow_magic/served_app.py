@@ -1,12 +1,14 @@
-"""The app uvicorn (or gunicorn) serves: MLflow's own, with its trace renderer made relative.
+"""The app uvicorn (or gunicorn, waitress) serves: MLflow's own, behind the folder's gate,
+with its trace renderer made relative.
 
 ``mlflow server`` names its app by import string (``mlflow.server.fastapi_app:app``,
-``mlflow.server.auth:create_app`` with ``--factory``, ``mlflow.server:app`` for
+``mlflow.server.auth:create_app`` as a factory, ``mlflow.server:app`` for
 gunicorn), and every worker process imports it afresh. :mod:`mlflow_magic.serve`
-puts this module in its place and the original string in :data:`APP_ENV`, so
-each worker, however it was started (in-process, ``--workers N``, MLflow's own
-launcher), serves the renderer under any path prefix (see
-:func:`mlflow_magic.serve.relative_renderer_page`).
+puts this module in its place and the original string in
+:data:`~mlflow_magic.contract.APP_ENV`, so each worker, however it was started
+(in-process, ``--workers N``, MLflow's own launcher), refuses requests without
+the folder's key (:mod:`mlflow_magic.server.gate`) and serves the renderer
+under any path prefix (see :func:`mlflow_magic.serve.relative_renderer_page`).
 """
 
 from __future__ import annotations
@@ -14,15 +16,21 @@ from __future__ import annotations
 import importlib
 import os
 
-APP_ENV = "MLFLOW_MAGIC_APP"
+from . import contract
+from .server import gate
 
 
 def _load(target: str):
+    """The app of ``module:attr``; ``module:factory()`` is called (gunicorn's syntax)."""
     module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr or "app")
+    factory = attr.endswith("()")
+    found = getattr(importlib.import_module(module), attr.removesuffix("()") or "app")
+    return found() if factory else found
 
 
-app = _load(os.environ.get(APP_ENV, "mlflow.server.fastapi_app:app"))
+app = gate.from_environment(
+    _load(os.environ.get(contract.APP_ENV, "mlflow.server.fastapi_app:app")),
+    os.environ.get(contract.APP_KIND_ENV, "asgi"))
 
 import mlflow.server  # noqa: E402 - imported by the app above; the Flask app lives here
 

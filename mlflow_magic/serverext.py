@@ -1,54 +1,84 @@
-"""A Jupyter server extension: the MLflow UI behind JupyterHub (or any public host) with no flags.
+"""A Jupyter server extension: the MLflow UI through Jupyter, private to its user, behind any
+public host name.
 
-jupyter-server-proxy forwards the browser's ``Host`` and ``Origin`` unchanged,
-so behind ``https://hub.example.org`` MLflow's security middleware answers
-"Invalid Host header" (its allowed hosts are localhost and private addresses)
-and blocks the UI's own writes as cross-origin. Opening MLflow's port to the
-public name would weaken it for everyone who can reach that port.
+``<base_url>mlflow-magic/proxy/<port>/`` relays to this user's own MLflow server
+on ``<port>`` (jupyter/relay.py), after Jupyter's login (every request), and:
 
-Instead, ``<base_url>mlflow-magic/proxy/<port>/`` is jupyter-server-proxy's own
-authenticated proxy (every request needs a Jupyter login) that presents
-MLflow with what it expects from a local client: ``Host: 127.0.0.1:<port>``,
-and for requests Jupyter itself deems same-origin, a loopback ``Origin``.
-A cross-origin write is refused here with 403; MLflow's own checks stay on,
-unchanged, for everything that reaches its port directly. The route only
-proxies to ports that answer like MLflow (``/health``), so it is no general
-Host-rewriting proxy.
+- only to a port held by a server of this user's records, checked on every
+  request, on ``127.0.0.1``: a port of another user's gets nothing, not even the
+  request, let alone Jupyter's token or cookies;
+- as MLflow expects from a local client: ``Host: 127.0.0.1:<port>`` and, for
+  requests Jupyter itself deems same-origin, a loopback ``Origin`` (behind
+  ``https://hub.example.org`` MLflow would refuse the browser's own); a
+  cross-origin write is refused here with 403;
+- without Jupyter's credentials, and with the folder's key, so MLflow's
+  server, which refuses every request without it, lets the owner in.
+
+MLflow's own checks stay on, unchanged, for everything that reaches its port.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import datetime
+import html
 from urllib.parse import urlsplit
 
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
-from jupyter_server_proxy.handlers import LocalProxyHandler
-from tornado import httpclient, web
+from tornado import web
+
+from . import access
+from .jupyter.relay import Relay
 
 ROUTE = "mlflow-magic"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Ports recently seen answering like MLflow, so the check costs one request a minute.
-_VERIFIED: dict[int, float] = {}
-VERIFY_EVERY = 60.0
 
 
-class LoopbackProxyHandler(LocalProxyHandler):
-    """``mlflow-magic/proxy/<port>/...``: to MLflow as a local client, after Jupyter's login."""
+@web.stream_request_body
+class LoopbackProxyHandler(Relay, JupyterHandler):
+    """``mlflow-magic/proxy/<port>/...``: to the user's own MLflow, after Jupyter's login."""
 
-    _mlflow_port = 0
+    def set_default_headers(self) -> None:
+        """No Jupyter headers on MLflow's pages: they carry MLflow's own (X-Frame-Options)."""
 
-    async def prepare(self, *args, **kwargs):
-        await super().prepare(*args, **kwargs)  # a Jupyter login is required, as for /proxy/
-        if self._finished:  # redirected to the login page
+    def check_xsrf_cookie(self) -> None:
+        """Writes are checked for same origin in :meth:`prepare` instead: the MLflow UI
+        sends no Jupyter XSRF token."""
+
+    def compute_etag(self) -> None:
+        """Streamed responses keep MLflow's own ETag; tornado must not compute one."""
+        return None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        # A Jupyter login is required, as for /proxy/: Jupyter leaves that to each handler
+        # (its allow_unauthenticated_access defaults to True). GET goes to the login page,
+        # anything else gets 403.
+        web.authenticated(lambda _handler: None)(self)
+        if not self.current_user:
             return
-        port = int(self.path_args[0])
-        if not await _answers_like_mlflow(port):
-            raise web.HTTPError(404, f"no MLflow server answers on port {port}")
-        if self.request.method not in SAFE_METHODS and not self._same_origin():
+        port, path = int(self.path_args[0]), self.path_args[1]
+        if not path:  # the UI's relative links need the slash
+            query = self.request.query
+            return self.redirect(self._prefix() + (f"?{query}" if query else ""))
+        same_origin = self._same_origin()
+        if self.request.method not in SAFE_METHODS and not same_origin:
             raise web.HTTPError(403, "mlflow_magic: cross-origin request refused")
-        self._mlflow_port = port
+        try:
+            server = access.server_on_port(port)  # microseconds once verified
+        except access.PortTaken:
+            server = None
+        if server is None:
+            return self._not_ours(port)
+        self._record_activity()
+        await self.open_relay(port, path, server.key, same_origin)
+
+    async def get(self, *_args: str) -> None:
+        await self.relay_response(self._rewrite_location)
+        self._record_activity()
+
+    post = put = delete = patch = head = options = get
 
     def _same_origin(self) -> bool:
         """Jupyter's own rule for its API (Origin host = Host, or an allowed origin)."""
@@ -56,13 +86,34 @@ class LoopbackProxyHandler(LocalProxyHandler):
             return False
         return self.check_origin()
 
-    def proxy_request_headers(self):
-        headers = super().proxy_request_headers()
-        loopback = f"127.0.0.1:{self._mlflow_port}"
-        headers["Host"] = loopback
-        if "Origin" in headers and self._same_origin():
-            headers["Origin"] = f"http://{loopback}"
-        return headers
+    def _prefix(self) -> str:
+        return url_path_join(self.base_url, ROUTE, "proxy", self.path_args[0]) + "/"
+
+    def _rewrite_location(self, location: str) -> str:
+        """A redirect to ``/x`` on MLflow's root stays under this route."""
+        if location.startswith("/") and not location.startswith("//"):
+            return self._prefix() + location.lstrip("/")
+        return location
+
+    def _not_ours(self, port: int) -> None:
+        self.set_status(404)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+        self.finish(_page("No MLflow server of yours runs here", (
+            f"No MLflow server that you started runs on port {port}. This route only shows "
+            "your own servers. Run <code>%mlflow_server start</code> in a notebook (or "
+            "<code>mlflow-magic start</code> in a terminal), then open the link it shows.")))
+
+    def _record_activity(self) -> None:
+        """Count MLflow traffic as activity, so an idle culler does not stop a server in use."""
+        self.settings.setdefault("last_activity_times", {})["mlflow_magic"] = (
+            datetime.datetime.now(datetime.timezone.utc))
+
+
+def _page(title: str, body_html: str) -> str:
+    return ("<!doctype html><meta charset=utf-8><title>MLflow</title>"
+            "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
+            f"<h2>{html.escape(title)}</h2><p>{body_html}</p>")
 
 
 class TileHandler(JupyterHandler):
@@ -103,25 +154,10 @@ class InfoHandler(APIHandler):
         self.finish({"version": __version__, "route": f"{ROUTE}/proxy/{{port}}/"})
 
 
-async def _answers_like_mlflow(port: int) -> bool:
-    if time.monotonic() - _VERIFIED.get(port, float("-inf")) < VERIFY_EVERY:
-        return True
-    try:
-        answer = await httpclient.AsyncHTTPClient().fetch(
-            f"http://127.0.0.1:{port}/health", request_timeout=3, raise_error=False)
-    except Exception:  # refused, reset: nothing of ours listens there
-        return False
-    found = answer.code == 200 and answer.body.strip() == b"OK"
-    if found:
-        _VERIFIED[port] = time.monotonic()
-    return found
-
-
 def _load_jupyter_server_extension(serverapp) -> None:
     base = serverapp.web_app.settings["base_url"]
     serverapp.web_app.add_handlers(".*", [
-        (url_path_join(base, ROUTE, r"proxy/(\d+)(.*)"), LoopbackProxyHandler,
-         {"absolute_url": False}),
+        (url_path_join(base, ROUTE, r"proxy/(\d+)(.*)"), LoopbackProxyHandler),
         (url_path_join(base, ROUTE, "api/info"), InfoHandler),
         (url_path_join(base, ROUTE, "tile/?"), TileHandler),
     ])

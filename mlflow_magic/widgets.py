@@ -23,7 +23,7 @@ from .config import ServerOptions
 from .errors import MlflowMagicError
 from .pending import PendingStart
 from .progress import WidgetProgress
-from .results import STATE_COLOURS, ServerStatus, Starting, human_duration, link_html
+from .results import STATE_COLOURS, ServerStatus, Starting, code_html, human_duration
 
 REFRESH_SECONDS = 5.0
 LOG_LINES = 40
@@ -42,7 +42,7 @@ def status_html(status: ServerStatus) -> str:
     server = status.server
     if server is not None and status.state != "crashed":
         parts += [
-            f"{link_html(server.url)} (pid {server.pid}, up {human_duration(server.uptime)})",
+            f"{code_html(server.url)} (pid {server.pid}, up {human_duration(server.uptime)})",
             f"backend <code>{html.escape(str(server.backend_store_uri or 'none'))}</code>",
         ]
     return " &middot; ".join(parts)

@@ -36,7 +36,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow_magic  # noqa: E402
-from mlflow_magic import manager  # noqa: E402
+from mlflow_magic import access, manager  # noqa: E402
 
 PG_BIN = Path(os.environ.get("PG_BIN") or max(
     Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"),
@@ -49,19 +49,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def owner(url: str, **headers: str) -> dict[str, str]:
+    """``headers`` plus what the owner's own MLflow calls send to ``url`` (the folder's key),
+    as mlflow_magic's request hook adds it."""
+    return {**access.headers_for_url(url), **headers}
+
+
 def rest(url: str, path: str = "", body: dict | None = None) -> dict:
-    """A REST call to an MLflow server (POST with ``body``, else GET), decoded."""
+    """A REST call to an MLflow server (POST with ``body``, else GET), decoded, as its owner."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"{url}{path}", data=data,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=owner(url, **{"Content-Type": "application/json"}))
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
 def as_host(url: str, host: str) -> tuple[int, str | None]:
-    """A REST read sent with another Host header: (status, X-Frame-Options)."""
+    """A REST read sent with another Host header, as the owner: (status, X-Frame-Options)."""
     req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
-                                 headers={"Host": host})
+                                 headers=owner(url, Host=host))
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers.get("X-Frame-Options")
@@ -70,8 +76,9 @@ def as_host(url: str, host: str) -> tuple[int, str | None]:
 
 
 def fetch(url: str) -> bytes:
-    """GET ``url``; its body."""
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    """GET ``url`` as the owner; its body."""
+    with urllib.request.urlopen(urllib.request.Request(url, headers=owner(url)),
+                                timeout=10) as resp:
         return resp.read()
 
 

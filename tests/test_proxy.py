@@ -8,7 +8,7 @@ import requests
 from conftest import serve_processes
 
 import mlflow_magic
-from mlflow_magic import manager, registry
+from mlflow_magic import access, manager, registry
 from mlflow_magic.proxy import setup_mlflow
 
 
@@ -25,7 +25,8 @@ def test_entry_point_is_a_valid_server_process():
     assert server.launcher_entry.title == "MLflow"
     assert server.launcher_entry.path_info == "mlflow-magic/tile/"  # serverext.TileHandler
     assert Path(server.launcher_entry.icon_path).read_text().lstrip().startswith("<svg")
-    assert server.command[-1] == "{port}" and "mlflow_magic.forwarder" in server.command
+    assert server.command[-1] == "{unix_socket}" and "mlflow_magic.forwarder" in server.command
+    assert server.unix_socket is True  # no port another user could take or reach
 
 
 def test_servers_info_lists_mlflow(jupyter):
@@ -48,8 +49,9 @@ def test_launcher_route_and_magic_share_one_server(jupyter):
     assert type(result).__name__ == "Reused" and result.server.pid == record.pid
 
     # What one side writes, the other side sees.
-    created = requests.post(f"{base}proxy/{record.port}/api/2.0/mlflow/experiments/create",
-                            json={"name": "via-proxy"}, headers=auth, timeout=30)
+    created = requests.post(f"{base}mlflow-magic/proxy/{record.port}/api/2.0/mlflow/"
+                            "experiments/create", json={"name": "via-proxy"}, headers=auth,
+                            timeout=30)
     assert created.status_code == 200, created.text
     via_named = requests.get(f"{base}mlflow/api/2.0/mlflow/experiments/get-by-name",
                              params={"experiment_name": "via-proxy"}, headers=auth, timeout=30)
@@ -78,12 +80,28 @@ def test_the_tile_opens_the_folders_server_on_the_loopback_route(jupyter):
 
 def test_proxy_serves_ui_and_rest_and_requires_the_token(jupyter, shared_server):
     base, auth = jupyter["url"], jupyter["auth"]
-    ui = requests.get(f"{base}proxy/{shared_server.port}/", headers=auth, timeout=30)
+    for route in ("mlflow-magic/proxy/", "proxy/"):
+        search = f"{base}{route}{shared_server.port}/api/2.0/mlflow/experiments/search"
+        anonymous = requests.get(search, allow_redirects=False, timeout=30)
+        assert anonymous.status_code in (302, 401, 403)
+        assert "experiments" not in anonymous.text
+    # Our route adds the folder's key: the UI and REST work with Jupyter's login alone.
+    ours = f"{base}mlflow-magic/proxy/{shared_server.port}/"
+    ui = requests.get(ours, headers=auth, timeout=30)
     assert ui.status_code == 200 and "<title>MLflow</title>" in ui.text
-    rest = requests.get(f"{base}proxy/{shared_server.port}/api/2.0/mlflow/experiments/search",
-                        params={"max_results": 5}, headers=auth, timeout=30)
+    rest = requests.get(f"{ours}api/2.0/mlflow/experiments/search", params={"max_results": 5},
+                        headers=auth, timeout=30)
     assert rest.status_code == 200 and "experiments" in rest.json()
-    anonymous = requests.get(f"{base}proxy/{shared_server.port}/api/2.0/mlflow/experiments/"
-                             "search", allow_redirects=False, timeout=30)
-    assert anonymous.status_code in (302, 401, 403)
-    assert "experiments" not in anonymous.text
+    # jupyter-server-proxy's generic route adds nothing: the owner's UI link carries a
+    # one-time login, which sets a cookie for that route's path alone.
+    generic = f"{base}proxy/{shared_server.port}/"
+    assert requests.get(generic, headers=auth, timeout=30).status_code == 401
+    browser = requests.Session()
+    page = browser.get(generic + access.login_query(shared_server.url), headers=auth,
+                       timeout=30)
+    assert page.status_code == 200 and "<title>MLflow</title>" in page.text
+    assert page.url == generic  # the code is gone from the address
+    assert [c.path for c in browser.cookies if c.name.startswith("mlflow-magic-")] == [
+        f"/proxy/{shared_server.port}"]
+    assert browser.get(f"{generic}api/2.0/mlflow/experiments/search", headers=auth,
+                       params={"max_results": 5}, timeout=30).status_code == 200

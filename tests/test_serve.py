@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-from conftest import as_host, fetch, rest, wait_for
+from conftest import as_host, fetch, owner, rest, wait_for
 
 import mlflow_magic
 from mlflow_magic.serve import IN_PROCESS_MARKER, OWN_LAUNCHER_MARKER, _is_uvicorn_command
@@ -46,7 +46,7 @@ def test_proxied_artifacts_and_model_registry(shared_server):
     found = json.loads(fetch(f"{url}/api/2.0/mlflow/registered-models/get?name={name}"))
     assert found["registered_model"]["name"] == name
     req = urllib.request.Request(f"{url}/api/2.0/mlflow-artifacts/artifacts/check/file.txt",
-                                 data=b"proxied", method="PUT")
+                                 data=b"proxied", method="PUT", headers=owner(url))
     urllib.request.urlopen(req, timeout=10).close()
     assert fetch(f"{url}/api/2.0/mlflow-artifacts/artifacts/check/file.txt") == b"proxied"
     stored = f"{shared_server.settings['artifacts_destination']}/check/file.txt"

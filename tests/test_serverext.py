@@ -9,7 +9,10 @@ after Jupyter's login, while MLflow's own port keeps refusing foreign hosts.
 from __future__ import annotations
 
 import requests
-from conftest import as_host, free_port
+from conftest import as_host, free_port, owner
+
+from mlflow_magic import access
+from mlflow_magic.contract import GATE_HEADER
 
 HUB = "hub.example.test"
 
@@ -30,9 +33,15 @@ CREATE = "ajax-api/2.0/mlflow/experiments/create"
 
 
 def test_the_generic_proxy_route_is_refused_by_mlflow(jupyter, shared_server):
-    """What users saw behind a hub: "Invalid Host header"."""
-    answer = through(jupyter, "proxy/", shared_server.port, SEARCH)
-    assert answer.status_code == 403 and "Invalid Host header" in answer.text
+    """What users saw behind a hub: "Invalid Host header" (once past the server's gate,
+    which wants the folder's key or a login; the generic route adds neither)."""
+    refused = through(jupyter, "proxy/", shared_server.port, SEARCH)
+    assert refused.status_code == 401 and refused.headers.get(GATE_HEADER)
+    login = access.login_query(shared_server.url)
+    session = requests.Session()
+    entered = session.get(f"{jupyter['url']}proxy/{shared_server.port}/{login}",
+                          headers={**jupyter["auth"], "Host": HUB}, timeout=30)
+    assert entered.status_code == 403 and "Invalid Host header" in entered.text
 
 
 def test_our_route_serves_the_ui_and_its_writes_behind_a_public_host(jupyter, shared_server):
@@ -56,10 +65,12 @@ def test_our_route_keeps_every_protection(jupyter, shared_server):
     assert cross.status_code == 403
     not_mlflow = through(jupyter, route, free_port(), SEARCH)
     assert not_mlflow.status_code == 404
-    # MLflow's own port still refuses the public name and cross-origin writes.
+    # MLflow's own port still refuses the public name and cross-origin writes, also to a
+    # client with the folder's key.
     assert as_host(shared_server.url, HUB)[0] == 403
     direct = requests.post(f"{shared_server.url}/{CREATE}", json={"name": "evil"},
-                           headers={"Origin": "https://evil.example"}, timeout=10)
+                           headers=owner(shared_server.url, Origin="https://evil.example"),
+                           timeout=10)
     assert direct.status_code == 403
 
 

@@ -13,6 +13,7 @@ import urllib.request
 
 import psutil
 import pytest
+from conftest import owner
 
 import mlflow_magic
 from mlflow_magic import registry
@@ -210,9 +211,10 @@ def test_basic_auth_server_and_connect(folder, monkeypatch, clean_tracking_env):
     assert "MLFLOW_TRACKING_USERNAME" in str(result)
     assert (folder / "basic_auth.db").exists()
 
-    def status_of(auth: tuple[str, str] | None) -> int:
+    def status_of(auth: tuple[str, str] | None, key: bool = True) -> int:
+        """What MLflow's login says; ``key=False``: what the server's gate says first."""
         req = urllib.request.Request(f"{server.url}/api/2.0/mlflow/experiments/search"
-                                     "?max_results=1")
+                                     "?max_results=1", headers=owner(server.url) if key else {})
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
@@ -225,6 +227,9 @@ def test_basic_auth_server_and_connect(folder, monkeypatch, clean_tracking_env):
     assert status_of(None) == 401
     assert status_of(("admin", "wrong-password-123")) == 401
     assert status_of(("admin", admin_password)) == 200
+    # MLflow's own launcher (an auth app) serves behind the gate too: the right login
+    # alone, without the folder's key, does not get in on this machine.
+    assert server.private and status_of(("admin", admin_password), key=False) == 401
     assert mlflow_magic.status(folder).running
 
     with pytest.raises(mlflow_magic.MlflowMagicError, match="MLFLOW_TRACKING_USERNAME"):

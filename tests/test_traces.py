@@ -7,6 +7,7 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
+from conftest import owner
 
 import mlflow_magic
 from mlflow_magic.serve import TRACE_RENDERER
@@ -158,13 +159,15 @@ def test_unload_removes_what_load_registered(ipython_shell):
 
 def test_the_renderer_page_works_under_any_prefix(shared_server, jupyter):
     """Its base and script are relative, so /proxy/<port>/ (or a hub's prefix) keeps them."""
-    direct = requests.get(f"{shared_server.url}/static-files/{TRACE_RENDERER}", timeout=10)
+    direct = requests.get(f"{shared_server.url}/static-files/{TRACE_RENDERER}", timeout=10,
+                          headers=owner(shared_server.url))
     assert '<base href="../../../">' in direct.text and 'src="/static-files' not in direct.text
-    page_url = f"{jupyter['url']}proxy/{shared_server.port}/static-files/{TRACE_RENDERER}"
+    route = f"{jupyter['url']}mlflow-magic/proxy/{shared_server.port}/"
+    page_url = f"{route}static-files/{TRACE_RENDERER}"
     page = requests.get(page_url, headers=jupyter["auth"], timeout=30)
     assert page.status_code == 200
     base = urljoin(page_url, re.search(r'<base href="([^"]+)"', page.text).group(1))
-    assert base == f"{jupyter['url']}proxy/{shared_server.port}/"
+    assert base == route
     script = re.search(r'<script defer="defer" src="([^"]+)"', page.text).group(1)
     js = requests.get(urljoin(base, script), headers=jupyter["auth"], timeout=30)
     assert js.status_code == 200 and len(js.content) > 1000

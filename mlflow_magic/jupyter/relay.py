@@ -1,0 +1,179 @@
+"""One HTTP request relayed to this user's own MLflow server, streamed both ways.
+
+Both Jupyter-side ways to the UI use it: the server extension's route
+(``mlflow-magic/proxy/<port>/``, serverext.py) and the launcher tile's
+forwarder (forwarder.py). For each request it:
+
+- connects to ``127.0.0.1`` itself (jupyter-server-proxy connects to
+  ``localhost``, which Debian resolves to ``::1`` first, where anyone may listen);
+- sends none of Jupyter's credentials: no cookies but MLflow's own, no
+  ``Authorization`` but MLflow's basic auth, no ``token=`` in the query;
+- adds the folder's key, which the caller looked up only after checking that
+  the port is held by that very server (:mod:`mlflow_magic.access`);
+- streams the request body up and the response down chunk by chunk, each
+  chunk written only once the other side took the last one, so a 300 MB
+  artifact never sits in Jupyter's memory, and a slow MLflow response holds
+  up nothing else (every relay is its own coroutine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qsl, quote, urlencode
+
+from tornado import httputil, iostream
+from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
+from tornado.tcpclient import TCPClient
+
+from ..contract import KEY_HEADER, SESSION_COOKIE
+
+#: Headers of one hop, never passed on (RFC 9110 7.6.1), plus what we set ourselves.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
+                        "proxy-authorization", "proxy-connection", "te", "trailer",
+                        "transfer-encoding", "upgrade", "expect", "host",
+                        KEY_HEADER.lower()})
+#: Query parameters that are Jupyter's login, not MLflow's business.
+JUPYTER_QUERY = frozenset({"token"})
+CHUNK = 64 * 1024
+#: Uploads through the relay have no size limit of Jupyter's (they are streamed).
+MAX_BODY = 1 << 62
+CONNECT_TIMEOUT = 10.0
+
+
+def upstream_query(query: str) -> str:
+    """The query without Jupyter's ``token=``."""
+    if not query:
+        return ""
+    params = parse_qsl(query, keep_blank_values=True)
+    kept = [(k, v) for k, v in params if k not in JUPYTER_QUERY]
+    return query if len(kept) == len(params) else urlencode(kept)
+
+
+def upstream_cookie(cookie: str | None) -> str | None:
+    """Only MLflow's own cookies (``mlflow-request-header-*``, ``mlflow_user``): never
+    Jupyter's, JupyterHub's or mlflow_magic's session cookie."""
+    if not cookie:
+        return None
+    ours = SESSION_COOKIE.split("{", 1)[0]
+    kept = [part.strip() for part in cookie.split(";")
+            if part.strip().lower().startswith("mlflow") and not part.strip().startswith(ours)]
+    return "; ".join(kept) or None
+
+
+def upstream_headers(headers: httputil.HTTPHeaders, port: int, key: str | None,
+                     loopback_origin: bool) -> httputil.HTTPHeaders:
+    """The request's headers as MLflow gets them: as from a local client, with the key.
+
+    ``loopback_origin`` (the caller found the request same-origin) turns the browser's
+    ``Origin`` into the loopback one MLflow's CORS check expects.
+    """
+    sent = httputil.HTTPHeaders()
+    for name, value in headers.get_all():
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            continue
+        if lower == "cookie":
+            value = upstream_cookie(value)  # type: ignore[assignment]
+            if value is None:
+                continue
+        if lower == "authorization" and not value.lower().startswith("basic "):
+            continue  # Jupyter's "token ..." / "Bearer ...": not MLflow's basic auth
+        if lower == "origin" and loopback_origin:
+            value = f"http://127.0.0.1:{port}"
+        sent.add(name, value)
+    sent["Host"] = f"127.0.0.1:{port}"
+    if key:
+        sent[KEY_HEADER] = key
+    return sent
+
+
+class _ResponseRelay(httputil.HTTPMessageDelegate):
+    """Hands MLflow's response to the browser as it arrives, at the browser's pace."""
+
+    def __init__(self, handler, rewrite_location: Callable[[str], str] | None) -> None:
+        self.handler = handler
+        self.rewrite_location = rewrite_location
+        #: the status line has been handed on: an error now can only cut the response
+        self.started = False
+
+    def headers_received(self, start_line, headers: httputil.HTTPHeaders) -> None:
+        self.started = True
+        handler = self.handler
+        handler.clear()  # tornado's defaults (Server, Date, Content-Type) go: MLflow's stay
+        for name in ("Server", "Content-Type", "Date"):
+            handler.clear_header(name)
+        handler.set_status(start_line.code, start_line.reason)
+        for name, value in headers.get_all():
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                continue
+            if lower == "location" and self.rewrite_location is not None:
+                value = self.rewrite_location(value)
+            handler.add_header(name, value)
+
+    def data_received(self, chunk: bytes):
+        self.handler.write(chunk)
+        return self.handler.flush()  # awaited: the next chunk is read once this one left
+
+    def finish(self) -> None:
+        pass
+
+
+class Relay:
+    """A mixin for a ``@web.stream_request_body`` tornado handler: call :meth:`open_relay`
+    in ``prepare`` (before the body arrives), :meth:`relay_response` in the verb method."""
+
+    _upstream: HTTP1Connection | None = None
+
+    async def open_relay(self, port: int, path: str, key: str | None,
+                         loopback_origin: bool) -> None:
+        """Connect to the server on 127.0.0.1 and send the request line and headers."""
+        request = self.request  # type: ignore[attr-defined]
+        stream = await TCPClient().connect("127.0.0.1", port, timeout=CONNECT_TIMEOUT,
+                                           max_buffer_size=4 * CHUNK)
+        stream.set_nodelay(True)
+        self._upstream = HTTP1Connection(stream, True, HTTP1ConnectionParameters(
+            no_keep_alive=True, chunk_size=CHUNK, max_body_size=MAX_BODY, decompress=False))
+        query = upstream_query(request.query)
+        target = quote(path if path.startswith("/") else f"/{path}",
+                       safe="/:@!$&'()*+,;=-._~%")
+        await self._upstream.write_headers(
+            httputil.RequestStartLine(request.method, target + (f"?{query}" if query else ""),
+                                      "HTTP/1.1"),
+            upstream_headers(request.headers, port, key, loopback_origin))
+        request.connection.set_max_body_size(MAX_BODY)
+
+    def data_received(self, chunk: bytes):
+        """A piece of the request body: passed on before the next one is read."""
+        if self._upstream is not None:
+            return self._upstream.write(chunk)
+        return None
+
+    async def relay_response(self, rewrite_location: Callable[[str], str] | None = None
+                             ) -> None:
+        """Finish the request to the server and stream its response to the browser."""
+        upstream, handler = self._upstream, self
+        if upstream is None:
+            return
+        response = _ResponseRelay(handler, rewrite_location)
+        try:
+            upstream.finish()
+            await upstream.read_response(response)
+        except (iostream.StreamClosedError, httputil.HTTPInputError,
+                httputil.HTTPOutputError) as exc:
+            if not response.started:
+                self.upstream_failed(exc)
+            return  # mid-response: the browser sees a cut download, as from MLflow itself
+        finally:
+            upstream.close()
+        handler.finish()  # type: ignore[attr-defined]
+
+    def upstream_failed(self, exc: Exception) -> None:
+        """The server closed the connection before it answered (it stopped meanwhile)."""
+        self.send_error(502, reason="The MLflow server closed the connection")  # type: ignore[attr-defined]
+
+    def on_connection_close(self) -> None:
+        """The browser went away: so does the request to MLflow."""
+        if self._upstream is not None:
+            self._upstream.close()
+        super().on_connection_close()  # type: ignore[misc]

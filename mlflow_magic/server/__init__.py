@@ -1,0 +1,1 @@
+"""Code that runs inside the MLflow server process (and its workers)."""

@@ -1,0 +1,285 @@
+"""The gate in front of a folder's server: no request gets in without the folder's key.
+
+On a machine with several users, anything listening on 127.0.0.1 is open to all
+of them: MLflow's own security middleware checks ``Host`` and, for browser
+writes, ``Origin``, which curl never sends. So every worker of a server that
+mlflow_magic starts on loopback wraps MLflow's app in this gate. A request
+gets in if it carries the folder's key, in one of three ways:
+
+- the ``X-Mlflow-Magic-Key`` header (what the owner's MLflow calls, the Jupyter
+  routes and mlflow_magic's own probes send);
+- ``Authorization: Bearer <key>`` (``MLFLOW_TRACKING_TOKEN``, for clients of
+  other environments);
+- a session cookie, which a one-time login link (``?mlflow_magic_login=``)
+  sets for a browser, as Jupyter's own ``?token=`` login does.
+
+Only ``/health`` is open, for readiness checks. The key never reaches MLflow's
+app: the gate removes it from the request. Everything else is refused with 401
+and one paragraph saying how to get in.
+
+Imports only the standard library and :mod:`mlflow_magic.contract`: it runs in
+every worker, before MLflow's app sees a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+from .. import contract
+
+REFUSED = (
+    "This MLflow server is private to the user who started it with mlflow_magic, and this "
+    "request did not carry its data folder's key. Its owner's MLflow calls send the key by "
+    "themselves (any Python environment with mlflow_magic installed), and so do the UI "
+    "links that `%mlflow_server ui` and `mlflow-magic ui` show. A program of the owner's "
+    "that has no mlflow_magic can set MLFLOW_TRACKING_TOKEN to the contents of the data "
+    "folder's .mlflow_magic/key.")
+EXPIRED = (
+    "This one-time link to the MLflow UI has expired or was already used. Run "
+    "`%mlflow_server ui` in a notebook, or `mlflow-magic ui` in a terminal, and open the "
+    "new link it shows.")
+
+
+class GateError(RuntimeError):
+    """The folder's key cannot be read: the server must not start without its gate."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with a request: let it in, send the browser on, or refuse it."""
+
+    allowed: bool
+    status: int = 200
+    #: response headers for a redirect or a refusal
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class Gate:
+    """The decision, shared by the ASGI and the WSGI wrapper."""
+
+    def __init__(self, private_dir: Path) -> None:
+        self.private_dir = private_dir
+        try:
+            key = (private_dir / contract.KEY_FILE).read_text().strip()
+        except OSError as exc:
+            raise GateError(f"mlflow_magic: the folder's key cannot be read ({exc}); "
+                            "the server does not start without it") from None
+        if len(key) < 32:
+            raise GateError("mlflow_magic: the folder's key is too short; delete "
+                            f"{private_dir / contract.KEY_FILE} and start again")
+        self.key = key.encode()
+
+    # --- credentials --------------------------------------------------------------------
+
+    def _is_key(self, value: str | None) -> bool:
+        return bool(value) and hmac.compare_digest(value.strip().encode(), self.key)  # type: ignore[union-attr]
+
+    def session_value(self, port: int, now: float | None = None) -> str:
+        """A cookie value good for :data:`~contract.SESSION_TTL` on this server's port."""
+        expires = int((now or time.time()) + contract.SESSION_TTL)
+        return f"{expires}.{self._sign(port, expires)}"
+
+    def _sign(self, port: int, expires: int) -> str:
+        return hmac.new(self.key, f"session:{port}:{expires}".encode(),
+                        hashlib.sha256).hexdigest()[:40]
+
+    def _valid_session(self, value: str | None, port: int) -> bool:
+        expires, _, signature = (value or "").partition(".")
+        if not expires.isdigit() or int(expires) < time.time():
+            return False
+        return hmac.compare_digest(signature.encode(), self._sign(port, int(expires)).encode())
+
+    def consume_login(self, code: str, port: int) -> bool:
+        """True once for a code the owner made for this port within
+        :data:`~contract.LOGIN_TTL`.
+
+        A code is a file named by its digest, holding the port it was made for;
+        removing it is what makes it one-time (of two requests with one code, one
+        removal succeeds), also across workers.
+        """
+        if not code or len(code) > 200:
+            return False
+        path = self.private_dir / contract.LOGINS_DIR / hashlib.sha256(code.encode()).hexdigest()
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd) as fh:
+                made, meant_for = os.fstat(fh.fileno()).st_mtime, fh.read().strip()
+            path.unlink()
+        except OSError:
+            return False
+        return meant_for == str(port) and time.time() - made <= contract.LOGIN_TTL
+
+    # --- the decision -------------------------------------------------------------------
+
+    def decide(self, method: str, path: str, query: str, header: Callable[[str], str | None],
+               port: int) -> Verdict:
+        """Let in, redirect (a login link) or refuse one request."""
+        if path in contract.OPEN_PATHS or self._is_key(header(contract.KEY_HEADER)):
+            return Verdict(True)
+        scheme, _, token = (header("authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and self._is_key(token):
+            return Verdict(True)
+        session = _cookie(header("cookie"), contract.SESSION_COOKIE.format(port=port))
+        has_session = self._valid_session(session, port)
+        params = parse_qsl(query, keep_blank_values=True)
+        codes = [v for k, v in params if k == contract.LOGIN_PARAM]
+        if codes and method in ("GET", "HEAD"):
+            return self._login(codes[-1], has_session, path, params, port, header("accept"))
+        if has_session:
+            return Verdict(True)
+        return _refusal(REFUSED, header("accept"))
+
+    def _login(self, code: str, has_session: bool, path: str,
+               params: list[tuple[str, str]], port: int, accept: str | None) -> Verdict:
+        """A login link: set the session cookie, then show the page without the code."""
+        fresh = self.consume_login(code, port)
+        if not fresh and not has_session:
+            return _refusal(EXPIRED, accept)
+        rest = urlencode([(k, v) for k, v in params if k != contract.LOGIN_PARAM])
+        # Relative: behind a proxy prefix the browser stays under it. No Path on the cookie:
+        # it then covers the folder of this page (the prefix), not the whole origin.
+        location = "./" + (path.rsplit("/", 1)[-1] if not path.endswith("/") else "")
+        headers = [("Location", location + (f"?{rest}" if rest else "")),
+                   ("Cache-Control", "no-store")]
+        if fresh:
+            headers.append(("Set-Cookie", f"{contract.SESSION_COOKIE.format(port=port)}="
+                                          f"{self.session_value(port)}; HttpOnly; "
+                                          "SameSite=Lax"))
+        return Verdict(False, 303, headers)
+
+    def cleaned_cookie(self, cookie: str | None, port: int) -> str | None:
+        """The request's Cookie header without the gate's own session cookie."""
+        if not cookie:
+            return cookie
+        name = contract.SESSION_COOKIE.format(port=port)
+        kept = [part for part in cookie.split(";") if part.split("=", 1)[0].strip() != name]
+        return ";".join(kept).strip() or None
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    if not header:
+        return None
+    try:
+        jar = SimpleCookie(header)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None else None
+
+
+def _refusal(message: str, accept: str | None) -> Verdict:
+    """401 with the message: a page for a browser, MLflow's JSON error for its clients."""
+    headers = [(contract.GATE_HEADER, "refused"), ("Cache-Control", "no-store"),
+               ("WWW-Authenticate", 'Bearer realm="mlflow_magic"')]
+    if accept and "text/html" in accept:
+        body = ("<!doctype html><meta charset=utf-8><title>MLflow: private server</title>"
+                "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
+                f"<h2>This MLflow server is private</h2><p>{html.escape(message)}</p>")
+        return Verdict(False, 401, [*headers, ("Content-Type", "text/html; charset=utf-8")],
+                       body.encode())
+    body = json.dumps({"error_code": "UNAUTHENTICATED", "message": message})
+    return Verdict(False, 401, [*headers, ("Content-Type", "application/json")], body.encode())
+
+
+# --- the wrappers ------------------------------------------------------------------------
+
+_STRIPPED = {contract.KEY_HEADER.lower().encode()}
+
+
+def asgi(app, gate: Gate):
+    """``app`` (ASGI: uvicorn's FastAPI app) behind ``gate``."""
+
+    async def gated(scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await app(scope, receive, send)
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name, value)
+        port = (scope.get("server") or ("", 0))[1] or 0
+
+        def header(name: str) -> str | None:
+            value = headers.get(name.lower().encode())
+            return value.decode("latin-1") if value is not None else None
+
+        verdict = gate.decide(scope.get("method", "GET"), scope.get("path", ""),
+                              scope.get("query_string", b"").decode("latin-1"), header, port)
+        if verdict.allowed:
+            return await app({**scope, "headers": _clean(scope["headers"], gate, port)},
+                             receive, send)
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        await send({"type": "http.response.start", "status": verdict.status,
+                    "headers": [(k.lower().encode(), v.encode("latin-1"))
+                                for k, v in [*verdict.headers,
+                                             ("Content-Length", str(len(verdict.body)))]]})
+        await send({"type": "http.response.body", "body": verdict.body})
+
+    return gated
+
+
+def _clean(headers: Iterable[tuple[bytes, bytes]], gate: Gate,
+           port: int) -> list[tuple[bytes, bytes]]:
+    """The request's headers without the key: MLflow's app never sees it."""
+    kept = []
+    for name, value in headers:
+        if name in _STRIPPED:
+            continue
+        if name == b"authorization" and gate._is_key(value.decode("latin-1").partition(" ")[2]):
+            continue
+        if name == b"cookie":
+            cookie = gate.cleaned_cookie(value.decode("latin-1"), port)
+            if cookie is None:
+                continue
+            value = cookie.encode("latin-1")
+        kept.append((name, value))
+    return kept
+
+
+def wsgi(app, gate: Gate):
+    """``app`` (WSGI: Flask, under gunicorn or waitress) behind ``gate``."""
+
+    def gated(environ, start_response):
+        port = int(environ.get("SERVER_PORT") or 0)
+
+        def header(name: str) -> str | None:
+            return environ.get("HTTP_" + name.upper().replace("-", "_"))
+
+        verdict = gate.decide(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""),
+                              environ.get("QUERY_STRING", ""), header, port)
+        if verdict.allowed:
+            environ.pop("HTTP_" + contract.KEY_HEADER.upper().replace("-", "_"), None)
+            if gate._is_key(environ.get("HTTP_AUTHORIZATION", "").partition(" ")[2]):
+                environ.pop("HTTP_AUTHORIZATION")
+            cookie = gate.cleaned_cookie(environ.get("HTTP_COOKIE"), port)
+            if cookie is None:
+                environ.pop("HTTP_COOKIE", None)
+            else:
+                environ["HTTP_COOKIE"] = cookie
+            return app(environ, start_response)
+        reason = {303: "See Other", 401: "Unauthorized"}.get(verdict.status, "")
+        start_response(f"{verdict.status} {reason}",
+                       [*verdict.headers, ("Content-Length", str(len(verdict.body)))])
+        return [verdict.body]
+
+    return gated
+
+
+def from_environment(app, kind: str):
+    """``app`` behind the gate if this server is private (the manager says so in
+    :data:`~contract.PRIVATE_DIR_ENV`); as it is for a team server."""
+    private_dir = os.environ.get(contract.PRIVATE_DIR_ENV)
+    if not private_dir:
+        return app
+    gate = Gate(Path(private_dir))
+    return asgi(app, gate) if kind == "asgi" else wsgi(app, gate)
