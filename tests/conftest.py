@@ -185,6 +185,75 @@ def stub_at(port: int, mode: str = "serve"):
         proc.wait()
 
 
+# --- another user of this machine ----------------------------------------------------------
+
+OTHER_USER = "nobody"
+#: The other user runs the system's Python: the virtualenv's may point into a home only its
+#: owner can enter.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def as_other_user(argv: list[str]) -> list[str]:
+    """``argv`` run as another user of this machine: runuser as root, else sudo."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", OTHER_USER, "--", *argv]
+    return ["sudo", "-n", "-u", OTHER_USER, "--", *argv]
+
+
+@pytest.fixture(scope="session")
+def shared_tmp():
+    """A folder every user of this machine can enter and write (pytest's own cannot be)."""
+    root = Path(tempfile.mkdtemp(prefix="mlflow-magic-shared-"))
+    root.chmod(0o777)
+    shutil.copy(STUB, root / STUB.name)
+    (root / STUB.name).chmod(0o644)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def other_user(shared_tmp):
+    """``run(code)``: Python code run as another user (``nobody``) of this machine."""
+    def run(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(as_other_user([SYSTEM_PYTHON, "-c", textwrap.dedent(code),
+                                             *args]),
+                              capture_output=True, text=True, timeout=timeout, cwd=shared_tmp)
+
+    probe = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        probe = run("import os; print(os.getuid())")
+    if probe is None or probe.returncode != 0 or probe.stdout.strip() == str(os.getuid()):
+        pytest.fail(f"Cannot run code as the user {OTHER_USER!r} ({SYSTEM_PYTHON} through "
+                    f"runuser, or sudo -n): {probe and probe.stderr}. Run the tests as root "
+                    "or with passwordless sudo; .ci/run does.")
+    return run
+
+
+@contextlib.contextmanager
+def lure_at(port: int, shared_tmp: Path, mode: str = "serve"):
+    """Another user's program on ``port`` that answers ``/health`` like MLflow and writes
+    down every request it gets; yields a function that reads those requests."""
+    record = shared_tmp / f"lure-{port}.jsonl"
+    record.write_text("")
+    record.chmod(0o666)
+    proc = subprocess.Popen(as_other_user([SYSTEM_PYTHON, str(shared_tmp / STUB.name),
+                                           "--port", str(port)]),
+                            env={**os.environ, "STUB_MODE": mode, "STUB_RECORD": str(record)},
+                            start_new_session=True, stdout=subprocess.DEVNULL)
+    from mlflow_magic.ownership import port_owner
+
+    try:
+        wait_for(lambda: port_owner(port) is not None or proc.poll() is not None)
+        assert proc.poll() is None, "the lure did not start"
+
+        def requests_seen() -> list[dict]:
+            return [json.loads(line) for line in record.read_text().splitlines()]
+
+        yield requests_seen
+    finally:
+        stop_group(proc, grace=10)
+
+
 @pytest.fixture
 def stub(monkeypatch):
     """Every start in this process runs tests/stub_server.py; ``stub(mode)`` says how it

@@ -9,18 +9,37 @@ tests do the same with a stub binary. The behaviour comes from ``STUB_MODE``:
 - ``slow:<seconds>``: as ``serve``, after that long (a server still starting)
 - ``serve``: answer ``/health`` (OK) and ``/version`` like MLflow on ``--port``
 - ``forbidden``: as ``serve``, but ``/version`` answers 403 (a host or permission refusal)
+
+With ``STUB_RECORD=<file>`` every request it gets is appended to that file as a
+JSON line (method, path, headers): what a lure learnt.
 """
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import sys
 import time
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    def _record(self) -> None:
+        record = os.environ.get("STUB_RECORD")
+        if record:
+            with open(record, "a") as fh:
+                fh.write(json.dumps({"method": self.command, "path": self.path,
+                                     "headers": dict(self.headers)}) + "\n")
+
+    def do_POST(self) -> None:
+        self._record()
+        self.send_response(200)
+        self.end_headers()
+
+    do_PUT = do_POST
+
     def do_GET(self) -> None:
+        self._record()
         body = {"/health": b"OK", "/version": b"0.0-stub"}.get(self.path)
         if self.path == "/version" and os.environ.get("STUB_MODE") == "forbidden":
             self.send_response(403)

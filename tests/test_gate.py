@@ -1,0 +1,131 @@
+"""The server's gate, as pure logic: what gets in, what is refused, what MLflow's app sees."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import pytest
+
+from mlflow_magic import access, contract, registry
+from mlflow_magic.server import gate as gate_module
+from mlflow_magic.server.gate import Gate, GateError
+
+PORT = 5123
+
+
+@pytest.fixture
+def folder(tmp_path):
+    data_dir = registry.prepare_folder(tmp_path / "data")
+    access.folder_key(data_dir, create=True)
+    return data_dir
+
+
+@pytest.fixture
+def gate(folder) -> Gate:
+    return Gate(registry.record_dir(folder))
+
+
+def ask(gate: Gate, path: str = "/api/2.0/mlflow/experiments/search", query: str = "",
+        method: str = "GET", **headers: str):
+    sent = {k.replace("_", "-").lower(): v for k, v in headers.items()}
+    return gate.decide(method, path, query, lambda name: sent.get(name.lower()), PORT)
+
+
+def test_only_health_is_open_and_the_key_lets_in(gate, folder):
+    key = access.folder_key(folder)
+    assert ask(gate, "/health").allowed
+    refused = ask(gate)
+    assert not refused.allowed and refused.status == 401
+    assert dict(refused.headers)[contract.GATE_HEADER]
+    assert json.loads(refused.body)["error_code"] == "UNAUTHENTICATED"
+    assert ask(gate, **{contract.KEY_HEADER: key}).allowed
+    assert ask(gate, authorization=f"Bearer {key}").allowed  # MLFLOW_TRACKING_TOKEN
+    assert not ask(gate, **{contract.KEY_HEADER: key[:-1] + "x"}).allowed
+    assert not ask(gate, authorization=f"Basic {key}").allowed
+    for path in ("/", "/version", "/graphql", "/get-artifact", "/ajax-api/2.0/x", "/metrics"):
+        assert not ask(gate, path).allowed, path
+
+
+def test_a_browser_gets_a_page_and_an_api_client_json(gate):
+    page = ask(gate, "/", accept="text/html,application/xhtml+xml")
+    assert b"This MLflow server is private" in page.body
+    assert ("Content-Type", "text/html; charset=utf-8") in page.headers
+
+
+def test_a_login_code_works_once_on_its_own_port_and_sets_a_session(gate, folder):
+    code = access.new_login(folder, PORT)
+    entered = ask(gate, "/", f"{contract.LOGIN_PARAM}={code}&x=1")
+    headers = dict(entered.headers)
+    assert entered.status == 303 and headers["Location"] == "./?x=1"
+    cookie = headers["Set-Cookie"]
+    name, value = cookie.split(";")[0].split("=", 1)
+    assert name == f"mlflow-magic-{PORT}" and "HttpOnly" in cookie and "Path" not in cookie
+    assert ask(gate, cookie=f"{name}={value}; other=1").allowed
+    # Used once: the same code again is refused, with a page that says what to do.
+    again = ask(gate, "/", f"{contract.LOGIN_PARAM}={code}", accept="text/html")
+    assert again.status == 401 and b"expired or was already used" in again.body
+    # ... unless the browser already has its session: then the code just goes away.
+    assert ask(gate, "/", f"{contract.LOGIN_PARAM}={code}", cookie=f"{name}={value}"
+               ).status == 303
+    # A code made for another port (a link a browser may have sent elsewhere) is useless.
+    other = access.new_login(folder, PORT + 1)
+    assert ask(gate, "/", f"{contract.LOGIN_PARAM}={other}").status == 401
+
+
+def test_sessions_and_codes_expire(gate, folder):
+    stale = gate.session_value(PORT, now=time.time() - contract.SESSION_TTL - 1)
+    assert not ask(gate, cookie=f"mlflow-magic-{PORT}={stale}").allowed
+    fresh = gate.session_value(PORT)
+    assert not ask(gate, cookie=f"mlflow-magic-{PORT + 1}={fresh}").allowed  # another port
+    code = access.new_login(folder, PORT)
+    logins = registry.record_dir(folder) / contract.LOGINS_DIR
+    for made in logins.iterdir():
+        old = time.time() - contract.LOGIN_TTL - 5
+        os.utime(made, (old, old))
+    assert ask(gate, "/", f"{contract.LOGIN_PARAM}={code}").status == 401
+    access.new_login(folder, PORT)
+    assert len(list(logins.iterdir())) == 1  # expired codes are dropped
+
+
+def test_no_key_no_server(tmp_path):
+    with pytest.raises(GateError, match="key cannot be read"):
+        Gate(tmp_path)
+
+
+def test_mlflows_app_never_sees_the_key(gate, folder):
+    key = access.folder_key(folder)
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen.update(scope)
+
+    scope = {"type": "http", "method": "GET", "path": "/api/2.0/x", "query_string": b"",
+             "server": ("127.0.0.1", PORT),
+             "headers": [(contract.KEY_HEADER.lower().encode(), key.encode()),
+                         (b"cookie", f"mlflow-magic-{PORT}=v; mlflow_user=a".encode()),
+                         (b"authorization", b"Basic YWRtaW46cHc=")]}
+    asyncio.run(gate_module.asgi(app, gate)(scope, None, None))
+    assert dict(seen["headers"]) == {b"cookie": b"mlflow_user=a",
+                                     b"authorization": b"Basic YWRtaW46cHc="}
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "QUERY_STRING": "",
+               "SERVER_PORT": str(PORT), "HTTP_AUTHORIZATION": f"Bearer {key}"}
+    gate_module.wsgi(lambda env, start: [env], gate)(environ, None)
+    assert "HTTP_AUTHORIZATION" not in environ
+
+
+def test_the_wsgi_gate_refuses_with_a_status_line(gate):
+    started = []
+    body = gate_module.wsgi(lambda env, start: [b"app"], gate)(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_PORT": str(PORT)},
+        lambda status, headers: started.append(status))
+    assert started == ["401 Unauthorized"] and b"private" in body[0]
+
+
+def test_a_team_server_has_no_gate(monkeypatch):
+    monkeypatch.delenv(contract.PRIVATE_DIR_ENV, raising=False)
+    app = object()
+    assert gate_module.from_environment(app, "asgi") is app

@@ -1,0 +1,443 @@
+"""Private by default, on a machine with several users: tried as another real user would.
+
+The other user is ``nobody`` (runuser), with the system's Python and no credential.
+Its lures are real HTTP servers that answer ``/health`` like MLflow and write down
+what they were sent. The owner is this test process, its subprocesses and the real
+Jupyter server of the ``jupyter`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+from conftest import (
+    OTHER_USER,
+    fetch,
+    free_port,
+    lure_at,
+    owner,
+    rest,
+    wait_for,
+)
+
+import mlflow_magic
+from mlflow_magic import access, commands, manager, registry
+from mlflow_magic.contract import GATE_HEADER, KEY_HEADER
+from mlflow_magic.errors import ConfigError, ConnectError
+
+#: What another user tries against a server: (method, path, body).
+ATTEMPTS = [
+    ("GET", "/api/2.0/mlflow/experiments/search?max_results=5", None),
+    ("POST", "/api/2.0/mlflow/experiments/create", b'{"name": "planted"}'),
+    ("GET", "/ajax-api/2.0/mlflow/experiments/search?max_results=5", None),
+    ("POST", "/graphql", b'{"query": "{ __typename }"}'),
+    ("PUT", "/api/2.0/mlflow-artifacts/artifacts/0/planted/artifacts/model.pkl", b"evil"),
+    ("GET", "/api/2.0/mlflow-artifacts/artifacts/0/kept/artifacts/secret.txt", None),
+    ("GET", "/get-artifact?path=secret.txt&run_uuid=kept", None),
+    ("GET", "/", None),
+    ("GET", "/static-files/lib/notebook-trace-renderer/index.html", None),
+    ("GET", "/version", None),
+    ("GET", "/health", None),
+]
+
+OTHER_CLIENT = """
+import json, sys, urllib.error, urllib.request
+url, attempts = sys.argv[1], json.loads(sys.argv[2])
+found = {}
+for method, path, body in attempts:
+    request = urllib.request.Request(url + path, method=method,
+                                     data=body.encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            found[path] = resp.status
+    except urllib.error.HTTPError as exc:
+        found[path] = exc.code
+print(json.dumps(found))
+"""
+
+
+def attempts_of_another_user(other_user, url: str) -> dict[str, int]:
+    attempts = [(m, p, b.decode() if b else None) for m, p, b in ATTEMPTS]
+    done = other_user(OTHER_CLIENT, url, json.dumps(attempts))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def busy_server(tmp_path_factory):
+    """A server that runs MLflow's own launcher with two uvicorn workers."""
+    data_dir = tmp_path_factory.mktemp("busy") / "mlflow_data"
+    metrics = tmp_path_factory.mktemp("metrics")
+    server = mlflow_magic.start(data_dir, use=False, workers=2,
+                                extra_args=("--expose-prometheus", str(metrics))).server
+    yield server
+    manager.stop(data_dir)
+
+
+@pytest.fixture(scope="module")
+def artifacts_only_server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("artifacts_only") / "mlflow_data"
+    server = mlflow_magic.start(data_dir, use=False, artifacts_only=True).server
+    yield server
+    manager.stop(data_dir)
+
+
+@pytest.mark.parametrize("which", ["in-process", "workers and MLflow's launcher",
+                                   "artifacts only"])
+def test_another_user_gets_nothing_from_any_route(which, other_user, request):
+    server = {"in-process": "shared_server", "workers and MLflow's launcher": "busy_server",
+              "artifacts only": "artifacts_only_server"}[which]
+    server = request.getfixturevalue(server)
+    if which == "workers and MLflow's launcher":  # both workers, MLflow's own uvicorn
+        assert len(manager._processes(server)) >= 3
+    artifacts = Path(server.settings["artifacts_destination"])
+    kept = artifacts / "0" / "kept" / "artifacts" / "secret.txt"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text("the owner's")
+
+    found = attempts_of_another_user(other_user, server.url)
+
+    assert found.pop("/health") == 200
+    assert found == {path: 401 for path in found}, found
+    assert not (artifacts / "0" / "planted").exists()
+    if which != "artifacts only":
+        names = [e["name"] for e in rest(server.url, "/api/2.0/mlflow/experiments/search"
+                                         "?max_results=100")["experiments"]]
+        assert "planted" not in names
+    # The owner gets in, with the key the owner's clients send by themselves.
+    assert fetch(f"{server.url}/api/2.0/mlflow-artifacts/artifacts/0/kept/artifacts/"
+                 "secret.txt") == b"the owner's"
+
+
+def test_another_user_cannot_read_the_data_at_rest(other_user, folder):
+    server = mlflow_magic.start(folder, use=False).server
+    os.chmod(folder.parent, 0o755)  # let the other user reach the folder itself
+    os.chmod(folder.parent.parent, 0o755)
+    reads = other_user("""
+        import sys
+        for path in sys.argv[1:]:
+            try:
+                open(path, "rb").read(1)
+                print(path, "READ")
+            except OSError as exc:
+                print(path, type(exc).__name__)
+    """, str(folder / "mlflow.db"), str(folder / ".mlflow_magic" / "key"),
+        str(registry.record_path(folder)), str(registry.log_path(folder)))
+    assert "READ" not in reads.stdout and reads.stdout.count("PermissionError") == 4, reads
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for path in (folder / "mlflow.db", access.key_path(folder), registry.log_path(folder)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    # What the server writes (umask 077): an artifact and its folders are the owner's alone.
+    urllib.request.urlopen(urllib.request.Request(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts/0/run/artifacts/model.pkl",
+        data=b"model", method="PUT", headers=owner(server.url)), timeout=10).close()
+    written = folder / "artifacts" / "0" / "run" / "artifacts" / "model.pkl"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert stat.S_IMODE((folder / "artifacts").stat().st_mode) == 0o700
+    assert mlflow_magic.status(folder).warnings == ()
+
+
+def test_status_names_a_folder_others_can_read_with_the_fix(tmp_path):
+    folder = tmp_path / "old_data"
+    folder.mkdir(mode=0o755)
+    (folder / "mlflow.db").write_bytes(b"")
+    (folder / "mlflow.db").chmod(0o644)
+    status = mlflow_magic.status(folder)
+    assert len(status.warnings) == 1
+    assert f"{folder} (mode 0755)" in status.warnings[0]
+    assert f"{folder / 'mlflow.db'} (mode 0644)" in status.warnings[0]
+    assert f"chmod -R go-rwx {folder}" in status.warnings[0]
+    assert "chmod -R go-rwx" in str(status) and "chmod -R go-rwx" in status._repr_html_()
+
+
+# --- the owner keeps every way in --------------------------------------------------------
+
+FRESH = """
+import mlflow
+mlflow.set_experiment("owner-paths")
+with mlflow.start_run(run_name={name!r}) as run:
+    mlflow.log_metric("m", 1.0)
+    mlflow.log_text("hello", "note.txt")
+print(mlflow.artifacts.load_text(run.info.artifact_uri + "/note.txt"))
+"""
+
+
+def test_the_owner_keeps_every_path_with_no_step(shared_server, tmp_path):
+    url = shared_server.url
+    # A fresh terminal process: nothing but MLFLOW_TRACKING_URI, as `mlflow-magic start`
+    # prints it (no key). MLFLOW_MAGIC_STATE_DIR only stands in for the user's own state
+    # folder (~/.local/state/mlflow_magic), which this test run keeps apart.
+    bare = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
+            "MLFLOW_TRACKING_URI": url, "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_MAGIC_STATE_DIR": os.environ["MLFLOW_MAGIC_STATE_DIR"]}
+    done = subprocess.run([sys.executable, "-c", FRESH.format(name="fresh-terminal")],
+                          env=bare, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "hello", done.stderr
+    # MLflow's own CLI, from the same bare environment.
+    cli = subprocess.run([str(Path(sys.executable).with_name("mlflow")), "experiments",
+                          "search"], env=bare, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0 and "owner-paths" in cli.stdout, cli.stderr
+    # Another kernel: reuses the server, and logs.
+    reuse = ("import mlflow_magic\n"
+             f"print(type(mlflow_magic.start({shared_server.data_dir!r})).__name__)\n")
+    other = subprocess.run([sys.executable, "-c", reuse + FRESH.format(name="other-kernel")],
+                           capture_output=True, text=True, timeout=120)
+    lines = other.stdout.split()
+    assert other.returncode == 0 and lines[0] == "Reused" and lines[-1] == "hello", other.stderr
+    # The key itself never shows: not in the environment, a result, the record or a command.
+    key = access.folder_key(Path(shared_server.data_dir))
+    shown = [str(mlflow_magic.status(shared_server.data_dir)), json.dumps(dict(os.environ)),
+             registry.record_path(Path(shared_server.data_dir)).read_text(),
+             " ".join(psutil.Process(shared_server.pid).cmdline()),
+             registry.log_path(Path(shared_server.data_dir)).read_text()]
+    assert key and not [text for text in shown if key in text]
+
+
+def test_restart_keeps_the_key_and_other_kernels_keep_working(folder):
+    first = mlflow_magic.start(folder, use=False).server
+    key = access.folder_key(folder)
+    again = mlflow_magic.restart(folder, use=False).server
+    assert again.pid != first.pid and access.folder_key(folder) == key
+    assert again.url == first.url
+    # A process that had verified the first server is sent to the new one after a check.
+    assert rest(again.url, "/api/2.0/mlflow/experiments/search?max_results=1")
+
+
+def test_the_jupyter_routes_serve_the_owner_only(jupyter, shared_server, other_user):
+    base, auth = jupyter["url"], jupyter["auth"]
+    port = shared_server.port
+    page = requests.get(f"{base}mlflow-magic/proxy/{port}/", headers=auth, timeout=30)
+    assert page.status_code == 200 and "<title>MLflow</title>" in page.text
+    tile = requests.get(f"{base}mlflow-magic/tile/", headers=auth, timeout=150)
+    assert tile.status_code == 200 and "<title>MLflow</title>" in tile.text
+    named = requests.get(f"{base}mlflow/api/2.0/mlflow/experiments/search",
+                         params={"max_results": 1}, headers=auth, timeout=150)
+    assert named.status_code == 200, named.text
+    # Another user of the machine, even one who knows Jupyter's port, gets Jupyter's login.
+    seen = other_user("""
+        import sys, urllib.error, urllib.request
+        for path in sys.argv[2:]:
+            try:
+                with urllib.request.urlopen(sys.argv[1] + path, timeout=30) as resp:
+                    body = resp.read().decode()
+                    print("login" if "/login" in resp.geturl() and "MLflow" not in body
+                          else resp.status)
+            except urllib.error.HTTPError as exc:
+                print(exc.code)
+    """, base, f"mlflow-magic/proxy/{port}/api/2.0/mlflow/experiments/search",
+        "mlflow/api/2.0/mlflow/experiments/search", "mlflow-magic/tile/")
+    assert seen.stdout.split() == ["login", "login", "login"], seen
+
+
+# --- never talk to an impostor ---------------------------------------------------------
+
+
+def test_a_lure_gets_neither_the_request_nor_jupyters_credentials(jupyter, shared_tmp):
+    port = free_port()
+    with lure_at(port, shared_tmp) as requests_seen:
+        answer = requests.get(f"{jupyter['url']}mlflow-magic/proxy/{port}/?token="
+                              f"{jupyter['token']}", timeout=30,
+                              cookies={"username-127-0-0-1": "jupyter-login", "_xsrf": "x"})
+        assert answer.status_code == 404
+        assert "No MLflow server of yours" in answer.text
+        with_header = requests.get(f"{jupyter['url']}mlflow-magic/proxy/{port}/api/2.0/mlflow/"
+                                   "experiments/search", headers=jupyter["auth"], timeout=30)
+        assert with_header.status_code == 404
+        # The owner's MLflow calls and `connect` do not go there either.
+        call = subprocess.run([sys.executable, "-c", "import mlflow; mlflow.search_experiments()"],
+                              env={**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"},
+                              capture_output=True, text=True, timeout=120)
+        assert call.returncode != 0
+        assert f"held by another user ({OTHER_USER})" in call.stderr
+        with pytest.raises(ConnectError, match=f"held by another user \\({OTHER_USER}\\)"):
+            mlflow_magic.connect(f"http://127.0.0.1:{port}", use=False)
+        assert requests_seen() == []
+
+
+def test_a_port_taken_over_after_stop_gets_no_run(folder, shared_tmp):
+    server = mlflow_magic.start(folder, use=False).server
+    client = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
+    log = [sys.executable, "-c", FRESH.format(name="before-stop")]
+    first = subprocess.run(log, env=client, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    mlflow_magic.stop(folder)
+    with lure_at(server.port, shared_tmp) as requests_seen:
+        after = subprocess.run(log, env=client, capture_output=True, text=True, timeout=120)
+        assert after.returncode != 0
+        assert "This MLflow call was not sent" in after.stderr and "Traceback" in after.stderr
+        assert requests_seen() == []
+    # A new start of the folder takes a port of its own; every run is still there.
+    again = mlflow_magic.start(folder, use=False).server
+    runs = rest(again.url, "/api/2.0/mlflow/runs/search", {"experiment_ids": ["1"]})["runs"]
+    assert [r["info"]["run_name"] for r in runs] == ["before-stop"]
+
+
+def test_the_key_never_goes_to_another_address(folder, shared_tmp, tmp_path):
+    """A request to any address but this user's verified server carries no key: not to a
+    `connect`-ed server elsewhere (its name is not loopback), not to the user's own other
+    programs on this machine."""
+    mine = mlflow_magic.start(folder, use=False).server
+    port = free_port()
+    record = tmp_path / "seen.jsonl"
+    stub = subprocess.Popen([sys.executable, str(Path(__file__).with_name("stub_server.py")),
+                             "--port", str(port)],
+                            env={**os.environ, "STUB_RECORD": str(record)})
+    try:
+        wait_for(lambda: record.exists() or _answers(port))
+        # The same MLflow process talks to our server, then to a team server by name (that
+        # name resolves to this stub, as DNS would resolve a team's host), then to a local
+        # program of this user's.
+        code = textwrap.dedent(f"""
+            import socket
+            resolve = socket.getaddrinfo
+            socket.getaddrinfo = lambda host, *a, **k: resolve(
+                "127.0.0.1" if host == "team.example.test" else host, *a, **k)
+            import mlflow
+            from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+            for url in ({mine.url!r}, "http://team.example.test:{port}",
+                        "http://127.0.0.1:{port}"):
+                print(http_request(MlflowHostCreds(url), "/api/2.0/mlflow/experiments/search"
+                                   "?max_results=1", "GET").status_code)
+        """)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and done.stdout.split() == ["200", "404", "404"], done
+        sent = [h for h in (json.loads(line)["headers"] for line in record.read_text().splitlines())
+                if h.get("User-Agent", "").startswith("mlflow")]
+        assert len(sent) == 2 and not [h for h in sent if KEY_HEADER in h]
+        assert {h.get("Host") for h in sent} == {f"team.example.test:{port}",
+                                                 f"127.0.0.1:{port}"}
+    finally:
+        stub.terminate()
+        stub.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+# --- folders of other users --------------------------------------------------------------
+
+
+def test_a_folder_of_another_user_is_named_and_refused(other_user, shared_tmp):
+    theirs = shared_tmp / "their_data"
+    made = other_user("import os, sys; os.makedirs(sys.argv[1] + '/.mlflow_magic')",
+                      str(theirs))
+    assert made.returncode == 0, made.stderr
+    for attempt in (lambda: mlflow_magic.start(theirs, use=False),
+                    lambda: mlflow_magic.stop(theirs),
+                    lambda: mlflow_magic.restart(theirs, use=False)):
+        with pytest.raises(ConfigError, match=f"belongs to {OTHER_USER}") as info:
+            attempt()
+        assert "Use a folder of your own" in str(info.value)
+    status = mlflow_magic.status(theirs)
+    assert status.state == "foreign" and OTHER_USER in str(status)
+    assert not (theirs / "mlflow.db").exists()
+
+
+def test_a_shared_folder_whose_server_is_another_users_is_refused(other_user, shared_tmp):
+    """A team folder open to all (0777): another user's server record folder is in it."""
+    shared = shared_tmp / "team_folder"
+    shared.mkdir()
+    shared.chmod(0o777)
+    made = other_user("import os, sys; os.mkdir(sys.argv[1], 0o700)",
+                      str(shared / ".mlflow_magic"))
+    assert made.returncode == 0, made.stderr
+    with pytest.raises(ConfigError, match=f"{shared / '.mlflow_magic'} belongs to {OTHER_USER}"):
+        mlflow_magic.start(shared, use=False)
+    assert sorted(p.name for p in shared.iterdir()) == [".mlflow_magic"]
+
+
+def test_a_symlinked_record_folder_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / ".mlflow_magic").symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        mlflow_magic.start(folder, use=False)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_private_files_are_written_without_following_symlinks(tmp_path):
+    folder = registry.prepare_folder(tmp_path / "data")
+    target = tmp_path / "victim.txt"
+    target.write_text("untouched")
+    link = registry.record_dir(folder) / "options.json"
+    link.symlink_to(target)
+    registry.write_options(folder, mlflow_magic.ServerOptions(port=5001))
+    assert target.read_text() == "untouched" and not link.is_symlink()
+    registry.record_path(folder).symlink_to(target)
+    assert registry.read_record(folder) is None  # a symlinked record is no record
+
+
+# --- teams -------------------------------------------------------------------------------
+
+
+def test_a_team_server_has_no_gate_and_a_warning_without_a_login(folder):
+    result = mlflow_magic.start(folder, use=False, host="0.0.0.0")
+    server = result.server
+    assert not server.private and not access.key_path(folder).exists()
+    assert any("beyond this machine" in w and "--app-name basic-auth" in w
+               for w in result.warnings)
+    assert "beyond this machine" in str(mlflow_magic.status(folder))
+    # Its clients elsewhere have no key: MLflow answers them as documented.
+    with urllib.request.urlopen(f"{server.url}/api/2.0/mlflow/experiments/search"
+                                "?max_results=1", timeout=10) as resp:
+        assert resp.status == 200 and not resp.headers.get(GATE_HEADER)
+    assert access.headers_for_url(server.url) == {}
+
+
+def test_the_server_does_not_inherit_jupyters_credentials(folder, stub, monkeypatch):
+    for name in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN"):
+        monkeypatch.setenv(name, "a-jupyter-credential")
+    stub("serve")
+    server = mlflow_magic.start(folder, use=False).server
+    seen = psutil.Process(server.pid).environ()
+    assert not [name for name, value in seen.items() if value == "a-jupyter-credential"]
+
+
+# --- a browser without Jupyter -----------------------------------------------------------
+
+
+def test_a_one_time_link_logs_a_browser_in_once(shared_server):
+    view = commands.ui_view(shared_server.url)
+    assert view.login and "one-time link" in str(view)
+    browser = requests.Session()
+    page = browser.get(view.url, timeout=30, headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "<title>MLflow</title>" in page.text
+    assert page.url == shared_server.url + "/"
+    assert browser.get(f"{shared_server.url}/ajax-api/2.0/mlflow/experiments/search",
+                       params={"max_results": 1}, timeout=30).status_code == 200
+    cookie = next(c for c in browser.cookies if c.name.startswith("mlflow-magic-"))
+    assert cookie.has_nonstandard_attr("HttpOnly")
+    # The same link again, in another browser: used up.
+    again = requests.get(view.url, timeout=30, headers={"Accept": "text/html"})
+    assert again.status_code == 401 and "expired or was already used" in again.text
+    assert requests.get(shared_server.url + "/", timeout=30).status_code == 401
+
+
+def test_the_cli_shows_a_one_time_link_and_never_the_key(folder):
+    done = subprocess.run([str(Path(sys.executable).with_name("mlflow-magic")), "start",
+                           "--path", str(folder)], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    key = access.folder_key(folder)
+    assert key not in done.stdout and "mlflow_magic_login=" in done.stdout
+    link = next(w for w in done.stdout.split() if "mlflow_magic_login=" in w)
+    assert requests.get(link, timeout=30).status_code == 200
+
