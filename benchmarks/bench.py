@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench.py [--rounds 3] [--markdown] [--postgres-uri URI]
     .venv/bin/python benchmarks/bench.py --costs-only     # log tail, trace hook: no server
     .venv/bin/python benchmarks/bench.py --writers-only   # 8 writers, 1 vs 4 workers
+    .venv/bin/python benchmarks/bench.py --privacy-only   # the folder's key: requests, start
 
 Every measurement alternates ours and the plain command in the same run on the
 same machine, and reports medians and ratios in one table. Nothing here is a
@@ -32,7 +33,7 @@ from pathlib import Path
 import psutil
 
 import mlflow_magic
-from mlflow_magic import manager, newdb, process, registry, rest
+from mlflow_magic import access, manager, newdb, process, registry, rest
 
 HERE = Path(__file__).resolve().parent
 
@@ -350,11 +351,11 @@ def logging_rates(url: str, n: int = 200) -> tuple[float, float]:
 
 
 def rest_latency_ms(url: str, n: int = 50, headers: dict | None = None) -> float:
-    """Median latency of a small REST call."""
+    """Median latency of a small REST call (as the server's owner: with the folder's key)."""
     times = []
     for _ in range(n):
         req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=5",
-                                     headers=headers or {})
+                                     headers={**access.headers_for_url(url), **(headers or {})})
         t0 = time.perf_counter()
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
@@ -444,6 +445,143 @@ def costs_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
          "<= 20 ms"),
         ("a cell without a trace, after %load_ext (trace hook)", f"{bare:.0f} us (IPython)",
          f"{ours:.0f} us", f"{ours / bare:.2f}x", "no network call"),
+    ]
+
+
+def gate_call_us(gated: bool, n: int = 20000) -> tuple[float, float]:
+    """Median and p95 (us) of one request through the ASGI app a worker serves, with the gate
+    (a request with the folder's key) or without it: the gate's own cost, no network."""
+    import asyncio
+
+    from mlflow_magic.contract import KEY_HEADER
+    from mlflow_magic.server import gate
+
+    folder = registry.prepare_folder(Path(tempfile.mkdtemp()) / "data")
+    key = access.folder_key(folder, create=True)
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def sink(message):
+        pass
+
+    served = gate.asgi(app, gate.Gate(registry.record_dir(folder))) if gated else app
+    scope = {"type": "http", "method": "POST", "path": "/api/2.0/mlflow/runs/log-metric",
+             "query_string": b"", "server": ("127.0.0.1", 5000), "headers": [
+                 (b"host", b"127.0.0.1:5000"), (b"content-type", b"application/json"),
+                 (b"user-agent", b"mlflow-python-client/3"), (b"accept", b"*/*"),
+                 (KEY_HEADER.lower().encode(), key.encode())]}
+
+    async def run() -> list[float]:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await served(scope, None, sink)
+            times.append((time.perf_counter() - t0) * 1e6)
+        return times
+
+    times = sorted(asyncio.run(run()))
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    return statistics.median(times), times[int(len(times) * 0.95)]
+
+
+def http_version_ms(url: str, n: int = 400) -> tuple[float, float]:
+    """Median and p95 (ms) of ``/version`` over one kept-alive connection, as the owner."""
+    import requests
+
+    headers = access.headers_for_url(url)
+    times = []
+    with requests.Session() as session:
+        for _ in range(n + 20):
+            t0 = time.perf_counter()
+            session.get(f"{url}/version", headers=headers, timeout=10).raise_for_status()
+            times.append((time.perf_counter() - t0) * 1000)
+    times = sorted(times[20:])
+    return statistics.median(times), times[int(len(times) * 0.95)]
+
+
+def hook_us(url: str, n: int = 5000) -> float:
+    """What the request hook adds to each MLflow request to a verified server (us)."""
+    access.headers_for_url(url)  # verified once
+    t0 = time.perf_counter()
+    for _ in range(n):
+        access.headers_for_url(url)
+    return (time.perf_counter() - t0) * 1e6 / n
+
+
+def previous_release_start_s(root: Path, commit: str, rounds: int) -> list[float]:
+    """Cold starts of new folders with the code of ``commit`` (a git worktree), for "within
+    5% of the previous release"."""
+    tree = root / f"release-{commit}"
+    subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(tree),
+                    commit], check=True, capture_output=True)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        times = []
+        for r in range(rounds):
+            code = textwrap.dedent(f"""
+                import time, mlflow_magic
+                assert mlflow_magic.__file__.startswith({str(tree)!r}), mlflow_magic.__file__
+                t0 = time.perf_counter()
+                mlflow_magic.start({str(root / f'previous-{r}')!r}, use=False)
+                print(time.perf_counter() - t0)
+                mlflow_magic.stop({str(root / f'previous-{r}')!r})
+            """)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 env=env, cwd=tree)
+            if out.returncode:
+                raise RuntimeError(f"the start of {commit} failed: {out.stderr[-2000:]}")
+            times.append(float(out.stdout.split()[-1]))
+        return times
+    finally:
+        subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force",
+                        str(tree)], capture_output=True)
+
+
+#: The release before servers were private to their user.
+OPEN_RELEASE = "d04d7fe"
+
+
+def privacy_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
+    """What the folder's key costs: per request (server and client) and per start."""
+    ungated = [gate_call_us(False) for _ in range(rounds)]
+    gated = [gate_call_us(True) for _ in range(rounds)]
+    private = Ours(root / "private-steady")
+    team = mlflow_magic.start(root / "team-steady", use=False, host="0.0.0.0").server
+    try:
+        private.start()
+        http_private = [http_version_ms(private.url) for _ in range(rounds)]
+        http_team = [http_version_ms(team.url) for _ in range(rounds)]
+        hook = [hook_us(private.url) for _ in range(rounds)]
+    finally:
+        private.stop()
+        mlflow_magic.stop(root / "team-steady")
+    before = previous_release_start_s(root, OPEN_RELEASE, rounds)
+    now = []
+    for r in range(rounds):
+        server = Ours(root / f"private-cold-{r}")
+        now.append(server.start())
+        server.stop()
+
+    def us(pairs, i):
+        return median([p[i] for p in pairs])
+
+    extra = us(gated, 0) - us(ungated, 0)
+    extra_p95 = us(gated, 1) - us(ungated, 1)
+    return [
+        ("the gate per request, in a worker (median / p95)",
+         f"{us(ungated, 0):.1f} / {us(ungated, 1):.1f} us (no gate)",
+         f"{us(gated, 0):.1f} / {us(gated, 1):.1f} us",
+         f"+{extra / 1000:.3f} / +{extra_p95 / 1000:.3f} ms", "<= 0.2 ms"),
+        ("/version over HTTP, private vs a team server (median / p95)",
+         f"{us(http_team, 0):.2f} / {us(http_team, 1):.2f} ms (no gate)",
+         f"{us(http_private, 0):.2f} / {us(http_private, 1):.2f} ms",
+         f"{us(http_private, 0) / us(http_team, 0):.2f}x", "report"),
+        ("the request hook per MLflow call (key lookup, port check)", "-",
+         f"{median(hook):.1f} us", "", "report"),
+        (f"cold start, new folder: previous release ({OPEN_RELEASE}) vs private",
+         f"{median(before):.2f} s", f"{median(now):.2f} s",
+         f"{median(now) / median(before):.2f}x", "<= 1.05x"),
     ]
 
 
@@ -593,6 +731,8 @@ def main() -> None:
     parser.add_argument("--start-only", action="store_true",
                         help="only Run All to the first logged run, 50 known folders and "
                              "the launcher tile")
+    parser.add_argument("--privacy-only", action="store_true",
+                        help="only what the folder's key costs: per request and per start")
     parser.add_argument("--postgres-uri", metavar="URI",
                         help="also measure the writers on this PostgreSQL database")
     args = parser.parse_args()
@@ -604,7 +744,8 @@ def main() -> None:
     print(f"machine: {machine()}", file=sys.stderr)
     only = {"writers_only": lambda: writers_rows(root, args.postgres_uri),
             "start_only": lambda: start_rows(root, args.rounds),
-            "costs_only": lambda: costs_rows(root, args.rounds)}
+            "costs_only": lambda: costs_rows(root, args.rounds),
+            "privacy_only": lambda: privacy_rows(root, args.rounds)}
     for flag, rows_of in only.items():
         if getattr(args, flag):
             try:
@@ -615,7 +756,7 @@ def main() -> None:
             return
     try:
         costs = (start_rows(root, args.rounds) + costs_rows(root, args.rounds)
-                 + writers_rows(root, args.postgres_uri))
+                 + privacy_rows(root, args.rounds) + writers_rows(root, args.postgres_uri))
         starts = measure_starts(args.rounds, root)
         floor = median(starts["import floor"]["cold"])
 
@@ -631,7 +772,7 @@ def main() -> None:
             rates_ours = [logging_rates(ours_srv.url) for _ in range(args.rounds)]
             port = int(ours_srv.url.rsplit(":", 1)[1])
             jproc, jupyter_base, token = jupyter_server()
-            proxied = f"{jupyter_base}/proxy/{port}"
+            proxied = f"{jupyter_base}/mlflow-magic/proxy/{port}"
             try:
                 auth = {"Authorization": f"token {token}"}
                 direct = [rest_latency_ms(ours_srv.url) for _ in range(args.rounds)]
@@ -682,7 +823,7 @@ def main() -> None:
              median([r[0] for r in rates_ours]), "/s", "report", 0),
         pair("log_batch of 100 (metrics/s)", median([r[1] for r in rates_plain]),
              median([r[1] for r in rates_ours]), "/s", "report", 0),
-        ("REST call: direct vs jupyter-server-proxy", f"{median(direct):.1f} ms (direct)",
+        ("REST call: direct vs the Jupyter route", f"{median(direct):.1f} ms (direct)",
          f"{median(via):.1f} ms (proxied)", f"{median(via) / median(direct):.2f}x", "<= 1.5x"),
         *costs,
     ]

@@ -23,7 +23,14 @@ from .config import ServerOptions
 from .errors import MlflowMagicError
 from .pending import PendingStart
 from .progress import WidgetProgress
-from .results import STATE_COLOURS, ServerStatus, Starting, code_html, human_duration
+from .results import (
+    STATE_COLOURS,
+    ServerStatus,
+    Starting,
+    code_html,
+    human_duration,
+    warnings_html,
+)
 
 REFRESH_SECONDS = 5.0
 LOG_LINES = 40
@@ -45,7 +52,7 @@ def status_html(status: ServerStatus) -> str:
             f"{code_html(server.url)} (pid {server.pid}, up {human_duration(server.uptime)})",
             f"backend <code>{html.escape(str(server.backend_store_uri or 'none'))}</code>",
         ]
-    return " &middot; ".join(parts)
+    return " &middot; ".join(parts) + warnings_html(status.warnings)
 
 
 class ServerPanel:
