@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .api import connect, launch, list_servers, logs, restart, start, status, stop
     from .config import ServerConfig, ServerOptions
     from .errors import MlflowMagicError
+    from .runs import compare
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "MlflowMagicError",
     "ServerConfig",
     "ServerOptions",
+    "compare",
     "connect",
     "launch",
     "list_servers",
@@ -47,6 +49,7 @@ _LAZY = {
     "ServerConfig": "config",
     "ServerOptions": "config",
     "MlflowMagicError": "errors",
+    "compare": "runs",
 }
 
 
@@ -64,8 +67,10 @@ _LOADED: dict[int, object] = {}
 
 
 def load_ipython_extension(ipython) -> None:
-    """``%load_ext mlflow_magic``: the magics and the trace display hooks (no mlflow import)."""
+    """``%load_ext mlflow_magic``: the magics, the trace display hooks and the guard that lets
+    a background start's output reach a saved notebook (no mlflow import)."""
     from .magics import MlflowMagics
+    from .progress import GUARDS, PendingStartGuard
     from .traces import TraceDisplay
 
     ipython.register_magics(MlflowMagics)
@@ -73,6 +78,8 @@ def load_ipython_extension(ipython) -> None:
         traces = TraceDisplay(ipython)
         traces.register()
         _LOADED[id(ipython)] = traces
+        GUARDS[id(ipython)] = PendingStartGuard(ipython)
+        ipython.events.register("post_run_cell", GUARDS[id(ipython)])
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -85,6 +92,11 @@ def unload_ipython_extension(ipython) -> None:
     traces = _LOADED.pop(id(ipython), None)
     if traces is not None:
         traces.unregister()
+    from .progress import GUARDS
+
+    guard = GUARDS.pop(id(ipython), None)
+    if guard is not None:
+        ipython.events.unregister("post_run_cell", guard)
     magics = ipython.magics_manager.magics
     magics["line"].pop("mlflow_server", None)
     magics["cell"].pop("mlflow_run", None)

@@ -6,6 +6,8 @@ user can fix become IPython ``UsageError`` (one paragraph, no traceback).
 
 from __future__ import annotations
 
+import sys
+
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
@@ -39,7 +41,7 @@ class MlflowMagics(Magics):
         # The manager and its libraries load on first use, not at %load_ext.
         from . import commands
         from .display import UiView, trace_renderer_base
-        from .progress import WidgetProgress, follow, for_this_shell, in_notebook
+        from .progress import GUARDS, CellProgress, follow, for_this_shell, in_notebook
         from .results import Starting
         from .tracking import set_trace_renderer_base
 
@@ -49,21 +51,25 @@ class MlflowMagics(Magics):
             return self._panel(ns)
         progress = for_this_shell()
         # In a notebook a launch goes on in the background: the cell returns at once.
-        background = isinstance(progress, WidgetProgress) and not getattr(ns, "wait", True)
+        background = isinstance(progress, CellProgress) and not getattr(ns, "wait", True)
         try:
             if background:
                 progress.defer()
             result = commands.run(ns, extra, on_progress=progress, wait=not background)
-            if not isinstance(result, Starting):
-                display(result)
             view = result if isinstance(result, UiView) else None
             if ns.command in commands.UI_COMMANDS:
                 view = commands.ui_view(result.url, ns.proxy_url, ns.height)
-                if isinstance(result, Starting):  # the UI shows once the server answers
-                    progress.place()
-                    follow(result, progress, "" if ns.no_ui else view._repr_html_())
-                elif not ns.no_ui:
-                    display(view)
+            inline = view if ns.command in commands.UI_COMMANDS and not ns.no_ui else None
+            if isinstance(result, Starting):  # the result and the UI show once it answers
+                follow(result, progress, lambda done: shown_with(done, inline))
+                if id(self.shell) in GUARDS:
+                    GUARDS[id(self.shell)].watch(result)
+            elif isinstance(progress, CellProgress) and progress.placed:
+                progress.show(shown_with(result, inline))  # in place of the progress
+            else:
+                display(result)
+                if inline is not None:
+                    display(inline)
             if view is not None:  # MLflow's own trace view goes the way the UI goes
                 set_trace_renderer_base(trace_renderer_base(view.location))
         except MlflowMagicError as exc:
@@ -86,6 +92,16 @@ class MlflowMagics(Magics):
         from .display import deep_link
 
         ns = RUN_PARSER.parse_args(arg_split(line))
+        shown: list = []
+
+        def show(card) -> None:
+            """The card, at the top of the cell's output, redrawn in place."""
+            if shown:
+                shown[0].update(card)
+            else:
+                shown.append(display(card, display_id=True))
+
+        live = "ipykernel" in sys.modules  # a front end to redraw it in
         try:
             tags = runs.parse_tags(ns.tags)
             server_url = self._tracking_server(ns.path)
@@ -94,10 +110,14 @@ class MlflowMagics(Magics):
                 lambda: self.shell.run_cell(cell).success,
                 experiment=ns.experiment, name=ns.name, tags=tags, autolog=ns.autolog,
                 link_for=lambda exp, run: view.link(deep_link(exp, run)),
+                show=show if live else None, server_url=server_url,
             )
         except MlflowMagicError as exc:
             raise UsageError(str(exc)) from None
-        display(card)
+        if shown:
+            shown[0].update(card)
+        else:
+            display(card)
 
     @staticmethod
     def _tracking_server(path: str | None) -> str:
@@ -109,14 +129,28 @@ class MlflowMagics(Magics):
         uri = http_tracking_uri()
         if path is None and uri:
             return uri
+        from .progress import CellProgress
+
         progress = for_this_shell()
         try:
             result = api.start(path, on_progress=progress)
         except MlflowMagicError:
             progress.fail()
             raise
-        display(result)
+        if isinstance(progress, CellProgress) and progress.placed:
+            progress.show(result)
+        else:
+            display(result)
         return result.url
+
+
+def shown_with(result, view=None):
+    """A result and, below it, the inline UI: one output, HTML and text."""
+    from .progress import Shown
+
+    html = result._repr_html_() + (view._repr_html_() if view is not None else "")
+    text = str(result) + (f"\n{view}" if view is not None else "")
+    return Shown(html, text)
 
 
 MlflowMagics.mlflow_server.__doc__ = PARSER.format_help()

@@ -118,6 +118,10 @@ class PendingStart(Generic[T]):
                 return
         self._call(callback)
 
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Wait until the start is over and its callbacks ran; raises nothing."""
+        return self._done.wait(timeout)
+
     def wait_for_url(self, timeout: float | None = None) -> bool:
         """True once the URL is known or the start has ended."""
         return self._url_known.wait(timeout)

@@ -1,15 +1,26 @@
-"""Live progress of a server start: a widget bar in notebooks, one updating line in terminals.
+"""Live progress of a server start: one output of its cell in notebooks, replaced in place,
+one updating line in terminals, a widget bar in the control panel.
 
-Both are :data:`~mlflow_magic.manager.Progress` callbacks. Nothing is shown
+All three are :data:`~mlflow_magic.manager.Progress` callbacks. Nothing is shown
 until the first phase arrives, so reusing a running server shows no progress.
+
+In a notebook the start's output is plain HTML with a text form, replaced in place
+through IPython's ``display_id`` (``update_display_data``): a live front end
+redraws it as the start goes on, and what the notebook saves, whether JupyterLab
+saves it, papermill or nbconvert runs it headless, or GitHub renders it, is
+always its latest form: the address, the data folder and "ready in 4.7 s", or
+the error and its log tail. No widget state is needed to read it.
 """
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import sys
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from .manager import PHASE_ORDER
@@ -115,6 +126,135 @@ class WidgetProgress:
             self.label.value = f"failed after {self.elapsed:.1f} s (see the message below)"
 
 
+@dataclass(frozen=True)
+class StartProgress:
+    """A start under way, as its cell shows it: a bar, the phase, the elapsed time."""
+
+    phase: str
+    elapsed: float
+    #: what is known of the start (its address and folder), as HTML and as text
+    html_head: str = ""
+    text_head: str = ""
+
+    def _repr_html_(self) -> str:
+        step = _step(self.phase)
+        return (f"{self.html_head}<div><progress value=\"{step}\" max=\"{len(PHASE_ORDER) - 1}\" "
+                f'style="width:12em;vertical-align:middle"></progress> MLflow: '
+                f"{html.escape(self.phase)} &#8230; {self.elapsed:.1f} s</div>")
+
+    def __repr__(self) -> str:
+        head = f"{self.text_head}\n" if self.text_head else ""
+        return f"{head}MLflow: {self.phase} ... {self.elapsed:.1f} s"
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a start's output ends as: HTML for notebooks and viewers, text for the rest."""
+
+    html_body: str
+    text_body: str
+
+    def _repr_html_(self) -> str:
+        return self.html_body
+
+    def __repr__(self) -> str:
+        return self.text_body
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(self.text_body)
+
+
+def failed(error: BaseException | str, elapsed: float | None = None) -> Shown:
+    """A failed start, as its cell keeps it: the message (with the log's tail) in red."""
+    after = f"MLflow: failed after {elapsed:.1f} s\n" if elapsed else ""
+    return Shown(f'<pre style="white-space:pre-wrap;color:#c62828">{html.escape(after)}'
+                 f"{html.escape(str(error))}</pre>", f"{after}{error}")
+
+
+class CellProgress:
+    """A start's progress as one output of its cell, replaced in place until the result.
+
+    Updates from the start's thread are at most :attr:`every` seconds apart (and on
+    every new phase): a live front end redraws smoothly, a saved notebook keeps the
+    last one.
+    """
+
+    every = 0.25
+
+    def __init__(self, display: Callable[..., object] | None = None) -> None:
+        self._display = display
+        self.handle = None
+        self.elapsed = 0.0
+        self.head: tuple[str, str] = ("", "")
+        self._deferred = False
+        self._latest: tuple[str, float] | None = None
+        self._sent: tuple[str, float] = ("", 0.0)
+        self._lock = threading.Lock()
+
+    @property
+    def placed(self) -> bool:
+        return self.handle is not None
+
+    def defer(self) -> None:
+        """Keep phases until :meth:`place`: for a start that may go on in the background.
+
+        Its thread reports the phases, and a display made in a thread lands in no
+        cell once the cell has returned; so the cell itself places the output
+        (only if the start is a launch: a reuse shows none).
+        """
+        self._deferred = True
+
+    def place(self, html_head: str = "", text_head: str = "") -> None:
+        """Show the output now, at the latest phase reported so far."""
+        with self._lock:
+            self._deferred = False
+            self.head = (html_head, text_head)
+            latest = self._latest or (PHASE_ORDER[0], 0.0)
+            if self.handle is None:
+                self.handle = self._show(StartProgress(*latest, *self.head), new=True)
+                self._sent = (latest[0], time.monotonic())
+
+    def __call__(self, phase: str, elapsed: float) -> None:
+        with self._lock:
+            self.elapsed, self._latest = elapsed, (phase, elapsed)
+            if self._deferred:
+                return
+            if self.handle is None:
+                self.handle = self._show(StartProgress(phase, elapsed, *self.head), new=True)
+                self._sent = (phase, time.monotonic())
+                return
+            if phase == self._sent[0] and time.monotonic() - self._sent[1] < self.every:
+                return
+            self._sent = (phase, time.monotonic())
+        self.handle.update(StartProgress(phase, elapsed, *self.head))
+
+    def show(self, final: object) -> None:
+        """End as ``final`` (the result, the error): in place of the progress if shown."""
+        with self._lock:
+            handle = self.handle
+        if handle is None:
+            self._show(final, new=False)
+        else:
+            handle.update(final)
+
+    def fail(self, error: BaseException | str | None = None) -> None:
+        """The start failed: its output turns red (with ``error``, if given)."""
+        if error is not None:
+            self.show(failed(error, self.elapsed))
+        elif self.handle is not None:
+            self.show(failed("see the message below", self.elapsed))
+
+    def _show(self, obj: object, new: bool):
+        if self._display is not None:
+            return self._display(obj, display_id=new)
+        from IPython.display import display
+
+        return display(obj, display_id=new)
+
+
 def in_notebook() -> bool:
     """True in a Jupyter kernel whose front end can show widgets."""
     if "ipykernel" not in sys.modules:
@@ -123,32 +263,58 @@ def in_notebook() -> bool:
     return importlib.util.find_spec("ipywidgets") is not None
 
 
-def for_this_shell() -> TextProgress | WidgetProgress:
-    return WidgetProgress() if in_notebook() else TextProgress()
+def for_this_shell() -> TextProgress | CellProgress:
+    return CellProgress() if "ipykernel" in sys.modules else TextProgress()
 
 
-def follow(starting: Starting, progress: WidgetProgress, when_ready: str = "") -> None:
-    """Show a background start in its cell: "starting" now, the result (and ``when_ready``,
-    e.g. the inline UI) or the start's error when it ends."""
-    import html
-
-    import ipywidgets as widgets
-    from IPython.display import display
-
-    def show(fragment: str) -> None:
-        # The front end's own class for rendered HTML: links look like links in the widget.
-        shown.value = f'<div class="jp-RenderedHTMLCommon" style="padding:0">{fragment}</div>'
-
-    shown = widgets.HTML()
-    show(starting.html())
-    display(shown)
+def follow(starting: Starting, progress: CellProgress,
+           when_ready: Callable[[Renders], Shown]) -> None:
+    """Show a background start in its cell: "starting" now, then (from the start's thread)
+    ``when_ready(result)`` (e.g. the result and the inline UI) or the start's error."""
+    progress.place(starting.html(), starting.text())
 
     def ended(result: Renders | None, error: BaseException | None) -> None:
         if error is not None:
-            progress.fail()
-            show('<pre style="white-space:pre-wrap;color:#c62828">'
-                 f"{html.escape(str(error))}</pre>")
+            progress.fail(error)
         elif result is not None:
-            show(result.html() + when_ready)
+            progress.show(when_ready(result))
 
     starting.pending.add_done_callback(ended)
+
+
+class PendingStartGuard:
+    """``post_run_cell``: a cell run after a background start's own cell ends only once that
+    start has, so the start's final output is sent while a cell still runs.
+
+    papermill, nbclient and ``nbconvert --execute`` read a cell's output only while
+    they run that cell: an update sent after the last cell would be lost from the
+    saved notebook. A cell with an MLflow call waits anyway (its first call waits for
+    the server), so Run All loses nothing.
+    """
+
+    def __init__(self, shell) -> None:
+        self.shell = shell
+        #: (the start, the execution count of the cell that began it)
+        self.started: tuple[object, int] | None = None
+
+    def watch(self, starting: Starting) -> None:
+        self.started = (starting.pending, self.shell.execution_count)
+
+    def __call__(self, result) -> None:
+        if self.started is None:
+            return
+        pending, cell = self.started
+        if pending.done:  # type: ignore[attr-defined]
+            self.started = None
+            return
+        if getattr(result, "execution_count", None) in (cell, None):
+            return
+        try:
+            pending.wait_done()  # type: ignore[attr-defined]
+        except KeyboardInterrupt:  # an interrupt ends the wait, not the start
+            return
+        self.started = None
+
+
+#: The guard of each shell that loaded the extension, by ``id(shell)``.
+GUARDS: dict[int, PendingStartGuard] = {}

@@ -302,6 +302,8 @@ def write_record(record: ServerRecord) -> None:
     try:
         index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_private(index, str(data_dir))
+        _port_entry(record.port).parent.mkdir(exist_ok=True, mode=0o700)
+        write_private(_port_entry(record.port), str(data_dir))
     except OSError as exc:
         raise ConfigError(
             f"The list of your MLflow servers in {index.parent} cannot be written: "
@@ -350,6 +352,19 @@ def state_dir() -> Path:
 def _index_entry(data_dir: Path) -> Path:
     digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
     return state_dir() / "servers" / digest
+
+
+def _port_entry(port: int) -> Path:
+    return state_dir() / "ports" / str(port)
+
+
+def folder_last_on(port: int) -> Path | None:
+    """The data folder whose server last ran on ``port`` (kept after it stops), if any:
+    a UI reopened later can say which folder to start again."""
+    try:
+        return Path(read_private(_port_entry(port)).strip())
+    except OSError:
+        return None
 
 
 def known_data_dirs() -> Iterator[Path]:

@@ -104,6 +104,16 @@ def get_json(url: str, timeout: float = 5.0,
         return json.loads(resp.read())
 
 
+def post_json(url: str, body: object, timeout: float = 5.0,
+              headers: Mapping[str, str] | None = None) -> object:
+    """POST ``body`` as JSON to ``url`` and decode the JSON answer."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **dict(headers or {})})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
 def experiment_id_by_name(url: str, name: str,
                           headers: Mapping[str, str] | None = None) -> str:
     """The id of the experiment called ``name`` (KeyError/OSError if there is none)."""

@@ -92,6 +92,11 @@ LOGIN_NOTE = ("This server asks for a login (user admin, password from "
               "MLFLOW_TRACKING_PASSWORD.")
 
 
+def _backend(server: ServerRecord) -> str:
+    """The backend store as shown (masked in the record), or what stands in for one."""
+    return str(server.backend_store_uri or "none (artifacts only)")
+
+
 def _login(server: ServerRecord) -> bool:
     return server.settings.get("app_name") == "basic-auth"
 
@@ -154,15 +159,16 @@ class Launched(Renders):
 
     def text(self) -> str:
         s = self.server
-        return (f"Started MLflow server at {s.url} (pid {s.pid}) in {self.seconds:.1f} s\n"
-                f"  data folder {s.data_dir}" + (f"\n  {LOGIN_NOTE}" if _login(s) else "")
-                + warnings_text(self.warnings))
+        return (f"Started MLflow server at {s.url} (pid {s.pid}): ready in {self.seconds:.1f} s"
+                f"\n  data folder {s.data_dir}\n  backend {_backend(s)}"
+                + (f"\n  {LOGIN_NOTE}" if _login(s) else "") + warnings_text(self.warnings))
 
     def html(self) -> str:
         s = self.server
-        return (f"<div>Started MLflow server at {code_html(s.url)} (pid {s.pid}) in "
+        return (f"<div>Started MLflow server at {code_html(s.url)} (pid {s.pid}): ready in "
                 f"{self.seconds:.1f} s &middot; data folder <code>{html.escape(s.data_dir)}"
-                "</code>" + (f"<br>{html.escape(LOGIN_NOTE)}" if _login(s) else "")
+                f"</code> &middot; backend <code>{html.escape(_backend(s))}</code>"
+                + (f"<br>{html.escape(LOGIN_NOTE)}" if _login(s) else "")
                 + warnings_html(self.warnings) + "</div>")
 
 
@@ -202,14 +208,15 @@ class Reused(Renders):
     def text(self) -> str:
         s = self.server
         return (f"Reusing MLflow server at {s.url} (pid {s.pid}, up "
-                f"{human_duration(s.uptime)})\n  data folder {s.data_dir}"
-                + warnings_text(self.warnings))
+                f"{human_duration(s.uptime)})\n  data folder {s.data_dir}\n  backend "
+                f"{_backend(s)}" + warnings_text(self.warnings))
 
     def html(self) -> str:
         s = self.server
         return (f"<div>Reusing MLflow server at {code_html(s.url)} (pid {s.pid}, up "
                 f"{human_duration(s.uptime)}) &middot; data folder "
-                f"<code>{html.escape(s.data_dir)}</code>{warnings_html(self.warnings)}</div>")
+                f"<code>{html.escape(s.data_dir)}</code> &middot; backend "
+                f"<code>{html.escape(_backend(s))}</code>{warnings_html(self.warnings)}</div>")
 
 
 @dataclass(frozen=True, repr=False)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import html
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
-from tornado import web
+from tornado import iostream, web
 
-from . import access
+from . import access, registry
 from .jupyter.relay import Relay
 
 ROUTE = "mlflow-magic"
@@ -65,14 +66,19 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
         same_origin = self._same_origin()
         if self.request.method not in SAFE_METHODS and not same_origin:
             raise web.HTTPError(403, "mlflow_magic: cross-origin request refused")
+        taken = False
         try:
             server = access.server_on_port(port)  # microseconds once verified
         except access.PortTaken:
-            server = None
+            server, taken = None, True
         if server is None:
-            return self._not_ours(port)
+            return self._not_ours(port, taken)
         self._record_activity()
-        await self.open_relay(port, path, server.key, same_origin)
+        try:
+            await self.open_relay(port, path, server.key, same_origin)
+        except (OSError, iostream.StreamClosedError):  # it stopped a moment ago
+            access.forget(port)
+            return self._not_ours(port, False)
 
     async def get(self, *_args: str) -> None:
         await self.relay_response(self._rewrite_location)
@@ -95,14 +101,30 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
             return self._prefix() + location.lstrip("/")
         return location
 
-    def _not_ours(self, port: int) -> None:
-        self.set_status(404)
+    def _not_ours(self, port: int, taken: bool) -> None:
+        """A page that says why, instead of a proxy error: which folder to start, how."""
+        folder = registry.folder_last_on(port)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-        self.finish(_page("No MLflow server of yours runs here", (
-            f"No MLflow server that you started runs on port {port}. This route only shows "
-            "your own servers. Run <code>%mlflow_server start</code> in a notebook (or "
-            "<code>mlflow-magic start</code> in a terminal), then open the link it shows.")))
+        if folder is None:
+            self.set_status(404)
+            return self.finish(_page("No MLflow server of yours runs here", (
+                f"No MLflow server that you started runs on port {port}. This route only "
+                "shows your own servers. Run <code>%mlflow_server start</code> in a notebook "
+                "(or <code>mlflow-magic start</code> in a terminal), then open the link it "
+                "shows.")))
+        self.set_status(503)
+        self.set_header("Retry-After", "5")
+        cell = start_cell(folder, None if taken else port)
+        self.finish(_page("This MLflow server is not running", (
+            f"The MLflow server of the data folder <code>{html.escape(str(folder))}</code> "
+            f"is not running" + (f", and port {port} is now held by another user: start it "
+                                 "again and open the new link it shows"
+                                 if taken else f" on port {port}") + ". Start it with:"
+            f"<pre>{html.escape(cell)}</pre>"
+            + ("" if taken else "This page reloads itself every 5 seconds, and shows the UI "
+                                "once the server runs again.")),
+            refresh=not taken))
 
     def _record_activity(self) -> None:
         """Count MLflow traffic as activity, so an idle culler does not stop a server in use."""
@@ -110,10 +132,20 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
             datetime.datetime.now(datetime.timezone.utc))
 
 
-def _page(title: str, body_html: str) -> str:
-    return ("<!doctype html><meta charset=utf-8><title>MLflow</title>"
-            "<body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
+def _page(title: str, body_html: str, refresh: bool = False) -> str:
+    reload = '<meta http-equiv="refresh" content="5">' if refresh else ""
+    return (f"<!doctype html><meta charset=utf-8>{reload}<title>MLflow: {html.escape(title)}"
+            "</title><body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
             f"<h2>{html.escape(title)}</h2><p>{body_html}</p>")
+
+
+def start_cell(folder: Path, port: int | None) -> str:
+    """The cell that starts ``folder``'s server again (on ``port``: the address a reload of
+    an open UI asks for)."""
+    from .config import resolve_data_dir
+
+    flags = "" if folder == resolve_data_dir() else f" --path {folder}"
+    return f"%mlflow_server start{flags}" + (f" --port {port}" if port else "")
 
 
 class TileHandler(JupyterHandler):

@@ -6,11 +6,16 @@ live progress, as ``%mlflow_server start`` does, so the kernel runs other cells
 meanwhile. The panel refreshes after every action and on a light timer (one
 status read every few seconds: a file read, a process lookup and one
 ``/health`` request), so it also shows what other kernels and terminals did.
+
+It is two outputs: the status and the last message as plain HTML (replaced in
+place as they change), which a saved notebook keeps readable anywhere, and the
+widget with the buttons, the progress and the log, which needs a live kernel.
 """
 
 from __future__ import annotations
 
 import html
+import re
 import threading
 from collections.abc import Callable
 
@@ -22,7 +27,7 @@ from .commands import ui_view
 from .config import ServerOptions
 from .errors import MlflowMagicError
 from .pending import PendingStart
-from .progress import WidgetProgress
+from .progress import Shown, WidgetProgress
 from .results import (
     STATE_COLOURS,
     ServerStatus,
@@ -33,6 +38,7 @@ from .results import (
 )
 
 REFRESH_SECONDS = 5.0
+_TAGS = re.compile(r"<[^>]+>")
 LOG_LINES = 40
 
 
@@ -55,6 +61,37 @@ def status_html(status: ServerStatus) -> str:
     return " &middot; ".join(parts) + warnings_html(status.warnings)
 
 
+class _Shown:
+    """Text the panel's record output shows; setting it redraws that output."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        self._value = ""
+        self._changed = changed
+
+    @property
+    def value(self) -> str:
+        return self._value
+
+    @value.setter
+    def value(self, value: str) -> None:
+        if value != self._value:
+            self._value = value
+            self._changed()
+
+
+class _Controls:
+    """The panel's widget, saved with a text that says what it was (not its repr)."""
+
+    def __init__(self, widget) -> None:
+        self.widget = widget
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = ("MLflow control panel: Start, Stop, Restart, Open UI and the "
+                                "server log (live while the notebook's kernel runs)")
+        return bundle
+
+
 class ServerPanel:
     """Status, buttons and log of one data folder's server."""
 
@@ -62,8 +99,11 @@ class ServerPanel:
                  refresh_seconds: float = REFRESH_SECONDS) -> None:
         self.options = options
         self.proxy_url = proxy_url
-        self.header = widgets.HTML()
-        self.message = widgets.HTML()
+        #: the record output: status and last message, plain HTML that a saved notebook keeps
+        self._record = None
+        self.status: ServerStatus | None = None
+        self.header = _Shown(self._publish)
+        self.message = _Shown(self._publish)
         self.buttons = {
             "start": widgets.Button(description="Start", icon="play", button_style="success"),
             "stop": widgets.Button(description="Stop", icon="stop", button_style="danger"),
@@ -79,10 +119,8 @@ class ServerPanel:
         log_box.set_title(0, "Server log")
         log_box.selected_index = None
         self.widget = widgets.VBox([
-            self.header,
             widgets.HBox(list(self.buttons.values())),
             self.progress,
-            self.message,
             self.ui,
             log_box,
         ])
@@ -178,7 +216,7 @@ class ServerPanel:
 
     def refresh(self) -> ServerStatus:
         """Read the folder's state and show it; buttons follow the state."""
-        status = api.status(self.options.path)
+        status = self.status = api.status(self.options.path)
         self.header.value = status_html(status)
         if not self._busy:
             running = status.running
@@ -205,9 +243,21 @@ class ServerPanel:
     def timer_running(self) -> bool:
         return self._timer is not None and self._timer.is_alive()
 
+    def _publish(self) -> None:
+        """Redraw the record output (status and message), if it is shown."""
+        if self._record is not None:
+            self._record.update(self._record_form())
+
+    def _record_form(self) -> Shown:
+        text = self.status.text() if self.status is not None else ""
+        message = html.unescape(_TAGS.sub("", self.message.value))
+        return Shown(f"<div>{self.header.value}{self.message.value}</div>",
+                     text + (f"\n{message}" if message else ""))
+
     def _ipython_display_(self) -> None:
         """Show the panel; its one refresh timer starts with the first display."""
-        display(self.widget)
+        self._record = display(self._record_form(), display_id=True)
+        display(_Controls(self.widget))
         if not self.timer_running and not self._stop_timer.is_set():
             self._timer = threading.Thread(target=self._tick, name="mlflow-magic-panel",
                                            daemon=True)

@@ -308,6 +308,46 @@ def wait_until_answers(proc: subprocess.Popen, url: str, log: Path,
     wait_for(up, timeout=timeout, interval=0.3)
 
 
+# --- a real kernel ------------------------------------------------------------------------
+
+
+class Kernel:
+    """A real ipykernel; ``run(code)`` returns its outputs; ``shown`` holds every output it
+    displayed or replaced in place (HTML and text), as a front end would draw them."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self.km, self.kc = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
+        self.shown: list[str] = []
+        #: called with each output as it arrives (a front end's view of the cell, live)
+        self.shown_hook = None
+
+    def run(self, code: str) -> tuple[str, list[dict]]:
+        texts, errors = [], []
+
+        def hook(msg):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                texts.append(content["text"])
+            elif kind in ("display_data", "execute_result"):
+                texts.append(content["data"].get("text/plain", ""))
+            elif kind == "error":
+                errors.append(content)
+            if kind in ("display_data", "update_display_data"):
+                self.shown.append(content["data"].get("text/html", "")
+                                  + content["data"].get("text/plain", ""))
+                if self.shown_hook is not None:
+                    self.shown_hook(self.shown[-1])
+
+        self.kc.execute_interactive(code, timeout=180, output_hook=hook)
+        return "".join(texts), errors
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 

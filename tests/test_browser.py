@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (
+    RECORD_CELLS,
     chromium,
     error_outputs,
     expect_mlflow_in,
@@ -179,3 +180,36 @@ def test_example_notebook_runs_all_in_jupyterlab(jupyter, page, name, inline_uis
             assert inside.get_by_text("Something went wrong").count() == 0
     finally:
         shot(page, f"notebook-{Path(name).stem}")
+
+
+def test_a_saved_notebook_reopened_without_its_kernel_reads_as_a_record(jupyter, page):
+    """Run, save (JupyterLab saves no widget state by default), shut the kernel down,
+    reopen: every output still says what happened."""
+    import requests
+
+    name = "record.ipynb"
+    run_all(page, jupyter, name, RECORD_CELLS)
+    wait_until_all_ran(page)
+    page.wait_for_function("() => document.body.innerText.includes('ready in')",
+                           timeout=120_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function("() => !document.title.startsWith('*') && "
+                           "!document.querySelector('.jp-mod-dirty')", timeout=30_000)
+    for session in requests.get(f"{jupyter['url']}api/sessions", headers=jupyter["auth"],
+                                timeout=10).json():
+        if session["path"].endswith(name):
+            requests.delete(f"{jupyter['url']}api/kernels/{session['kernel']['id']}",
+                            headers=jupyter["auth"], timeout=30).raise_for_status()
+    page.goto("about:blank")
+    try:
+        page.goto(f"{jupyter['url']}lab/workspaces/reopened/tree/{name}?reset&token="
+                  f"{jupyter['token']}")
+        page.wait_for_selector(".jp-OutputArea-output svg", timeout=90_000)
+        shown = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+    finally:
+        shot(page, "record-reopened")
+    assert "Started MLflow server at" in shown and "ready in" in shown
+    assert "MLflow run fifty-steps" in shown and "learning_rate" in shown
+    assert "MLflow server is running" in shown
+    assert page.locator(".mlflow-magic-run svg").count() == 2  # loss and accuracy
+    assert not [r for r in ("HBox(", "VBox(", "HTML(value=", "IntProgress(") if r in shown]

@@ -15,8 +15,7 @@ import time
 from importlib.metadata import entry_points
 
 import pytest
-from conftest import STUB, free_port, python, stub_at, stubs_running
-from jupyter_client.manager import start_new_kernel
+from conftest import STUB, Kernel, free_port, python, stub_at, stubs_running
 
 import mlflow_magic
 from mlflow_magic import pending, registry, rest
@@ -262,37 +261,6 @@ def test_a_script_started_during_a_start_that_then_failed_stops_waiting(folder):
 # --- in a real kernel, on a real MLflow server ---------------------------------------------
 
 
-class Kernel:
-    """A real ipykernel; ``run(code)`` returns its outputs and the widget values it sent."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.km, self.kc = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
-        self.widget_values: list[str] = []
-
-    def run(self, code: str) -> tuple[str, list[dict]]:
-        texts, errors = [], []
-
-        def hook(msg):
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                texts.append(content["text"])
-            elif kind in ("display_data", "execute_result"):
-                texts.append(content["data"].get("text/plain", ""))
-            elif kind == "error":
-                errors.append(content)
-            elif kind == "comm_msg":
-                value = content["data"].get("state", {}).get("value")
-                if isinstance(value, str):
-                    self.widget_values.append(value)
-
-        self.kc.execute_interactive(code, timeout=180, output_hook=hook)
-        return "".join(texts), errors
-
-    def close(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
-
-
 @pytest.fixture
 def kernel(tmp_path):
     k = Kernel({"MLFLOW_PATH": str(tmp_path / "mlflow_data")})
@@ -316,10 +284,10 @@ def test_the_start_cell_returns_at_once_and_the_next_cell_logs_a_run(kernel, tmp
         "print(mlflow.get_run(run.info.run_id).info.status)")
     assert errors == [] and out.strip().splitlines()[-1] == "FINISHED"
     assert "Connection refused" not in out and "Retrying" not in out
-    # The start cell's own output turned into the result and the inline UI.
+    # The start cell's own output turned into the result and the inline UI, in place.
     assert any("Started MLflow server at" in v and ("mlflow-magic-ui" in v or "not embedded" in v)
-               for v in kernel.widget_values)
-    assert any(v.startswith("ready in") for v in kernel.widget_values)
+               and "ready in" in v for v in kernel.shown)
+    assert not [v for v in kernel.shown if "HBox(" in v or "IntProgress(" in v]
 
 
 def test_a_failed_background_start_shows_its_message_in_the_next_mlflow_call(kernel, tmp_path):
@@ -331,7 +299,7 @@ def test_a_failed_background_start_shows_its_message_in_the_next_mlflow_call(ker
     assert errors[0]["ename"] == "ServerStartFailed"
     (message,) = errors[0]["traceback"]  # one paragraph, no stack
     assert "its start failed" in message and "--bogus-flag" in message
-    assert any("exited with code 2" in v for v in kernel.widget_values)  # the start's cell
-    assert any(v.startswith("failed after") for v in kernel.widget_values)
+    assert any("exited with code 2" in v for v in kernel.shown)  # the start's cell
+    assert any("failed after" in v for v in kernel.shown)
     out, errors = kernel.run("print('the kernel goes on')")
     assert errors == [] and "the kernel goes on" in out

@@ -105,3 +105,20 @@ def test_proxy_serves_ui_and_rest_and_requires_the_token(jupyter, shared_server)
         f"/proxy/{shared_server.port}"]
     assert browser.get(f"{generic}api/2.0/mlflow/experiments/search", headers=auth,
                        params={"max_results": 5}, timeout=30).status_code == 200
+
+
+def test_a_stopped_servers_ui_explains_itself_and_comes_back(jupyter, folder):
+    """An inline UI or tab reopened after its server stopped: our page, not a proxy error;
+    the cell it names brings the UI back at the same address."""
+    server = mlflow_magic.start(folder, use=False).server
+    route = f"{jupyter['url']}mlflow-magic/proxy/{server.port}/"
+    assert requests.get(route, headers=jupyter["auth"], timeout=30).status_code == 200
+    mlflow_magic.stop(folder)
+    page = requests.get(route, headers=jupyter["auth"], timeout=30)
+    assert page.status_code == 503 and "This MLflow server is not running" in page.text
+    assert str(folder) in page.text and "Internal Server Error" not in page.text
+    cell = f"%mlflow_server start --path {folder} --port {server.port}"
+    assert cell in page.text and 'http-equiv="refresh"' in page.text
+    mlflow_magic.start(folder, use=False, port=server.port)  # what the page says to run
+    again = requests.get(route, headers=jupyter["auth"], timeout=30)
+    assert again.status_code == 200 and "<title>MLflow</title>" in again.text
