@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench.py --costs-only     # log tail, trace hook: no server
     .venv/bin/python benchmarks/bench.py --writers-only   # 8 writers, 1 vs 4 workers
     .venv/bin/python benchmarks/bench.py --privacy-only   # the folder's key: requests, start
+    .venv/bin/python benchmarks/bench.py --cards-only     # the live run card, saved cards
 
 Every measurement alternates ours and the plain command in the same run on the
 same machine, and reports medians and ratios in one table. Nothing here is a
@@ -585,6 +586,90 @@ def privacy_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
     ]
 
 
+LOOP = """
+import time, mlflow
+t0 = time.perf_counter()
+for step in range(2000):
+    mlflow.log_metric("loss", 1 / (step + 1), step=step)
+print("S", time.perf_counter() - t0)
+"""
+
+
+def card_loop_s(url: str, rounds: int) -> tuple[list[float], list[float]]:
+    """A loop of 2,000 ``log_metric`` calls in a real kernel: in a plain ``with
+    mlflow.start_run()``, and in ``%%mlflow_run`` with its card redrawn live (alternated)."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3",
+                              env={**os.environ, "MLFLOW_TRACKING_URI": url})
+
+    def run(code: str) -> float:
+        out: list[str] = []
+        kc.execute_interactive(code, timeout=600, output_hook=lambda msg: out.append(
+            msg["content"].get("text", "")))
+        return float("".join(out).split("S ", 1)[1].split()[0])
+
+    plain, card = [], []
+    try:
+        kc.execute_interactive("%load_ext mlflow_magic\nimport mlflow\n"
+                               "mlflow.set_experiment('card-overhead')", timeout=120)
+        for _ in range(rounds):
+            body = textwrap.indent(LOOP.strip(), "    ")
+            plain.append(run(f"with mlflow.start_run():\n{body}"))
+            card.append(run(f"%%mlflow_run --name live\n{LOOP.strip()}"))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    return plain, card
+
+
+def saved_cards_kb(root: Path) -> float:
+    """The saved size of a notebook with 10 run cards of 5 metrics x 1,000 steps each, run
+    headless as a pipeline would (nbclient), without widget state."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cell = ("%%mlflow_run --name card-{i}\nimport time, mlflow\nfrom mlflow.entities import "
+            "Metric\nrun = mlflow.active_run().info.run_id\nnow = int(time.time() * 1000)\n"
+            "for key in ['loss', 'accuracy', 'lr', 'grad_norm', 'val_loss']:\n"
+            "    for start in range(0, 1000, 500):\n"
+            "        mlflow.MlflowClient().log_batch(run, metrics=[Metric(key, (s * 37 % 101) / "
+            "(s + 1), now, s) for s in range(start, start + 500)])")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext mlflow_magic\n%mlflow_server start "
+                                          f"--no-ui --path {root / 'cards'}")]
+    nb.cells += [nbformat.v4.new_code_cell(cell.format(i=i)) for i in range(10)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3").execute()
+    finally:
+        mlflow_magic.stop(root / "cards")
+    saved = root / "cards.ipynb"
+    nbformat.write(nb, saved)
+    charts_drawn = sum(str(c.outputs).count("<svg") for c in nb.cells[1:])
+    assert charts_drawn == 50, f"{charts_drawn} charts, not 50"
+    return saved.stat().st_size / 1024
+
+
+def card_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
+    """What the live run card costs a training loop, and what ten cards weigh saved."""
+    server = Ours(root / "cards-steady")
+    server.start()
+    try:
+        plain, card = card_loop_s(server.url, rounds)
+    finally:
+        server.stop()
+    size = saved_cards_kb(root)
+    return [
+        ("2,000 log_metric in a loop: plain start_run vs %%mlflow_run, card live",
+         f"{median(plain):.2f} s", f"{median(card):.2f} s",
+         f"{median(card) / median(plain):.2f}x", "<= 1.05x"),
+        ("saved notebook: 10 run cards of 5 metrics x 1,000 steps (50 SVG charts)", "-",
+         f"{size:.0f} KB", "", "<= 200 KB"),
+    ]
+
+
 WRITER = """
 import os, sys, time
 import mlflow
@@ -731,6 +816,8 @@ def main() -> None:
     parser.add_argument("--start-only", action="store_true",
                         help="only Run All to the first logged run, 50 known folders and "
                              "the launcher tile")
+    parser.add_argument("--cards-only", action="store_true",
+                        help="only the run card: its cost in a training loop, its saved size")
     parser.add_argument("--privacy-only", action="store_true",
                         help="only what the folder's key costs: per request and per start")
     parser.add_argument("--postgres-uri", metavar="URI",
@@ -745,7 +832,8 @@ def main() -> None:
     only = {"writers_only": lambda: writers_rows(root, args.postgres_uri),
             "start_only": lambda: start_rows(root, args.rounds),
             "costs_only": lambda: costs_rows(root, args.rounds),
-            "privacy_only": lambda: privacy_rows(root, args.rounds)}
+            "privacy_only": lambda: privacy_rows(root, args.rounds),
+            "cards_only": lambda: card_rows(root, args.rounds)}
     for flag, rows_of in only.items():
         if getattr(args, flag):
             try:
@@ -756,7 +844,8 @@ def main() -> None:
             return
     try:
         costs = (start_rows(root, args.rounds) + costs_rows(root, args.rounds)
-                 + privacy_rows(root, args.rounds) + writers_rows(root, args.postgres_uri))
+                 + privacy_rows(root, args.rounds) + card_rows(root, args.rounds)
+                 + writers_rows(root, args.postgres_uri))
         starts = measure_starts(args.rounds, root)
         floor = median(starts["import floor"]["cold"])
 
