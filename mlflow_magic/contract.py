@@ -48,3 +48,6 @@ PRIVATE_DIR_ENV = "MLFLOW_MAGIC_PRIVATE_DIR"
 APP_ENV = "MLFLOW_MAGIC_APP"
 #: ``asgi`` (uvicorn) or ``wsgi`` (gunicorn, waitress): how the gate wraps that app.
 APP_KIND_ENV = "MLFLOW_MAGIC_APP_KIND"
+#: The listening socket the starter bound and handed to the server (a file descriptor
+#: number): the port is held from the moment it is chosen, so no other start can take it.
+LISTEN_FD_ENV = "MLFLOW_MAGIC_LISTEN_FD"

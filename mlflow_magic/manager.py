@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import psutil
@@ -46,7 +47,7 @@ from .config import (
     server_env,
     server_flags,
 )
-from .contract import KEY_HEADER, PRIVATE_DIR_ENV
+from .contract import KEY_HEADER, LISTEN_FD_ENV, PRIVATE_DIR_ENV
 from .errors import (
     ConfigError,
     ConnectError,
@@ -128,12 +129,12 @@ def start(config: ServerConfig, on_progress: Progress | None = None,
     """
     registry.refuse_foreign(config.data_dir)
     record = registry.read_record(config.data_dir)
-    if record is not None and registry.process_of(record) is not None \
+    if record is not None and record.mlflow_version and registry.process_of(record) is not None \
             and not _must_detach(config, record) and _probe(record).answering:
         _check_settings(config, record)
         return Reused(record, _warnings(config.data_dir, record))
     if record is None and config.port is not None:
-        _pick_port(config, [])  # a taken port is explained before anything is created
+        _check_port(config)
     registry.prepare_folder(config.data_dir)
     with registry.folder_lock(config.data_dir, config.timeout + LOCK_MARGIN):
         return _start_locked(config, on_progress or _no_progress, on_url or _no_url)
@@ -155,7 +156,9 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
                 on_progress: Progress, on_url: UrlKnown) -> Launched | Reused:
     """A live server is reused, never replaced: if it is busy, wait for it to answer."""
     _check_settings(config, record)
-    if not _probe(record).answering:
+    found = _probe(record)
+    version = found.version or "unknown (login required)"
+    if not found.answering:
         on_url(record.url)
         started = time.monotonic()
         outcome = process.wait_ready(
@@ -181,12 +184,12 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
                 "It was left running: it may be busy with a long request. Wait and start "
                 "again, or replace it with `%mlflow_server restart` (`stop` ends it). Last "
                 f"lines of its log ({record.log_path}):\n{tail}")
-        if not record.mlflow_version:  # its starter died before it answered: finish the record
-            listener = access.record_listener(record)
-            record = dataclasses.replace(record, started_at=time.time(),
-                                         mlflow_version=outcome.version,
-                                         listener=listener.to_dict() if listener else None)
-            registry.write_record(record)
+        version = outcome.version
+    if not record.mlflow_version:  # its starter died before it answered: finish the record
+        listener = access.record_listener(record)
+        record = dataclasses.replace(record, started_at=time.time(), mlflow_version=version,
+                                     listener=listener.to_dict() if listener else None)
+        registry.write_record(record)
     return Reused(_detach_if_needed(config, record), _warnings(config.data_dir, record))
 
 
@@ -255,12 +258,31 @@ def _check_settings(config: ServerConfig, record: ServerRecord) -> None:
             "without them to reuse it as it is.")
 
 
-def _pick_port(config: ServerConfig, tried: list[int]) -> int:
-    """The requested port if it is free, else explain who holds it; or the first free one."""
-    if config.port is None:
-        return process.find_free_port(config.host, FIRST_PORT, skip=tried)
-    if process.port_is_free(config.host, config.port):
-        return config.port
+def _check_port(config: ServerConfig) -> None:
+    """A taken ``--port`` is explained before anything is created."""
+    if config.port is not None and not process.port_is_free(config.host, config.port):
+        _port_taken(config)
+
+
+def _listen(config: ServerConfig, tried: list[int]) -> socket.socket:
+    """The server's listening socket, held from now on: on ``--port``, else the first port
+    from 5000 that this start can hold (a taken ``--port`` is explained)."""
+    try:
+        if config.port is None:
+            return process.listen_on_first_free(config.host, FIRST_PORT, skip=tried)
+        sock = process.listen_on(config.host, config.port)
+    except OSError as exc:
+        raise ConfigError(
+            f"No port could be held on {config.host} for the MLflow server: "
+            f"{exc.strerror or exc}. Free a port, or name one with --port.") from None
+    if sock is None:
+        _port_taken(config)
+    return sock  # type: ignore[return-value]
+
+
+def _port_taken(config: ServerConfig) -> NoReturn:
+    """Explain who holds the requested ``--port``."""
+    assert config.port is not None
     url = client_url(config.host, config.port)
     found = rest.probe(url, timeout=1.0)  # nothing of ours goes to a port we do not hold
     owner = ownership.port_owner(config.port)
@@ -285,22 +307,31 @@ def _pick_port(config: ServerConfig, tried: list[int]) -> int:
 
 def _launch(config: ServerConfig, on_progress: Progress,
             on_url: UrlKnown = _no_url) -> Launched:
-    """Spawn the server, wait for it, record it; on any failure leave nothing running."""
+    """Spawn the server, wait for it, record it; on any failure leave nothing running.
+
+    The port is held from the moment it is chosen (:func:`_listen`): the address shown
+    at once is the one served. A start still moves to another port if its server lost
+    the port anyway (a web server that cannot take the socket binds for itself).
+    """
     started = time.monotonic()
     tried: list[int] = []
     while True:
-        port = _pick_port(config, tried)
+        sock = _listen(config, tried)
+        port = sock.getsockname()[1]
         tried.append(port)
         try:
-            return _launch_on(config, port, started, on_progress, on_url)
+            return _launch_on(config, sock, started, on_progress, on_url)
         except StartFailedError as exc:
             port_taken = "address already in use" in exc.log_tail.lower()
             if config.port is not None or not port_taken or len(tried) >= PORT_RETRIES:
                 raise
+        finally:
+            sock.close()
 
 
-def _launch_on(config: ServerConfig, port: int, started: float,
+def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
                on_progress: Progress, on_url: UrlKnown) -> Launched:
+    port = sock.getsockname()[1]
     log = registry.log_path(config.data_dir)
     logfile.rotate(log)
     command = equivalent_command(config, port)
@@ -326,9 +357,11 @@ def _launch_on(config: ServerConfig, port: int, started: float,
         registry.write_private(_attach_file(config.data_dir), str(os.getpid()))
         env.update({PARENT_ENV: str(os.getpid()),
                     ATTACH_FILE_ENV: str(_attach_file(config.data_dir))})
+    env[LISTEN_FD_ENV] = str(sock.fileno())
     url = client_url(config.host, port)
     on_progress(PHASE_ORDER[0], time.monotonic() - started)
-    proc = process.spawn(server_argv(config, port), env, log)
+    proc = process.spawn(server_argv(config, port), env, log, pass_fds=[sock.fileno()])
+    sock.close()  # the server holds the port now
     create_time = psutil.Process(proc.pid).create_time()  # not reaped yet: always readable
     try:
         # Recorded at once, before it answers: `stop --all`, `status` ("starting") and a
@@ -429,12 +462,12 @@ def _credentials(record: ServerRecord) -> dict[str, str] | None:
     return _key_headers(record)
 
 
-def _probe(record: ServerRecord) -> rest.Probe:
+def _probe(record: ServerRecord, timeout: float = 2.0) -> rest.Probe:
     """Is the record's server up? Asked only of the process that holds its port."""
     headers = _credentials(record)
     if headers is None:
         return rest.Probe(False, error="its port is not held by its process")
-    return rest.probe(record.url, headers=headers)
+    return rest.probe(record.url, timeout=timeout, headers=headers)
 
 
 def _log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
@@ -618,7 +651,8 @@ def _status(data_dir: Path) -> ServerStatus:
                   "`stop` ends them, the next start replaces them")
         return ServerStatus(str(data_dir), "crashed", record, detail=detail,
                             log_path=log_str, log_tail=_log_tail(log, lines=15))
-    found = _probe(record)
+    # A server still starting holds its port already (connections wait for it): ask briefly.
+    found = _probe(record, timeout=2.0 if record.mlflow_version else 0.3)
     if found.answering:
         return ServerStatus(str(data_dir), "running", record, log_path=log_str,
                             detail=f"OK (MLflow {found.version})" if found.healthy

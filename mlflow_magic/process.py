@@ -48,12 +48,37 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def find_free_port(host: str, first: int, attempts: int = 200,
-                   skip: Sequence[int] = ()) -> int:
-    """The first port from ``first`` that is free on ``host``."""
+#: uvicorn's own default backlog.
+BACKLOG = 2048
+
+
+def listen_on(host: str, port: int) -> socket.socket | None:
+    """A socket listening on ``host:port``, or None if the port is taken.
+
+    Bound here and handed to the server (``pass_fds``), the port is held from the
+    moment it is chosen: two starts at the same moment can never pick the same one,
+    and nobody can take it while the server starts.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def listen_on_first_free(host: str, first: int, attempts: int = 200,
+                         skip: Sequence[int] = ()) -> socket.socket:
+    """A listening socket on the first port from ``first`` that this start can hold."""
     for port in range(first, first + attempts):
-        if port not in skip and port_is_free(host, port):
-            return port
+        if port not in skip:
+            sock = listen_on(host, port)
+            if sock is not None:
+                return sock
     raise OSError(errno.EADDRINUSE, f"no free port in {first}-{first + attempts - 1}")
 
 
@@ -70,8 +95,10 @@ def port_holder(port: int) -> str:
     return "another process"
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path) -> subprocess.Popen:
-    """Start ``argv`` in a new session, output appended to ``log_file``.
+def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path,
+          pass_fds: Sequence[int] = ()) -> subprocess.Popen:
+    """Start ``argv`` in a new session, output appended to ``log_file``, with ``pass_fds``
+    (the listening socket) inherited.
 
     A new session (and so a new process group) keeps the server out of the
     kernel's process group: Jupyter's "interrupt kernel" signals that whole group,
@@ -87,6 +114,7 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path) -> subpro
             env=dict(env),
             start_new_session=True,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     finally:
         os.close(fd)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from .contract import APP_ENV, APP_KIND_ENV, PRIVATE_DIR_ENV
+from .contract import APP_ENV, APP_KIND_ENV, LISTEN_FD_ENV, PRIVATE_DIR_ENV
 
 PARENT_ENV = "MLFLOW_MAGIC_PARENT_PID"
 #: With ``--attached``: while this file exists, the server stops when its parent exits.
@@ -114,9 +114,10 @@ def _is_uvicorn_command(cmd: object) -> bool:
             and list(cmd[1:3]) == ["-m", "uvicorn"])
 
 
-def install(in_process: bool = True) -> bool:
-    """Route MLflow's server launch through :mod:`mlflow_magic.served_app`, and (with
-    ``in_process``) its uvicorn into this process; False if MLflow changed shape."""
+def install(in_process: bool = True, listen_fd: int | None = None) -> bool:
+    """Route MLflow's server launch through :mod:`mlflow_magic.served_app`, (with
+    ``in_process``) its uvicorn into this process, and onto ``listen_fd`` (the socket the
+    starter holds); False if MLflow changed shape."""
     import mlflow.server as mlflow_server
 
     original = getattr(mlflow_server, "_exec_cmd", None)
@@ -131,6 +132,9 @@ def install(in_process: bool = True) -> bool:
         if served is None:
             _refuse_if_private(f"its web server command is {list(cmd)[:4]}")
         cmd, extra_env = served or (cmd, dict(extra_env or {}))
+        cmd, on_fd = on_inherited_socket(cmd, listen_fd)
+        if on_fd:  # MLflow's own launcher starts it as a process of its own: hand it over
+            kwargs["pass_fds"] = (*kwargs.get("pass_fds", ()), listen_fd)
         if in_process and _is_uvicorn_command(cmd) and not synchronous and not args:
             return InProcessServer(cmd, extra_env)
         if in_process:
@@ -150,6 +154,33 @@ def _refuse_if_private(why: str) -> None:
               "basic-auth`) or without the arguments after `--` that change its web server.",
               file=sys.stderr, flush=True)
         raise SystemExit(1)
+
+
+def on_inherited_socket(cmd: list, fd: int | None) -> tuple[list, bool]:
+    """The web server's command serving the socket ``fd`` instead of binding host and port,
+    and whether it does.
+
+    uvicorn takes ``--fd``, gunicorn ``-b fd://N``. A server that cannot (waitress) binds
+    for itself: the socket is closed first, so the port is free for it a moment later.
+    """
+    if fd is None or len(cmd) < 3 or cmd[1] != "-m":
+        return cmd, False
+    if cmd[2] == "uvicorn":
+        out, skip = [], False
+        for i, arg in enumerate(cmd):
+            if skip:
+                skip = False
+                continue
+            if arg in ("--host", "--port") and i + 1 < len(cmd):
+                skip = True
+                continue
+            out.append(arg)
+        return [*out[:3], "--fd", str(fd), *out[3:]], True
+    if cmd[2] == "gunicorn" and "-b" in cmd:
+        return [f"fd://{fd}" if i and cmd[i - 1] == "-b" else arg
+                for i, arg in enumerate(cmd)], True
+    os.close(fd)
+    return cmd, False
 
 
 #: Web servers whose command names the app last: (module, flag that marks a factory).
@@ -292,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     log = os.environ.pop(LOG_ENV, None)
     if log:
         keep_log_small(log)
+    # The socket the starter bound: this process holds the port until uvicorn serves it.
+    fd = os.environ.pop(LISTEN_FD_ENV, None)
+    listen_fd = int(fd) if fd and fd.isdigit() else None
     args = server_args(sys.argv[1:] if argv is None else argv)
     from .newdb import CACHE_ENV, seed
     from .schema import UPGRADE_ENV, guard
@@ -307,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # As in MLflow's own uvicorn process, so mlflow.server sets up its Flask app as a
         # server (security middleware included) when it is imported.
         import uvicorn  # noqa: F401
-    install(in_process=not reason)
+    install(in_process=not reason, listen_fd=listen_fd)
     from mlflow.cli import cli
 
     cli.main(args=["server", *args], prog_name="mlflow")

@@ -7,7 +7,12 @@ tests do the same with a stub binary. The behaviour comes from ``STUB_MODE``:
 - ``exit:<code>:<message>``: print the message (as a log line) and exit with the code
 - ``hang``: run, never answer
 - ``slow:<seconds>``: as ``serve``, after that long (a server still starting)
-- ``serve``: answer ``/health`` (OK) and ``/version`` like MLflow on ``--port``
+- ``serve``: answer ``/health`` (OK) and ``/version`` like MLflow on ``--port`` (on the
+  socket a start handed over in ``MLFLOW_MAGIC_LISTEN_FD``, as the real server does)
+- ``binds-itself:<seconds>``: as a web server that cannot take a handed-over socket: lets go
+  of it, waits, then binds the port itself (and exits "address already in use" if another
+  program took it meanwhile)
+- ``/slow``: answers after 30 s (a stuck request), in any serving mode
 - ``forbidden``: as ``serve``, but ``/version`` answers 403 (a host or permission refusal)
 
 With ``STUB_RECORD=<file>`` every request it gets is appended to that file as a
@@ -19,6 +24,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import sys
 import time
 
@@ -40,6 +46,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record()
+        if self.path == "/slow":
+            time.sleep(30)
         body = {"/health": b"OK", "/version": b"0.0-stub"}.get(self.path)
         if self.path == "/version" and os.environ.get("STUB_MODE") == "forbidden":
             self.send_response(403)
@@ -66,8 +74,27 @@ def main() -> None:
         time.sleep(float(mode.split(":", 1)[1]))
     args = sys.argv[1:]
     port = int(args[args.index("--port") + 1])
+    fd = os.environ.get("MLFLOW_MAGIC_LISTEN_FD")  # the socket a start holds for us
+    if mode.startswith("binds-itself:") and fd is not None:
+        os.close(int(fd))
+        fd = None
+        time.sleep(float(mode.split(":", 1)[1]))
+        try:
+            probe = socket.socket()
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            probe.close()
+        except OSError:
+            print("[Errno 98] error while attempting to bind: address already in use",
+                  flush=True)
+            sys.exit(1)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler,
+                                             bind_and_activate=fd is None)
+    if fd is not None:
+        server.socket.close()
+        server.socket = socket.socket(fileno=int(fd))
     print("Uvicorn running (stub)", flush=True)
-    http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -134,7 +134,9 @@ def test_settings_mismatch_is_reported_not_reused(shared_server, tmp_path):
 
 
 def test_auto_port_skips_a_busy_port(folder):
-    first_free = process.find_free_port("127.0.0.1", 5000)
+    probe = process.listen_on_first_free("127.0.0.1", 5000)
+    first_free = probe.getsockname()[1]
+    probe.close()
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", first_free))

@@ -14,7 +14,7 @@ from conftest import free_port, stub_at, stubs_running, wait_for
 
 import mlflow_magic
 from mlflow_magic import manager, process, registry
-from mlflow_magic.errors import StartFailedError, StartTimeoutError
+from mlflow_magic.errors import PortInUseError, StartFailedError, StartTimeoutError
 
 
 @pytest.fixture(autouse=True)
@@ -107,16 +107,30 @@ def test_connect_explains_a_403(monkeypatch, clean_tracking_env):
         assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
-def test_an_answer_from_another_server_on_our_port_is_not_taken_for_ours(folder, stub,
-                                                                        monkeypatch):
-    """Another server took the port between our check and our bind (two users of one host
-    starting at once): its answer must not make our start "ready"."""
+def test_a_port_taken_after_the_first_check_is_refused_before_anything_starts(
+        folder, stub, monkeypatch):
+    """Another server took ``--port`` between the early check and the start (two users of one
+    host starting at once): the start holds the port itself, so it is refused at once, with
+    the early check's message, and nothing runs."""
     port = free_port()
     with stub_at(port) as other:
         wait_for(lambda: not process.port_is_free("127.0.0.1", port))
         monkeypatch.setattr(process, "port_is_free", lambda host, p: True)  # the race
-        stub("hang")  # ours never gets to listen
-        with pytest.raises(StartFailedError, match=f"Another server took port {port}"):
+        stub("serve")
+        with pytest.raises(PortInUseError, match=f"Port {port} is already used by an MLflow"):
             mlflow_magic.start(folder, use=False, port=port)
         assert registry.read_record(folder) is None
+        assert [p.pid for p in stubs_running()] == [other.pid]  # none of ours started
         assert other.poll() is None  # the other server is not ours to stop
+
+
+def test_a_rival_that_binds_in_the_window_gets_nothing(folder, stub):
+    """The port is held from the moment it is chosen: a rival trying to bind it while our
+    server starts fails, and our server serves the address shown at once."""
+    stub("slow:1.5")
+    result = mlflow_magic.start(folder, use=False, wait=False)
+    port = int(result.url.rsplit(":", 1)[1])
+    rival = process.listen_on("127.0.0.1", port)
+    assert rival is None  # taken: by our start, from the first moment
+    final = result.pending.result(60)
+    assert final.url == result.url and final.server.port == port
