@@ -51,3 +51,9 @@ APP_KIND_ENV = "MLFLOW_MAGIC_APP_KIND"
 #: The listening socket the starter bound and handed to the server (a file descriptor
 #: number): the port is held from the moment it is chosen, so no other start can take it.
 LISTEN_FD_ENV = "MLFLOW_MAGIC_LISTEN_FD"
+
+# --- the Jupyter server's environment ------------------------------------------------------
+
+#: Set by the server extension in the Jupyter server's process (so its children, the
+#: launcher's forwarder among them, see it): the route's path, ``<base_url>mlflow-magic/proxy/``.
+ROUTE_ENV = "MLFLOW_MAGIC_ROUTE"

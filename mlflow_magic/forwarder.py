@@ -25,6 +25,7 @@ from tornado import httpserver, netutil, web
 
 from . import access, manager
 from .config import ServerOptions, resolve
+from .contract import ROUTE_ENV
 from .errors import MlflowMagicError
 from .jupyter.relay import MAX_BODY, Relay
 
@@ -75,10 +76,23 @@ class ForwardHandler(Relay, web.RequestHandler):
             self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.finish(f"mlflow_magic could not start the MLflow server:\n\n{exc}\n")
             return
+        if os.environ.get(ROUTE_ENV):  # the server extension's route: it streams
+            return self._to_the_route(server.record.port)
         same_origin = self._same_origin()
         if self.request.method not in SAFE_METHODS and not same_origin:
             raise web.HTTPError(403, "mlflow_magic: cross-origin request refused")
         await self.open_relay(server.record.port, self.request.path, server.key, same_origin)
+
+    def _to_the_route(self, port: int) -> None:
+        """Send the browser to ``mlflow-magic/proxy/<port>/`` for the same path (307: the
+        same method and body). jupyter-server-proxy, in front of this process, holds whole
+        responses in Jupyter's memory; that route streams them. The Location is relative,
+        so it stays under any base URL and jupyter-server-proxy leaves it alone."""
+        path = self.request.path
+        route = os.environ[ROUTE_ENV].strip("/").rsplit("/", 2)[-2:]  # mlflow-magic/proxy
+        up = "../" * path.count("/")
+        query = f"?{self.request.query}" if self.request.query else ""
+        self.redirect(f"{up}{'/'.join(route)}/{port}{path}{query}", status=307)
 
     async def get(self, *_args: str) -> None:
         await self.relay_response()  # jupyter-server-proxy rewrites redirects itself

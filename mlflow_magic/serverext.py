@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import html
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,6 +31,7 @@ from jupyter_server.utils import url_path_join
 from tornado import iostream, web
 
 from . import access, registry
+from .contract import ROUTE_ENV
 from .jupyter.relay import Relay
 
 ROUTE = "mlflow-magic"
@@ -188,6 +190,9 @@ class InfoHandler(APIHandler):
 
 def _load_jupyter_server_extension(serverapp) -> None:
     base = serverapp.web_app.settings["base_url"]
+    # The launcher's forwarder (a child of this process) sends the browser here: this
+    # route streams, jupyter-server-proxy's own buffers whole responses in memory.
+    os.environ[ROUTE_ENV] = url_path_join(base, ROUTE, "proxy") + "/"
     serverapp.web_app.add_handlers(".*", [
         (url_path_join(base, ROUTE, r"proxy/(\d+)(.*)"), LoopbackProxyHandler),
         (url_path_join(base, ROUTE, "api/info"), InfoHandler),

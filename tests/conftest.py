@@ -517,7 +517,7 @@ def jupyter(tmp_path_factory):
     try:
         wait_until_answers(proc, f"{base}api/status?token={token}", root / "jupyter.log")
         yield {"url": base, "token": token, "root": root, "data_dir": data_dir, "env": env,
-               "auth": {"Authorization": f"token {token}"}}
+               "auth": {"Authorization": f"token {token}"}, "pid": proc.pid}
     finally:
         manager.stop(data_dir)
         stop_group(proc)

@@ -299,3 +299,46 @@ def test_a_failed_background_start_shows_its_message_in_the_next_mlflow_call(ker
     assert any("failed after" in v for v in kernel.shown)
     out, errors = kernel.run("print('the kernel goes on')")
     assert errors == [] and "the kernel goes on" in out
+
+
+def test_three_kernels_starting_fresh_folders_at_once_lose_no_first_call(tmp_path):
+    """Run All in three kernels at the same moment, twice: each start shows its address at
+    once, serves exactly there, and the first MLflow call queued behind it goes through."""
+    kernels = [Kernel({}) for _ in range(3)]
+    folders: list = []
+    try:
+        for round_ in range(2):
+            these = [tmp_path / f"round{round_}-kernel{i}" for i in range(3)]
+            folders += these
+            barrier, results = threading.Barrier(3), [None] * 3
+
+            def run_all(i: int, these=these, barrier=barrier, results=results) -> None:
+                barrier.wait()
+                start = kernels[i].run(f"%load_ext mlflow_magic\n%mlflow_server start --no-ui "
+                                       f"--path {these[i]}\nimport os\n"
+                                       "print('\\nURL', os.environ['MLFLOW_TRACKING_URI'])")
+                first = kernels[i].run("import mlflow\nmlflow.set_experiment('first-call')\n"
+                                       "with mlflow.start_run() as run:\n"
+                                       "    mlflow.log_param('kernel', 1)\n"
+                                       "print('RUN', mlflow.get_tracking_uri(), "
+                                       "mlflow.get_run(run.info.run_id).info.status)")
+                results[i] = (start, first)
+
+            threads = [threading.Thread(target=run_all, args=(i,)) for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(300)
+            urls = []
+            for i, ((shown, start_errors), (first, first_errors)) in enumerate(results):
+                assert start_errors == [] and first_errors == [], (start_errors, first_errors)
+                url = shown.split("URL ")[-1].strip()
+                assert f"RUN {url} FINISHED" in first, first
+                assert registry.read_record(these[i]).url == url  # served where it was shown
+                urls.append(url)
+            assert len(set(urls)) == 3
+    finally:
+        for k in kernels:
+            k.close()
+        for folder in folders:
+            mlflow_magic.stop(folder)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import requests
 from conftest import serve_processes
 
@@ -122,3 +126,93 @@ def test_a_stopped_servers_ui_explains_itself_and_comes_back(jupyter, folder):
     mlflow_magic.start(folder, use=False, port=server.port)  # what the page says to run
     again = requests.get(route, headers=jupyter["auth"], timeout=30)
     assert again.status_code == 200 and "<title>MLflow</title>" in again.text
+
+
+class PeakMemory:
+    """The highest RSS of a process while the block runs (sampled every 20 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.before = self.proc.memory_info().rss
+        self.peak = self.before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.before) / 2**20
+
+
+BIG = 300 * 2**20
+
+
+def test_big_artifacts_stream_through_every_route_with_flat_memory(jupyter, tmp_path):
+    """300 MB down and up through the Jupyter route, the tile's and /mlflow/: Jupyter's
+    memory stays flat, and what arrives is what was sent."""
+    server = mlflow_magic.start(jupyter["data_dir"], use=False).server  # the tile's folder
+    stored = Path(server.settings["artifacts_destination"]) / "big" / "model.bin"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with open(stored, "wb") as fh:
+        for i in range(BIG // 2**20):
+            block = hashlib.sha256(str(i).encode()).digest() * (2**20 // 32)
+            fh.write(block)
+            digest.update(block)
+    base, auth = jupyter["url"], jupyter["auth"]
+    artifact = "api/2.0/mlflow-artifacts/artifacts/big/model.bin"
+    for route in (f"mlflow-magic/proxy/{server.port}/", "mlflow/"):
+        got = hashlib.sha256()
+        with PeakMemory(jupyter["pid"]) as memory, requests.get(
+                f"{base}{route}{artifact}", headers=auth, stream=True, timeout=300) as resp:
+            assert resp.status_code == 200
+            assert f"mlflow-magic/proxy/{server.port}/{artifact}" in resp.url  # /mlflow/ too
+            for chunk in resp.iter_content(2**20):
+                got.update(chunk)
+        assert got.hexdigest() == digest.hexdigest(), route
+        assert memory.growth_mb <= 64, f"{route}: Jupyter grew {memory.growth_mb:.0f} MB"
+
+    def body():
+        with open(stored, "rb") as fh:
+            while chunk := fh.read(2**20):
+                yield chunk
+
+    with PeakMemory(jupyter["pid"]) as memory:
+        up = requests.put(f"{base}mlflow-magic/proxy/{server.port}/api/2.0/mlflow-artifacts/"
+                          "artifacts/big/uploaded.bin", data=body(), timeout=300,
+                          headers={**auth, "Content-Type": "application/octet-stream"})
+    assert up.status_code == 200, up.text
+    assert memory.growth_mb <= 64, f"upload: Jupyter grew {memory.growth_mb:.0f} MB"
+    uploaded = stored.with_name("uploaded.bin")
+    with open(uploaded, "rb") as fh:
+        assert hashlib.file_digest(fh, "sha256").hexdigest() == digest.hexdigest()
+    stored.unlink()
+    uploaded.unlink()
+
+
+def test_a_stuck_request_holds_up_nothing_else(jupyter, folder, stub):
+    """One request MLflow never answers (30 s) does not block the others through Jupyter."""
+    stub("serve")
+    server = mlflow_magic.start(folder, use=False).server
+    route = f"{jupyter['url']}mlflow-magic/proxy/{server.port}/"
+    stuck = threading.Thread(target=lambda: requests.get(f"{route}slow", timeout=60,
+                                                         headers=jupyter["auth"]))
+    stuck.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    for _ in range(5):
+        assert requests.get(f"{route}health", headers=jupyter["auth"], timeout=10).text == "OK"
+    assert time.monotonic() - t0 < 5
+    mlflow_magic.stop(folder)
+    stuck.join(60)
