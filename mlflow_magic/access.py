@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import contract, ownership, registry
-from .config import is_loopback
+from .config import is_loopback, start_command
 from .errors import CellMessage
 from .registry import ServerRecord
 
@@ -109,44 +110,46 @@ class OwnServer:
         return {contract.KEY_HEADER: self.key} if self.key else {}
 
 
+#: How long an MLflow call waits for a server that a start or restart is bringing back (s):
+#: the default start timeout, and the folder lock's margin.
+RESTART_WAIT = 150.0
 #: Verified servers by port: later requests only check that the listener is unchanged.
 _verified: dict[int, OwnServer] = {}
 _lock = threading.Lock()
 
 
-def headers_for_url(url: str) -> dict[str, str]:
+def headers_for_url(url: str, wait: bool = False) -> dict[str, str]:
     """What a request to ``url`` must carry: the key for this user's private server there,
-    nothing for any other address; :class:`PortTaken` if another user holds that port."""
+    nothing for any other address; :class:`PortTaken` if another user holds that port
+    (``wait``: see :func:`server_on_port`)."""
     parts = urlsplit(url)
     if parts.scheme != "http" or not is_loopback(parts.hostname):
         return {}
-    found = server_at(url)
-    return found.headers() if found is not None else {}
-
-
-def server_at(url: str) -> OwnServer | None:
-    """This user's server at the loopback ``url``, verified; None if no server of ours is
-    there (the port is free, or held by another program of this user's).
-
-    Raises :class:`PortTaken` if another user holds the port.
-    """
-    parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
-        return None
-    if port is None or not is_loopback(parts.hostname):
-        return None
-    return server_on_port(port)
+        return {}
+    found = server_on_port(port, wait) if port is not None else None
+    return found.headers() if found is not None else {}
 
 
-def server_on_port(port: int) -> OwnServer | None:
-    """:func:`server_at` by port: what the Jupyter routes ask for each request."""
+def server_on_port(port: int, wait: bool = False) -> OwnServer | None:
+    """This user's server on the local ``port``, verified; None if no server of ours is
+    there (the port is free, or held by another program of this user's). Asked for each
+    request by the hook and the Jupyter routes: microseconds once verified.
+
+    Raises :class:`PortTaken` if another user holds the port.
+
+    With ``wait`` (an MLflow call), a server of this user's that is down while a start
+    or restart brings it back is waited for; one that nobody brings back is
+    :class:`ServerNotRunning` at once: the call is not sent, rather than retried for
+    minutes against a closed port.
+    """
     with _lock:
         known = _verified.get(port)
     if known is not None and ownership.still_listening(known.listener):
         return known
-    found = _find(port)
+    found = _find(port, wait)
     with _lock:
         if found is None:
             _verified.pop(port, None)
@@ -155,17 +158,55 @@ def server_on_port(port: int) -> OwnServer | None:
     return found
 
 
-def _find(port: int) -> OwnServer | None:
+def _find(port: int, wait: bool) -> OwnServer | None:
     """Look the port up in this user's records, and check who holds it."""
+    deadline = time.monotonic() + RESTART_WAIT
+    while True:
+        record = _record_on(port)
+        if record is not None:
+            listener = record_listener(record)
+            if listener is not None:
+                key = folder_key(Path(record.data_dir)) if record.private else None
+                return OwnServer(record, listener, key)
+        _refuse_foreign(port)
+        data_dir = Path(record.data_dir) if record is not None else registry.folder_last_on(port)
+        if not wait or data_dir is None or _answers_connect(port):
+            return None  # never ours, or another program of this user's listens there
+        coming_back = (record is not None and registry.process_of(record) is not None) \
+            or registry.lock_held(data_dir)
+        if not coming_back or time.monotonic() > deadline:
+            raise ServerNotRunning(data_dir, port, crashed=record is not None)
+        time.sleep(0.2)
+
+
+def _record_on(port: int) -> ServerRecord | None:
     for data_dir in registry.known_data_dirs():
         record = registry.read_record(data_dir)
-        if record is None or record.port != port or not registry.on_this_host(record):
-            continue
-        listener = record_listener(record)
-        if listener is not None:
-            return OwnServer(record, listener, folder_key(data_dir) if record.private else None)
-    _refuse_foreign(port)
+        if record is not None and record.port == port and registry.on_this_host(record):
+            return record
     return None
+
+
+def _answers_connect(port: int) -> bool:
+    """Something accepts connections on the port (while nothing of ours is verified there)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class ServerNotRunning(CellMessage):
+    """An MLflow call for a server of this user's that is down, and that no start brings
+    back: not sent."""
+
+    def __init__(self, data_dir: Path, port: int, crashed: bool) -> None:
+        why = "its process is gone" if crashed else "it was stopped"
+        super().__init__(
+            f"This MLflow call was not sent: the MLflow server of the data folder {data_dir} "
+            f"(port {port}) is not running ({why}). Start it again with "
+            f"`{start_command(data_dir, port)}` (in a terminal: `mlflow-magic "
+            f"{start_command(data_dir, port).split(' ', 1)[1]}`), then run the call again.")
 
 
 def record_listener(record: ServerRecord) -> ownership.Listener | None:

@@ -276,6 +276,13 @@ def resolve_data_dir(path: str | os.PathLike[str] | None = None,
     return Path(os.path.expandvars(raw)).expanduser().resolve()
 
 
+def start_command(data_dir: Path, port: int | None = None) -> str:
+    """The cell that starts ``data_dir``'s server again (on ``port``: the address open UIs
+    and kernels still use)."""
+    flags = "" if data_dir == resolve_data_dir() else f" --path {data_dir}"
+    return f"%mlflow_server start{flags}" + (f" --port {port}" if port else "")
+
+
 def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) -> ServerConfig:
     """Check ``options`` and resolve every default into a :class:`ServerConfig`.
 

@@ -39,4 +39,4 @@ class RequestHook:
             return {}
         from .access import headers_for_url  # only for requests to this machine
 
-        return headers_for_url(url)
+        return headers_for_url(url, wait=True)

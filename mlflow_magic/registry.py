@@ -286,6 +286,21 @@ class _FolderLock:
         self._lock.release()
 
 
+def lock_held(data_dir: Path) -> bool:
+    """Someone (another process, or thread) is starting or stopping the folder's server."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(record_dir(data_dir) / "server.lock", mode=0o600)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:
+        return False
+    lock.release()
+    return False
+
+
 def read_record(data_dir: Path) -> ServerRecord | None:
     """The record of the folder, or None if there is none or it is unreadable."""
     try:

@@ -7,8 +7,9 @@ gunicorn), and every worker process imports it afresh. :mod:`mlflow_magic.serve`
 puts this module in its place and the original string in
 :data:`~mlflow_magic.contract.APP_ENV`, so each worker, however it was started
 (in-process, ``--workers N``, MLflow's own launcher), refuses requests without
-the folder's key (:mod:`mlflow_magic.server.gate`) and serves the renderer
-under any path prefix (see :func:`mlflow_magic.serve.relative_renderer_page`).
+the folder's key (:mod:`mlflow_magic.server.gate`), says a full disk clearly
+(:mod:`mlflow_magic.server.failures`) and serves the renderer under any path
+prefix (see :func:`mlflow_magic.serve.relative_renderer_page`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib
 import os
 
 from . import contract
-from .server import gate
+from .server import failures, gate
 
 
 def _load(target: str):
@@ -28,9 +29,11 @@ def _load(target: str):
     return found() if factory else found
 
 
-app = gate.from_environment(
-    _load(os.environ.get(contract.APP_ENV, "mlflow.server.fastapi_app:app")),
-    os.environ.get(contract.APP_KIND_ENV, "asgi"))
+_KIND = os.environ.get(contract.APP_KIND_ENV, "asgi")
+_MLFLOW_APP = _load(os.environ.get(contract.APP_ENV, "mlflow.server.fastapi_app:app"))
+#: The gate first (nothing gets in without the key), then clear words for a full disk.
+app = gate.from_environment(failures.asgi(_MLFLOW_APP) if _KIND == "asgi" else _MLFLOW_APP,
+                            _KIND)
 
 import mlflow.server  # noqa: E402 - imported by the app above; the Flask app lives here
 

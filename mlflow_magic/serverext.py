@@ -23,7 +23,6 @@ import asyncio
 import datetime
 import html
 import os
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -31,6 +30,7 @@ from jupyter_server.utils import url_path_join
 from tornado import iostream, web
 
 from . import access, registry
+from .config import start_command
 from .contract import ROUTE_ENV
 from .jupyter.relay import Relay
 
@@ -117,7 +117,7 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
                 "shows.")))
         self.set_status(503)
         self.set_header("Retry-After", "5")
-        cell = start_cell(folder, None if taken else port)
+        cell = start_command(folder, None if taken else port)
         self.finish(_page("This MLflow server is not running", (
             f"The MLflow server of the data folder <code>{html.escape(str(folder))}</code> "
             f"is not running" + (f", and port {port} is now held by another user: start it "
@@ -140,14 +140,6 @@ def _page(title: str, body_html: str, refresh: bool = False) -> str:
             "</title><body style='font-family:sans-serif;max-width:40em;margin:3em auto'>"
             f"<h2>{html.escape(title)}</h2><p>{body_html}</p>")
 
-
-def start_cell(folder: Path, port: int | None) -> str:
-    """The cell that starts ``folder``'s server again (on ``port``: the address a reload of
-    an open UI asks for)."""
-    from .config import resolve_data_dir
-
-    flags = "" if folder == resolve_data_dir() else f" --path {folder}"
-    return f"%mlflow_server start{flags}" + (f" --port {port}" if port else "")
 
 
 class TileHandler(JupyterHandler):

@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 
+import crash_loop
 import psutil
 import pytest
 from conftest import as_host, python, rest, serve_processes, wait_for
@@ -440,3 +441,49 @@ def test_full_disk_is_explained_and_leaves_nothing_running(small_disk):
     assert "disk" in str(info.value) and "space" in str(info.value)
     assert not serve_processes(str(data))
     assert registry.read_record(data) is None
+
+
+def test_a_crash_loop_loses_no_acknowledged_write(folder):
+    """Three writers (log_metric, log_batch, set_tag, log_artifact) while the server is
+    killed with -9 eight times and brought back by the next start."""
+    outcome = crash_loop.run(folder, cycles=8)
+    assert outcome.cycles == 8 and outcome.restarts_ok == 8
+    assert outcome.acknowledged > 100, outcome
+    assert outcome.lost == [], outcome.lost[:10]
+    assert outcome.integrity == "ok"
+
+
+def test_a_full_disk_in_the_middle_of_writes_is_said_clearly_and_recovered(small_disk):
+    mount, _remount = small_disk
+    data = mount / "data"
+    server = mlflow_magic.start(data, use=False).server
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server.url)
+    run = client.create_run("0").info.run_id
+    acknowledged = []
+    filler = mount / "filler"
+    with open(filler, "wb", buffering=0) as fh, pytest.raises(OSError):
+        while True:
+            fh.write(b"\0" * 65536)
+    t0 = time.monotonic()
+    with pytest.raises(Exception, match="is full, so this write was not stored") as info:
+        for step in range(10_000):
+            client.log_metric(run, "m", float(step), step=step)
+            acknowledged.append(step)
+        client.log_text(run, "x" * 200_000, "big.txt")
+    assert "Free some space on that disk" in str(info.value)
+    assert time.monotonic() - t0 < 30  # said at once, not after minutes of retries
+    with pytest.raises(Exception, match="is full"):
+        client.log_text(run, "x" * 200_000, "big.txt")
+    artifacts = data / "artifacts" / "0" / run / "artifacts"
+    leftovers = list(artifacts.rglob("*big.txt*")) if artifacts.exists() else []
+    assert leftovers == []  # nothing half-written
+    filler.unlink()
+    client.log_metric(run, "m", -1.0, step=99_999)
+    client.log_text(run, "x" * 200_000, "big.txt")
+    steps = {int(m.step) for m in client.get_metric_history(run, "m")}
+    assert set(acknowledged) | {99_999} <= steps
+    assert (artifacts / "big.txt").stat().st_size == 200_000
+    with sqlite3.connect(data / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

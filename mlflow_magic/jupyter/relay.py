@@ -13,11 +13,13 @@ forwarder (forwarder.py). For each request it:
 - streams the request body up and the response down chunk by chunk, each
   chunk written only once the other side took the last one, so a 300 MB
   artifact never sits in Jupyter's memory, and a slow MLflow response holds
-  up nothing else (every relay is its own coroutine).
+  up nothing else (every relay is its own coroutine);
+- compresses the UI's HTML, JS, CSS and JSON for the browser (compress.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -26,6 +28,7 @@ from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.tcpclient import TCPClient
 
 from ..contract import KEY_HEADER, SESSION_COOKIE
+from . import compress
 
 #: Headers of one hop, never passed on (RFC 9110 7.6.1), plus what we set ourselves.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
@@ -80,6 +83,8 @@ def upstream_headers(headers: httputil.HTTPHeaders, port: int, key: str | None,
             continue  # Jupyter's "token ..." / "Bearer ...": not MLflow's basic auth
         if lower == "origin" and loopback_origin:
             value = f"http://127.0.0.1:{port}"
+        if lower in ("if-none-match", "if-match"):  # our encodings' ETags, as MLflow's
+            value = compress.untagged(value)
         sent.add(name, value)
     sent["Host"] = f"127.0.0.1:{port}"
     if key:
@@ -88,13 +93,29 @@ def upstream_headers(headers: httputil.HTTPHeaders, port: int, key: str | None,
 
 
 class _ResponseRelay(httputil.HTTPMessageDelegate):
-    """Hands MLflow's response to the browser as it arrives, at the browser's pace."""
+    """Hands MLflow's response to the browser as it arrives, at the browser's pace, and
+    compressed where that pays (an asset is compressed once, then sent from the cache)."""
 
-    def __init__(self, handler, rewrite_location: Callable[[str], str] | None) -> None:
+    def __init__(self, handler, rewrite_location: Callable[[str], str] | None,
+                 port: int) -> None:
         self.handler = handler
         self.rewrite_location = rewrite_location
+        request = handler.request
+        self.encoding = compress.choose(request.headers.get("Accept-Encoding"))
+        self.method, self.path, self.uri, self.port = (request.method, request.path,
+                                                       request.uri, port)
+        #: the browser revalidates an encoded copy it keeps: MLflow's 304 must say so too
+        self.revalidating = compress.untagged(request.headers.get("If-None-Match", "")) != (
+            request.headers.get("If-None-Match", ""))
         #: the status line has been handed on: an error now can only cut the response
         self.started = False
+        #: "pass" as it comes, "stream" compressed as it comes, "asset" compressed whole
+        #: and kept, "cached" (MLflow's body is dropped, the kept one sent)
+        self.mode = "pass"
+        self.key: tuple | None = None
+        self.body: list[bytes] = []
+        self.cached: bytes | None = None
+        self.stream: compress.Stream | None = None
 
     def headers_received(self, start_line, headers: httputil.HTTPHeaders) -> None:
         self.started = True
@@ -103,20 +124,64 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
         for name in ("Server", "Content-Type", "Date"):
             handler.clear_header(name)
         handler.set_status(start_line.code, start_line.reason)
+        compressible = compress.worth_it(self.method, self.path, start_line.code, headers)
+        if compressible and self.encoding:
+            self._choose_mode(headers)
         for name, value in headers.get_all():
             lower = name.lower()
-            if lower in HOP_BY_HOP:
+            if lower in HOP_BY_HOP or (lower == "content-length" and self.mode != "pass"):
                 continue
             if lower == "location" and self.rewrite_location is not None:
                 value = self.rewrite_location(value)
+            still_encoded = start_line.code == 304 and self.revalidating
+            if lower == "etag" and self.encoding and (self.mode != "pass" or still_encoded):
+                value = compress.tagged(value, self.encoding)
             handler.add_header(name, value)
+        if compressible or (start_line.code == 304 and self.revalidating):
+            handler.add_header("Vary", "Accept-Encoding")
+        if self.mode != "pass":
+            handler.set_header("Content-Encoding", self.encoding)
+
+    def _choose_mode(self, headers: httputil.HTTPHeaders) -> None:
+        size = headers.get("Content-Length")
+        validator = headers.get("ETag") or headers.get("Last-Modified")
+        if validator and size is not None and int(size) <= compress.MAX_ASSET:
+            self.key = (self.port, self.uri, validator, self.encoding)
+            self.cached = compress.ASSETS.get(self.key)
+            self.mode = "cached" if self.cached is not None else "asset"
+        else:
+            self.mode, self.stream = "stream", compress.Stream(self.encoding)  # type: ignore[arg-type]
 
     def data_received(self, chunk: bytes):
-        self.handler.write(chunk)
-        return self.handler.flush()  # awaited: the next chunk is read once this one left
+        if self.mode == "pass":
+            self.handler.write(chunk)
+            return self.handler.flush()  # awaited: the next chunk is read once this one left
+        if self.mode == "stream":
+            out = self.stream.feed(chunk)  # type: ignore[union-attr]
+            if out:
+                self.handler.write(out)
+                return self.handler.flush()
+        elif self.mode == "asset":
+            self.body.append(chunk)
+        return None
 
     def finish(self) -> None:
         pass
+
+    async def send_rest(self) -> None:
+        """What is left once MLflow's response has ended: the compressed asset, or the end of
+        a compressed stream."""
+        if self.mode == "stream":
+            self.handler.write(self.stream.end())  # type: ignore[union-attr]
+        elif self.mode in ("asset", "cached"):
+            data = self.cached
+            if data is None:  # compressed once, in a thread: Jupyter goes on meanwhile
+                data = await asyncio.to_thread(compress.compress, b"".join(self.body),
+                                               self.encoding)  # type: ignore[arg-type]
+                compress.ASSETS.put(self.key, data)  # type: ignore[arg-type]
+                compress.ASSETS.compressions += 1
+            self.handler.set_header("Content-Length", str(len(data)))
+            self.handler.write(data)
 
 
 class Relay:
@@ -124,11 +189,13 @@ class Relay:
     in ``prepare`` (before the body arrives), :meth:`relay_response` in the verb method."""
 
     _upstream: HTTP1Connection | None = None
+    _port = 0
 
     async def open_relay(self, port: int, path: str, key: str | None,
                          loopback_origin: bool) -> None:
         """Connect to the server on 127.0.0.1 and send the request line and headers."""
         request = self.request  # type: ignore[attr-defined]
+        self._port = port
         stream = await TCPClient().connect("127.0.0.1", port, timeout=CONNECT_TIMEOUT,
                                            max_buffer_size=4 * CHUNK)
         stream.set_nodelay(True)
@@ -155,10 +222,11 @@ class Relay:
         upstream, handler = self._upstream, self
         if upstream is None:
             return
-        response = _ResponseRelay(handler, rewrite_location)
+        response = _ResponseRelay(handler, rewrite_location, self._port)
         try:
             upstream.finish()
             await upstream.read_response(response)
+            await response.send_rest()
         except (iostream.StreamClosedError, httputil.HTTPInputError,
                 httputil.HTTPOutputError) as exc:
             if not response.started:
