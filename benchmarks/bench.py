@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench.py --writers-only   # 8 writers, 1 vs 4 workers
     .venv/bin/python benchmarks/bench.py --privacy-only   # the folder's key: requests, start
     .venv/bin/python benchmarks/bench.py --cards-only     # the live run card, saved cards
+    .venv/bin/python benchmarks/bench.py --daily-only     # parallel starts, slow link, crashes
 
 Every measurement alternates ours and the plain command in the same run on the
 same machine, and reports medians and ratios in one table. Nothing here is a
@@ -586,6 +587,245 @@ def privacy_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
     ]
 
 
+# --- the daily path: parallel starts, big artifacts, slow links, crashes -----------------------
+
+
+def three_at_once_s(root: Path, round_: int) -> tuple[float, float]:
+    """Run All to the first logged run: one kernel on a fresh folder alone, then three
+    kernels on three fresh folders at the same moment (time to all three first runs)."""
+    import threading
+
+    from jupyter_client.manager import start_new_kernel
+
+    cells = ["%load_ext mlflow_magic\n%mlflow_server start --no-ui --path {}",
+             "import mlflow\nwith mlflow.start_run():\n    mlflow.log_param('alpha', 0.5)"]
+    kernels = [start_new_kernel(kernel_name="python3") for _ in range(3)]
+    folders = [root / f"parallel-{round_}-{i}" for i in range(4)]
+
+    def run_all(kc, folder: Path) -> None:
+        for cell in cells:
+            reply = kc.execute_interactive(cell.format(folder), timeout=300,
+                                           output_hook=lambda msg: None)
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"cell failed: {reply['content']}")
+
+    try:
+        t0 = time.perf_counter()
+        run_all(kernels[0][1], folders[3])
+        alone = time.perf_counter() - t0
+        mlflow_magic.stop(folders[3])
+        threads = [threading.Thread(target=run_all, args=(kc, folder))
+                   for (_, kc), folder in zip(kernels, folders[:3], strict=True)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        together = time.perf_counter() - t0
+        if len({registry.read_record(f).url for f in folders[:3]}) != 3:
+            raise RuntimeError("two starts shared a port")
+        return alone, together
+    finally:
+        for km, kc in kernels:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+        for folder in folders:
+            mlflow_magic.stop(folder)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+#: A remote hub's link: 20 Mbit/s each way, 40 ms.
+SLOW_LINK = {"offline": False, "latency": 40, "downloadThroughput": 20e6 / 8,
+             "uploadThroughput": 20e6 / 8}
+
+
+def ui_open(browser, login_url: str, runs_url: str, run_name: str) -> list[tuple[float, int, int]]:
+    """Open the runs table over the slow link: cold browser cache, then warm. (seconds,
+    bytes on the wire, bytes decoded) of each open."""
+    context = browser.new_context()
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    page.goto(login_url)  # the login (Jupyter's token, or a one-time link), not counted
+    page.wait_for_load_state("networkidle")
+    cdp.send("Network.clearBrowserCache")
+    cdp.send("Network.emulateNetworkConditions", SLOW_LINK)
+    wire: list[int] = []
+    decoded: list[int] = []
+    cdp.on("Network.loadingFinished", lambda e: wire.append(int(e["encodedDataLength"])))
+    cdp.on("Network.dataReceived", lambda e: decoded.append(int(e["dataLength"])))
+    opens = []
+    try:
+        for _ in range(2):  # cold, then warm
+            wire.clear()
+            decoded.clear()
+            page.goto("about:blank")
+            t0 = time.perf_counter()
+            page.goto(runs_url)
+            page.get_by_text(run_name).first.wait_for(timeout=120_000)
+            elapsed = time.perf_counter() - t0
+            page.wait_for_load_state("networkidle")
+            opens.append((elapsed, sum(wire), sum(decoded)))
+    finally:
+        context.close()
+    return opens
+
+
+def ui_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
+    """The runs table over a slow link in Chromium: through the Jupyter route vs MLflow's
+    own port, cold and warm browser cache."""
+    from playwright.sync_api import sync_playwright
+
+    ours = Ours(root / "ui-steady")
+    ours.start()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(ours.url)
+    experiment = client.create_experiment("slow-link")
+    for i in range(20):
+        run = client.create_run(experiment, run_name=f"slow-link-run-{i}").info.run_id
+        client.log_metric(run, "loss", 1 / (i + 1))
+    jproc, base, token = jupyter_server()
+    port = int(ours.url.rsplit(":", 1)[1])
+    table = f"#/experiments/{experiment}/runs"
+    route, direct = [], []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium")
+                                         or "/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            try:
+                via = f"{base}/mlflow-magic/proxy/{port}/"
+                ui_open(browser, f"{base}/lab?token={token}", via + table, "slow-link-run-0")
+                for _ in range(rounds):  # alternated; the first route open above warmed it
+                    route.append(ui_open(browser, f"{base}/lab?token={token}", via + table,
+                                         "slow-link-run-0"))
+                    direct.append(ui_open(browser, f"{ours.url}/{access.login_query(ours.url)}",
+                                          f"{ours.url}/{table}", "slow-link-run-0"))
+            finally:
+                browser.close()
+    finally:
+        os.killpg(jproc.pid, signal.SIGTERM)
+        jproc.wait(timeout=30)
+        ours.stop()
+
+    def med(opens, which, i):
+        return median([o[which][i] for o in opens])
+
+    mb = 2**20
+    return [
+        ("runs table over 20 Mbit/s, 40 ms, cold cache: MLflow's port vs the Jupyter route",
+         f"{med(direct, 0, 0):.1f} s", f"{med(route, 0, 0):.1f} s",
+         f"{med(route, 0, 0) / med(direct, 0, 0):.2f}x", "<= 0.70x"),
+        ("  bytes on the wire vs decoded (route, cold)",
+         f"{med(route, 0, 2) / mb:.1f} MB decoded", f"{med(route, 0, 1) / mb:.1f} MB wire",
+         f"{med(route, 0, 1) / med(route, 0, 2):.2f}x", "<= 0.40x"),
+        ("  same on MLflow's port (no compression)", f"{med(direct, 0, 2) / mb:.1f} MB decoded",
+         f"{med(direct, 0, 1) / mb:.1f} MB wire",
+         f"{med(direct, 0, 1) / med(direct, 0, 2):.2f}x", "report"),
+        ("  warm cache: bytes of a second open vs the first (route)",
+         f"{med(route, 0, 1) / mb:.2f} MB", f"{med(route, 1, 1) / mb:.2f} MB",
+         f"{med(route, 1, 1) / med(route, 0, 1):.2f}x", "<= 0.05x"),
+    ]
+
+
+def artifact_rows(root: Path, size_mb: int = 300) -> list[tuple[str, ...]]:
+    """A big artifact down and up: MLflow's port vs the Jupyter route, MB/s, Jupyter's RSS."""
+    import hashlib
+    import threading
+
+    import requests
+
+    ours = Ours(root / "artifact-steady")
+    ours.start()
+    record = registry.read_record(ours.data_dir)
+    stored = Path(record.settings["artifacts_destination"]) / "bench" / "big.bin"
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    with open(stored, "wb") as fh:
+        for i in range(size_mb):
+            fh.write(hashlib.sha256(str(i).encode()).digest() * (2**20 // 32))
+    jproc, base, token = jupyter_server()
+    auth = {"Authorization": f"token {token}"}
+    key = access.headers_for_url(ours.url)
+    path = "api/2.0/mlflow-artifacts/artifacts/bench/"
+    results: dict[str, float] = {}
+    peak = [0]
+
+    def sample(stop: threading.Event) -> None:
+        proc = psutil.Process(jproc.pid)
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+    def body():
+        with open(stored, "rb") as fh:
+            while chunk := fh.read(2**20):
+                yield chunk
+
+    try:
+        route = f"{base}/mlflow-magic/proxy/{record.port}/{path}"
+        for name, url, headers in (("direct", f"{ours.url}/{path}", key),
+                                   ("route", route, auth)):
+            before = psutil.Process(jproc.pid).memory_info().rss
+            peak[0] = before
+            stop = threading.Event()
+            sampler = threading.Thread(target=sample, args=(stop,), daemon=True)
+            sampler.start()
+            t0 = time.perf_counter()
+            with requests.get(url + "big.bin", headers=headers, stream=True, timeout=600) as r:
+                for _ in r.iter_content(2**20):
+                    pass
+            results[f"{name} down"] = size_mb / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            requests.put(url + "up.bin", data=body(), headers=headers,
+                         timeout=600).raise_for_status()
+            results[f"{name} up"] = size_mb / (time.perf_counter() - t0)
+            stop.set()
+            sampler.join()
+            results[f"{name} rss"] = (peak[0] - before) / 2**20
+    finally:
+        os.killpg(jproc.pid, signal.SIGTERM)
+        jproc.wait(timeout=30)
+        ours.stop()
+    return [
+        (f"{size_mb} MB artifact down: MLflow's port vs the Jupyter route (MB/s)",
+         f"{results['direct down']:.0f} MB/s", f"{results['route down']:.0f} MB/s",
+         f"{results['route down'] / results['direct down']:.2f}x", "report"),
+        (f"{size_mb} MB artifact up (MB/s)", f"{results['direct up']:.0f} MB/s",
+         f"{results['route up']:.0f} MB/s", f"{results['route up'] / results['direct up']:.2f}x",
+         "report"),
+        ("  Jupyter's RSS growth, down and up through the route", "-",
+         f"{results['route rss']:.1f} MB", "", "<= 64 MB"),
+    ]
+
+
+def crash_loop_rows(root: Path) -> list[tuple[str, ...]]:
+    """3 writers while the server is killed -9 and started again, 8 times."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import crash_loop
+
+    t0 = time.perf_counter()
+    outcome = crash_loop.run(root / "crash-loop", cycles=8)
+    elapsed = time.perf_counter() - t0
+    return [("crash loop: 3 writers, kill -9 + start, 8 cycles: acknowledged / lost",
+             "-", f"{outcome.acknowledged} / {len(outcome.lost)}",
+             f"{outcome.restarts_ok}/{outcome.cycles} restarts, integrity {outcome.integrity}, "
+             f"{elapsed:.0f} s", "0 lost")]
+
+
+def daily_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
+    parallel = [three_at_once_s(root, r) for r in range(rounds)]
+    return [
+        ("Run All to the first run: one kernel alone vs three at once (all three)",
+         f"{median([p[0] for p in parallel]):.1f} s", f"{median([p[1] for p in parallel]):.1f} s",
+         f"{median([p[1] for p in parallel]) / median([p[0] for p in parallel]):.2f}x",
+         "every first call succeeds"),
+        *ui_rows(root, rounds),
+        *artifact_rows(root),
+        *crash_loop_rows(root),
+    ]
+
+
 LOOP = """
 import time, mlflow
 t0 = time.perf_counter()
@@ -816,6 +1056,9 @@ def main() -> None:
     parser.add_argument("--start-only", action="store_true",
                         help="only Run All to the first logged run, 50 known folders and "
                              "the launcher tile")
+    parser.add_argument("--daily-only", action="store_true",
+                        help="only parallel starts, the UI over a slow link, big artifacts "
+                             "and the crash loop")
     parser.add_argument("--cards-only", action="store_true",
                         help="only the run card: its cost in a training loop, its saved size")
     parser.add_argument("--privacy-only", action="store_true",
@@ -833,7 +1076,8 @@ def main() -> None:
             "start_only": lambda: start_rows(root, args.rounds),
             "costs_only": lambda: costs_rows(root, args.rounds),
             "privacy_only": lambda: privacy_rows(root, args.rounds),
-            "cards_only": lambda: card_rows(root, args.rounds)}
+            "cards_only": lambda: card_rows(root, args.rounds),
+            "daily_only": lambda: daily_rows(root, args.rounds)}
     for flag, rows_of in only.items():
         if getattr(args, flag):
             try:
@@ -845,6 +1089,7 @@ def main() -> None:
     try:
         costs = (start_rows(root, args.rounds) + costs_rows(root, args.rounds)
                  + privacy_rows(root, args.rounds) + card_rows(root, args.rounds)
+                 + daily_rows(root, args.rounds)
                  + writers_rows(root, args.postgres_uri))
         starts = measure_starts(args.rounds, root)
         floor = median(starts["import floor"]["cold"])

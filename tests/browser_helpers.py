@@ -57,19 +57,22 @@ def expect_mlflow_in(page, frame: str, screenshot: str) -> None:
         shot(page, screenshot)
 
 
-#: A training notebook as pipelines run it: start, a run of 50 steps, the panel, the status.
-RECORD_CELLS = [
-    "%load_ext mlflow_magic",
-    "%mlflow_server start",
-    "%%mlflow_run --experiment record --name fifty-steps\n"
-    "import mlflow\n"
-    "mlflow.log_param('learning_rate', 0.01)\n"
-    "for step in range(50):\n"
-    "    mlflow.log_metrics({'loss': 1 / (step + 1), 'accuracy': step / 50}, step=step)",
-    "%mlflow_server",
-    "%mlflow_server status",
-    "import mlflow_magic\nmlflow_magic.compare('record', metrics=['loss'])",
-]
+def record_cells(path: Path | None = None) -> list[str]:
+    """A training notebook as pipelines run it: start, a run of 50 steps, the panel, the
+    status, a comparison (on the folder ``path``, else ``$MLFLOW_PATH``)."""
+    folder = f" --path {path}" if path else ""
+    return [
+        "%load_ext mlflow_magic",
+        f"%mlflow_server start{folder}",
+        "%%mlflow_run --experiment record --name fifty-steps\n"
+        "import mlflow\n"
+        "mlflow.log_param('learning_rate', 0.01)\n"
+        "for step in range(50):\n"
+        "    mlflow.log_metrics({'loss': 1 / (step + 1), 'accuracy': step / 50}, step=step)",
+        f"%mlflow_server panel{folder}" if path else "%mlflow_server",
+        f"%mlflow_server status{folder}",
+        "import mlflow_magic\nmlflow_magic.compare('record', metrics=['loss'])",
+    ]
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:

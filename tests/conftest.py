@@ -34,6 +34,8 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+#: Marks the stub servers of this test run (another run may go on beside it).
+os.environ["STUB_RUN"] = str(_RUN_DIR)
 
 import mlflow_magic  # noqa: E402
 from mlflow_magic import access, manager  # noqa: E402
@@ -267,9 +269,15 @@ def stub(monkeypatch):
 
 
 def stubs_running() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"])
-            if str(STUB) in " ".join(p.info["cmdline"] or [])
-            and p.status() != psutil.STATUS_ZOMBIE]
+    """This test run's stub servers that still run."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if (str(STUB) in " ".join(p.info["cmdline"] or [])
+                    and p.status() != psutil.STATUS_ZOMBIE
+                    and p.environ().get("STUB_RUN") == str(_RUN_DIR)):
+                found.append(p)
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (
-    RECORD_CELLS,
     chromium,
     error_outputs,
     expect_mlflow_in,
     new_page,
     open_and_run_all,
+    record_cells,
     run_all,
     shot,
     wait_until_all_ran,
@@ -23,7 +23,7 @@ from browser_helpers import (
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from mlflow_magic import registry
+from mlflow_magic import manager, registry
 
 pytestmark = pytest.mark.browser
 
@@ -185,10 +185,23 @@ def test_example_notebook_runs_all_in_jupyterlab(jupyter, page, name, inline_uis
 def test_a_saved_notebook_reopened_without_its_kernel_reads_as_a_record(jupyter, page):
     """Run, save (JupyterLab saves no widget state by default), shut the kernel down,
     reopen: every output still says what happened."""
+    name, data = "record.ipynb", jupyter["root"] / "record_data"
+    try:
+        reopened = _run_save_and_reopen(page, jupyter, name, data)
+    finally:
+        manager.stop(data)
+    shown = "\n".join(reopened.locator(".jp-OutputArea-output").all_inner_texts())
+    assert "Started MLflow server at" in shown and "ready in" in shown
+    assert "MLflow run fifty-steps" in shown and "learning_rate" in shown
+    assert "MLflow server is running" in shown
+    assert reopened.locator(".mlflow-magic-run svg").count() == 2  # loss and accuracy
+    assert not [r for r in ("HBox(", "VBox(", "HTML(value=", "IntProgress(") if r in shown]
+
+
+def _run_save_and_reopen(page, jupyter, name, data):
     import requests
 
-    name = "record.ipynb"
-    run_all(page, jupyter, name, RECORD_CELLS)
+    run_all(page, jupyter, name, record_cells(data))
     wait_until_all_ran(page)
     page.wait_for_function("() => document.body.innerText.includes('ready in')",
                            timeout=120_000)
@@ -205,11 +218,6 @@ def test_a_saved_notebook_reopened_without_its_kernel_reads_as_a_record(jupyter,
         page.goto(f"{jupyter['url']}lab/workspaces/reopened/tree/{name}?reset&token="
                   f"{jupyter['token']}")
         page.wait_for_selector(".jp-OutputArea-output svg", timeout=90_000)
-        shown = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
     finally:
         shot(page, "record-reopened")
-    assert "Started MLflow server at" in shown and "ready in" in shown
-    assert "MLflow run fifty-steps" in shown and "learning_rate" in shown
-    assert "MLflow server is running" in shown
-    assert page.locator(".mlflow-magic-run svg").count() == 2  # loss and accuracy
-    assert not [r for r in ("HBox(", "VBox(", "HTML(value=", "IntProgress(") if r in shown]
+    return page

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
-from browser_helpers import RECORD_CELLS, write_notebook
+from browser_helpers import record_cells, write_notebook
 from nbconvert import HTMLExporter
 
 from mlflow_magic import manager
@@ -164,7 +164,7 @@ def test_a_notebook_run_headless_reads_as_a_record(tmp_path, monkeypatch):
     still says where the server is, that it was ready, and what the run did."""
     data = tmp_path / "data"
     newcomer_env(data, monkeypatch)
-    write_notebook(tmp_path / "record.ipynb", RECORD_CELLS)
+    write_notebook(tmp_path / "record.ipynb", record_cells())
     try:
         done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--execute",
                                "--to", "notebook", "--output", "executed.ipynb",
