@@ -34,8 +34,10 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-#: Marks the stub servers of this test run (another run may go on beside it).
-os.environ["STUB_RUN"] = str(_RUN_DIR)
+#: Marks the servers and stubs of this test run (another run, or another worker of this one,
+#: may go on beside it): servers inherit it, as they do every variable that sets no option.
+RUN_MARK = "PYTEST_MLFLOW_MAGIC_RUN"
+os.environ[RUN_MARK] = str(_RUN_DIR)
 
 import mlflow_magic  # noqa: E402
 from mlflow_magic import access, manager  # noqa: E402
@@ -90,12 +92,20 @@ def python(code: str, env: dict | None = None, **kwargs) -> subprocess.Completed
                           text=True, env={**os.environ, **(env or {})}, timeout=180, **kwargs)
 
 
+def ours(proc: psutil.Process) -> bool:
+    """A process of this test run (see RUN_MARK)."""
+    try:
+        return proc.environ().get(RUN_MARK) == str(_RUN_DIR)
+    except psutil.Error:
+        return False
+
+
 def serve_processes(marker: str = "") -> list[psutil.Process]:
-    """Running mlflow_magic server processes whose command line contains ``marker``."""
+    """This run's mlflow_magic server processes whose command line contains ``marker``."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "mlflow_magic.serve" in cmd and marker in cmd:
+        if "mlflow_magic.serve" in cmd and marker in cmd and ours(p):
             found.append(p)
     return found
 
@@ -153,6 +163,8 @@ def clean_tracking_env(monkeypatch):
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         monkeypatch.delenv(name, raising=False)
     yield
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # set meanwhile: not undone
+        os.environ.pop(name, None)  # by monkeypatch, which undoes only what it did
     mlflow = sys.modules.get("mlflow")
     if mlflow is not None:
         mlflow.set_tracking_uri(None)
@@ -275,7 +287,7 @@ def stubs_running() -> list[psutil.Process]:
         with contextlib.suppress(psutil.Error):
             if (str(STUB) in " ".join(p.info["cmdline"] or [])
                     and p.status() != psutil.STATUS_ZOMBIE
-                    and p.environ().get("STUB_RUN") == str(_RUN_DIR)):
+                    and ours(p)):
                 found.append(p)
     return found
 
@@ -326,7 +338,8 @@ class Kernel:
     def __init__(self, env: dict[str, str]) -> None:
         from jupyter_client.manager import start_new_kernel
 
-        self.km, self.kc = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
+        inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_REGISTRY_URI"}
+        self.km, self.kc = start_new_kernel(kernel_name="python3", env={**inherited, **env})
         self.shown: list[str] = []
         #: called with each output as it arrives (a front end's view of the cell, live)
         self.shown_hook = None

@@ -69,7 +69,7 @@ def test_wrong_database_password_is_explained(folder, postgres):
 def no_storage_credentials(url: str, **extra: str) -> dict[str, str]:
     """A client's environment: the tracking URI, and no S3 credentials at all."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "MLFLOW_S3", "MLFLOW_TRACKING_"))}
+           if not k.startswith(("AWS_", "MLFLOW_S3", "MLFLOW_TRACKING_", "MLFLOW_REGISTRY_"))}
     return {**env, "MLFLOW_TRACKING_URI": url, **extra}
 
 
