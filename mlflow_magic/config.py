@@ -26,6 +26,9 @@ DEFAULT_DATA_DIR = "~/mlflow_data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 120.0
 FIRST_PORT = 5000
+#: Where a start without --port begins looking for a free port (default FIRST_PORT): on a
+#: machine shared by many users, each may be given a range of their own.
+FIRST_PORT_ENV = "MLFLOW_MAGIC_FIRST_PORT"
 
 #: Database engines MLflow's SQLAlchemy store supports.
 DB_ENGINES = ("postgresql", "mysql", "sqlite", "mssql")
@@ -274,6 +277,17 @@ def resolve_data_dir(path: str | os.PathLike[str] | None = None,
     environ = os.environ if environ is None else environ
     raw = os.fspath(path) if path is not None else environ.get("MLFLOW_PATH") or DEFAULT_DATA_DIR
     return Path(os.path.expandvars(raw)).expanduser().resolve()
+
+
+def first_port(environ: Mapping[str, str] | None = None) -> int:
+    """The first port a start without ``--port`` tries (``$MLFLOW_MAGIC_FIRST_PORT``)."""
+    raw = (os.environ if environ is None else environ).get(FIRST_PORT_ENV, "")
+    if raw.isdigit() and 1 <= int(raw) <= 65535:
+        return int(raw)
+    if raw:
+        raise ConfigError(f"{FIRST_PORT_ENV}={raw!r} is not a TCP port: set it to a number "
+                          f"from 1 to 65535, or unset it to start from {FIRST_PORT}.")
+    return FIRST_PORT
 
 
 def start_command(data_dir: Path, port: int | None = None) -> str:

@@ -32,11 +32,11 @@ import psutil
 
 from . import access, auth, logfile, newdb, ownership, process, registry, rest
 from .config import (
-    FIRST_PORT,
     SETTING_FLAGS,
     ServerConfig,
     ServerOptions,
     equivalent_command,
+    first_port,
     inherited_settings,
     mask_text,
     mask_uri,
@@ -269,7 +269,7 @@ def _listen(config: ServerConfig, tried: list[int]) -> socket.socket:
     from 5000 that this start can hold (a taken ``--port`` is explained)."""
     try:
         if config.port is None:
-            return process.listen_on_first_free(config.host, FIRST_PORT, skip=tried)
+            return process.listen_on_first_free(config.host, first_port(), skip=tried)
         sock = process.listen_on(config.host, config.port)
     except OSError as exc:
         raise ConfigError(

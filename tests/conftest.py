@@ -34,6 +34,10 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLFLOW_REGISTRY_URI", None)
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# Workers of one run (pytest-xdist) look for free ports in ranges of their own: one worker's
+# start never takes a port another's test has just freed and checks.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+os.environ["MLFLOW_MAGIC_FIRST_PORT"] = str(5000 + 2000 * int(_WORKER[2:] or 0))
 #: Marks the servers and stubs of this test run (another run, or another worker of this one,
 #: may go on beside it): servers inherit it, as they do every variable that sets no option.
 RUN_MARK = "PYTEST_MLFLOW_MAGIC_RUN"

@@ -13,7 +13,7 @@ import pytest
 from conftest import free_port, python, rest, serve_processes, wait_for
 
 import mlflow_magic
-from mlflow_magic import manager, process, registry
+from mlflow_magic import config, manager, process, registry
 from mlflow_magic.config import ServerOptions, resolve
 from mlflow_magic.errors import (
     ConfigError,
@@ -134,7 +134,7 @@ def test_settings_mismatch_is_reported_not_reused(shared_server, tmp_path):
 
 
 def test_auto_port_skips_a_busy_port(folder):
-    probe = process.listen_on_first_free("127.0.0.1", 5000)
+    probe = process.listen_on_first_free("127.0.0.1", config.first_port())
     first_free = probe.getsockname()[1]
     probe.close()
     with socket.socket() as holder:
