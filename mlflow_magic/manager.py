@@ -299,6 +299,12 @@ def _port_taken(config: ServerConfig) -> NoReturn:
             f"Port {config.port} is already used by {what}. Use it with `%mlflow_server "
             f"connect {url}`, choose another --port, or leave --port out to take the first "
             "free port.")
+    holder = process.port_holder_process(config.port)
+    if process.is_mlflow_server(holder):
+        raise PortInUseError(
+            f"Port {config.port} is held by an MLflow server that is still starting (pid "
+            f"{holder.pid}) and was not started for {config.data_dir}. Choose another --port, "  # type: ignore[union-attr]
+            "or leave --port out to take the first free port.")
     raise PortInUseError(
         f"Port {config.port} on {config.host} is held by {process.port_holder(config.port)}, "
         "which is not an MLflow server. Choose another --port, leave --port out to take the "

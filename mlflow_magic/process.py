@@ -82,17 +82,37 @@ def listen_on_first_free(host: str, first: int, attempts: int = 200,
     raise OSError(errno.EADDRINUSE, f"no free port in {first}-{first + attempts - 1}")
 
 
-def port_holder(port: int) -> str:
-    """Describe the process listening on ``port`` (``"pid 123 (nginx)"``), if we may see it."""
+def port_holder_process(port: int) -> psutil.Process | None:
+    """The process listening on ``port``, if we may see it."""
     with contextlib.suppress(psutil.AccessDenied, OSError):
         for conn in psutil.net_connections(kind="inet"):
             if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
                 if conn.pid is None:
-                    break
+                    return None
                 with contextlib.suppress(psutil.Error):
-                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
-                return f"pid {conn.pid}"
-    return "another process"
+                    return psutil.Process(conn.pid)
+    return None
+
+
+def port_holder(port: int) -> str:
+    """Describe the process listening on ``port`` (``"pid 123 (nginx)"``), if we may see it."""
+    proc = port_holder_process(port)
+    if proc is None:
+        return "another process"
+    with contextlib.suppress(psutil.Error):
+        return f"pid {proc.pid} ({proc.name()})"
+    return f"pid {proc.pid}"
+
+
+def is_mlflow_server(proc: psutil.Process | None) -> bool:
+    """An MLflow server (ours or a plain ``mlflow server``), perhaps still starting."""
+    if proc is None:
+        return False
+    with contextlib.suppress(psutil.Error):
+        cmd = " ".join(proc.cmdline())
+        return "mlflow_magic.serve" in cmd or ("mlflow" in cmd and (
+            " server" in cmd or "uvicorn" in cmd))
+    return False
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path,
