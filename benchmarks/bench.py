@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/bench.py --privacy-only   # the folder's key: requests, start
     .venv/bin/python benchmarks/bench.py --cards-only     # the live run card, saved cards
     .venv/bin/python benchmarks/bench.py --daily-only     # parallel starts, slow link, crashes
+    .venv/bin/python benchmarks/bench.py --push-only [--export-import VENV/bin]  # push 200 runs
 
 Every measurement alternates ours and the plain command in the same run on the
 same machine, and reports medians and ratios in one table. Nothing here is a
@@ -35,7 +36,9 @@ from pathlib import Path
 import psutil
 
 import mlflow_magic
-from mlflow_magic import access, manager, newdb, process, registry, rest
+from mlflow_magic import access, manager, process, registry, rest
+from mlflow_magic.contract import CACHE_DIR_ENV
+from mlflow_magic.server import newdb
 
 HERE = Path(__file__).resolve().parent
 
@@ -203,7 +206,7 @@ def first_run_s(data_dir: Path, wait: bool, cache: Path) -> tuple[float, float]:
     from jupyter_client.manager import start_new_kernel
 
     km, kc = start_new_kernel(kernel_name="python3",
-                              env={**os.environ, newdb.CACHE_ENV: str(cache)})
+                              env={**os.environ, CACHE_DIR_ENV: str(cache)})
     flag = " --wait" if wait else ""
     cells = [f"%load_ext mlflow_magic\n%mlflow_server start --no-ui --path {data_dir}{flag}",
              "import mlflow\nwith mlflow.start_run():\n    mlflow.log_param('alpha', 0.5)"]
@@ -961,6 +964,128 @@ def writers_rows(root: Path, postgres_uri: str | None) -> list[tuple[str, ...]]:
     return rows
 
 
+def _push_counts(url: str, key: str, experiment: str) -> dict[str, int]:
+    """What a server holds of the pushed experiment, read with MLflow's client."""
+    from mlflow import MlflowClient
+
+    with env_set("MLFLOW_TRACKING_TOKEN", key):
+        client = MlflowClient(url)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return {"runs": 0, "points": 0, "artifacts": 0, "models": 0, "traces": 0,
+                    "start times kept": 0, "with datasets": 0}
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        points = sum(len(client.get_metric_history(r.info.run_id, k))
+                     for r in runs for k in r.data.metrics)
+        artifacts = sum(len(client.list_artifacts(r.info.run_id)) for r in runs)
+        return {"runs": len(runs), "points": points, "artifacts": artifacts,
+                "models": len(client.search_logged_models([exp.experiment_id])),
+                "traces": len(client.search_traces(locations=[exp.experiment_id])),
+                "start times kept": len({r.info.start_time for r in runs}),
+                "with datasets": sum(bool(r.inputs.dataset_inputs) for r in runs)}
+
+
+def _export_import_s(tool: Path, source: tuple[str, str], target: tuple[str, str],
+                     experiment: str, work: Path) -> tuple[float | None, str]:
+    """mlflow-export-import's export-experiment then import-experiment, timed; None and the
+    reason when it does not run."""
+    out = work / "exported"
+
+    def run(cmd: list[str], url: str, key: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_TOKEN": key}
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+
+    t0 = time.perf_counter()
+    done = run([str(tool / "export-experiment"), "--experiment", experiment,
+                "--output-dir", str(out)], *source)
+    if done.returncode == 0:
+        done = run([str(tool / "import-experiment"), "--experiment-name", experiment,
+                    "--input-dir", str(out)], *target)
+    if done.returncode != 0:
+        return None, (done.stderr.strip().splitlines() or ["failed"])[-1][:120]
+    return time.perf_counter() - t0, ""
+
+
+def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
+              runs: int = 200, points: int = 500, big_mb: int = 50) -> list[tuple[str, ...]]:
+    """A laptop folder (``runs`` runs x 2 metrics x ``points`` points, ``big_mb`` MB of
+    artifacts, models, a trace) pushed to a PostgreSQL target: rates of the copy and of the
+    verification; the export-import tool on the same data, if given its venv's bin."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import services
+    from mlflow import MlflowClient
+
+    from mlflow_magic import transfer
+
+    with contextlib.ExitStack() as stack:
+        if postgres_uri is None:
+            postgres_uri = stack.enter_context(services.postgres_cluster())
+        laptop, team = root / "push-laptop", root / "push-team"
+        source = mlflow_magic.start(laptop, use=False).server
+        target = mlflow_magic.start(team, use=False, backend_store_uri=postgres_uri).server
+        stack.callback(mlflow_magic.stop, team)
+        stack.callback(mlflow_magic.stop, laptop)
+        made = subprocess.run([sys.executable, str(HERE.parent / "tests" / "push_data.py"),
+                               source.url, "--runs", str(runs), "--points", str(points),
+                               "--big-mb", str(big_mb)], capture_output=True, text=True,
+                              timeout=3600)
+        if made.returncode != 0:
+            raise RuntimeError(made.stderr[-2000:])
+        src, dst = MlflowClient(source.url), MlflowClient(target.url)
+        stack.enter_context(transfer.quiet())
+        t0 = time.perf_counter()
+        found = transfer.plan(src, dst)
+        planned = time.perf_counter() - t0
+        tally = transfer.apply(src, dst, found)
+        copied = tally.elapsed
+        t1 = time.perf_counter()
+        checked = transfer.verify(src, dst)
+        verified = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        again = transfer.plan(src, dst)
+        second = time.perf_counter() - t2
+        rows = [
+            (f"push {runs} runs x {2 * points:,} points + {big_mb} MB to PostgreSQL: copy",
+             f"{copied:.1f} s", f"{tally.runs / copied:.1f} runs/s",
+             f"{tally.points / copied:,.0f} points/s",
+             f"{tally.bytes / copied / 1e6:.1f} MB/s"),
+            ("  plan (read both sides) / verify (compare, sha256 of every artifact)",
+             f"{planned:.1f} s", f"{verified:.1f} s",
+             f"{len(checked.differences)} differences", ""),
+            ("  a second push: plan finds", f"{second:.1f} s",
+             "nothing" if again.empty else again.summary(), "", ""),
+        ]
+        experiment = "laptop-experiments"
+        ours = _push_counts(target.url, access.folder_key(team), experiment)
+        expected = _push_counts(source.url, access.folder_key(laptop), experiment)
+        if tool is None:
+            rows.append(("export-import tool", "not measured (give --export-import BIN)",
+                         "", "", ""))
+            return rows
+        other = root / "push-ei"
+        ei_target = mlflow_magic.start(other, use=False).server
+        stack.callback(mlflow_magic.stop, other)
+        seconds, why = _export_import_s(tool, (source.url, access.folder_key(laptop)),
+                                        (ei_target.url, access.folder_key(other)),
+                                        experiment, root)
+        theirs = _push_counts(ei_target.url, access.folder_key(other), experiment)
+        rows.append(("export-experiment + import-experiment, same data",
+                     f"{seconds:.1f} s" if seconds else f"failed: {why}",
+                     f"push: {copied + verified:.1f} s with verification",
+                     f"{(copied + verified) / seconds:.2f}x" if seconds else "", ""))
+        for what in expected:
+            rows.append((f"  {what}: source / push / export-import", str(expected[what]),
+                         str(ours[what]), str(theirs[what]), ""))
+        if seconds:
+            _export_import_s(tool, (source.url, access.folder_key(laptop)),
+                             (ei_target.url, access.folder_key(other)), experiment,
+                             root / "again")
+            twice = _push_counts(ei_target.url, access.folder_key(other), experiment)
+            rows.append(("  runs after importing twice: push / export-import",
+                         str(ours["runs"]), str(twice["runs"]), "", ""))
+        return rows
+
+
 @contextlib.contextmanager
 def env_set(name: str, value: str):
     """``os.environ[name] = value`` for a while."""
@@ -1008,7 +1133,7 @@ def measure_starts(rounds: int, root: Path) -> dict[str, dict[str, list[float]]]
                   file=sys.stderr, flush=True)
         # The first folder ever for this MLflow: no new-database template yet.
         first = Ours(root / f"first-folder-{r}")
-        with env_set(newdb.CACHE_ENV, str(root / f"empty-cache-{r}")):
+        with env_set(CACHE_DIR_ENV, str(root / f"empty-cache-{r}")):
             results["mlflow_magic"]["first"].append(first.start())
         first.stop()
         floor = import_floor()
@@ -1063,13 +1188,18 @@ def main() -> None:
                         help="only the run card: its cost in a training loop, its saved size")
     parser.add_argument("--privacy-only", action="store_true",
                         help="only what the folder's key costs: per request and per start")
+    parser.add_argument("--push-only", action="store_true",
+                        help="only a push of 200 runs to PostgreSQL (and export-import)")
+    parser.add_argument("--export-import", metavar="BIN", type=Path,
+                        help="the bin folder of a venv with databricks-mlflow-export-import, "
+                             "to compare the push with")
     parser.add_argument("--postgres-uri", metavar="URI",
                         help="also measure the writers on this PostgreSQL database")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="mlflow-magic-bench-"))
     os.environ["MLFLOW_MAGIC_STATE_DIR"] = str(root / "state")
-    os.environ[newdb.CACHE_ENV] = str(root / "cache")  # made by the first new folder
+    os.environ[CACHE_DIR_ENV] = str(root / "cache")  # made by the first new folder
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     print(f"machine: {machine()}", file=sys.stderr)
     only = {"writers_only": lambda: writers_rows(root, args.postgres_uri),
@@ -1077,7 +1207,8 @@ def main() -> None:
             "costs_only": lambda: costs_rows(root, args.rounds),
             "privacy_only": lambda: privacy_rows(root, args.rounds),
             "cards_only": lambda: card_rows(root, args.rounds),
-            "daily_only": lambda: daily_rows(root, args.rounds)}
+            "daily_only": lambda: daily_rows(root, args.rounds),
+            "push_only": lambda: push_rows(root, args.postgres_uri, args.export_import)}
     for flag, rows_of in only.items():
         if getattr(args, flag):
             try:

@@ -18,12 +18,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .api import connect, launch, list_servers, logs, restart, start, status, stop
-    from .config import ServerConfig, ServerOptions
+    from .api import connect, launch, list_servers, logs, push, restart, start, status, stop
+    from .config import ServerConfig
     from .errors import MlflowMagicError
-    from .runs import compare
+    from .notebook.runs import compare
+    from .notebook.traces import TraceDisplay
+    from .options import ServerOptions
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "MlflowMagicError",
@@ -35,6 +37,7 @@ __all__ = [
     "list_servers",
     "load_ipython_extension",
     "logs",
+    "push",
     "restart",
     "start",
     "status",
@@ -44,12 +47,12 @@ __all__ = [
 
 
 _LAZY = {
-    **dict.fromkeys(("connect", "launch", "list_servers", "logs", "restart", "start",
-                     "status", "stop"), "api"),
+    **dict.fromkeys(("connect", "launch", "list_servers", "logs", "push", "restart",
+                     "start", "status", "stop"), "api"),
     "ServerConfig": "config",
-    "ServerOptions": "config",
+    "ServerOptions": "options",
     "MlflowMagicError": "errors",
-    "compare": "runs",
+    "compare": "notebook.runs",
 }
 
 
@@ -63,15 +66,15 @@ def __getattr__(name: str):
 
 
 #: What each shell got from ``%load_ext``, so ``%unload_ext`` removes exactly that.
-_LOADED: dict[int, object] = {}
+_LOADED: dict[int, TraceDisplay] = {}
 
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext mlflow_magic``: the magics, the trace display hooks and the guard that lets
     a background start's output reach a saved notebook (no mlflow import)."""
-    from .magics import MlflowMagics
-    from .progress import GUARDS, PendingStartGuard
-    from .traces import TraceDisplay
+    from .notebook.magics import MlflowMagics
+    from .notebook.progress import GUARDS, PendingStartGuard
+    from .notebook.traces import TraceDisplay
 
     ipython.register_magics(MlflowMagics)
     if id(ipython) not in _LOADED:
@@ -83,8 +86,8 @@ def load_ipython_extension(ipython) -> None:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    """The Jupyter server extension: the UI's route behind public host names (serverext.py)."""
-    return [{"module": "mlflow_magic.serverext"}]
+    """The Jupyter server extension: the UI's route (jupyter/extension.py)."""
+    return [{"module": "mlflow_magic.jupyter.extension"}]
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -92,7 +95,7 @@ def unload_ipython_extension(ipython) -> None:
     traces = _LOADED.pop(id(ipython), None)
     if traces is not None:
         traces.unregister()
-    from .progress import GUARDS
+    from .notebook.progress import GUARDS
 
     guard = GUARDS.pop(id(ipython), None)
     if guard is not None:

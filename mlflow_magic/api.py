@@ -6,16 +6,25 @@ start`` does; the magics, the console script and the widgets all call these.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-from typing import Any
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from . import manager, pending
-from .config import DEFAULT_TIMEOUT, ServerOptions, resolve, resolve_data_dir
+from . import manager, pending, remote, transfer
+from .config import DEFAULT_TIMEOUT, resolve, resolve_data_dir
+from .errors import MlflowMagicError, PushError
 from .manager import Progress
+from .masking import mask_text, mask_uri
+from .options import ServerOptions
 from .results import (
     Connected,
     Launched,
     LogTail,
+    Pushed,
     Reused,
     ServerList,
     ServerStatus,
@@ -26,6 +35,29 @@ from .results import (
 from .tracking import TRACKING_ENV, use_tracking_server
 
 PathLike = str | os.PathLike[str] | None
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def os_error_message(action: str, exc: OSError) -> str:
+    """One paragraph for a file or system error the manager did not foresee (it explains the
+    ones it does: a read-only folder, a full disk, a taken port)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (f"mlflow_magic could not {action}: {exc.strerror or exc}{where}. Check that the "
+            "path exists and that you may read and write it (and that its disk has free "
+            "space), then run the command again.")
+
+
+def explained(action: str) -> Callable[[F], F]:
+    """Any ``OSError`` out of ``action`` becomes one paragraph (no traceback in a cell)."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except OSError as exc:
+                raise MlflowMagicError(os_error_message(action, exc)) from exc
+        return call  # type: ignore[return-value]
+    return wrap
 
 
 def start(path: PathLike = None, *, on_progress: Progress | None = None,
@@ -53,6 +85,7 @@ def restart(path: PathLike = None, *, on_progress: Progress | None = None,
                   on_progress=on_progress, use=use, wait=wait)
 
 
+@explained("start the server")
 def launch(options: ServerOptions, *, restart: bool = False,
            on_progress: Progress | None = None, use: bool = True,
            wait: bool = True) -> Launched | Reused | Starting:
@@ -66,6 +99,7 @@ def launch(options: ServerOptions, *, restart: bool = False,
     if use:
         pending.forget()  # an earlier background start no longer speaks for this process
 
+    @explained("start the server")
     def work(on_url: manager.UrlKnown) -> Launched | Reused:
         if config is None:
             return manager.restart(options, on_progress, on_url)
@@ -76,13 +110,14 @@ def launch(options: ServerOptions, *, restart: bool = False,
     else:
         started = pending.PendingStart(work).begin()
         started.wait_for_url()  # milliseconds: the folder lock, a port, the spawn
-        if not started.ended:
+        url = started.url
+        if not started.ended and url is not None:  # still starting: its URL is known
             if use:
-                use_tracking_server(started.url)
+                use_tracking_server(url)
                 pending.track(started, options.timeout or DEFAULT_TIMEOUT,
                               resolve_data_dir(options.path))
                 started.add_done_callback(_use_if_moved)
-            return Starting(started.url, str(resolve_data_dir(options.path)), started)
+            return Starting(url, str(resolve_data_dir(options.path)), started)
         result = started.result()  # reused, or refused: as a blocking start would
     if use:
         _use(result)
@@ -100,6 +135,7 @@ def _use(result: Launched | Reused) -> None:
     use_tracking_server(result.url)
 
 
+@explained("stop the server")
 def stop(path: PathLike = None, *, all: bool = False,
          force: bool = False) -> Stopped | StoppedAll:
     """Stop the folder's server (or, with ``all=True``, every known server).
@@ -112,16 +148,19 @@ def stop(path: PathLike = None, *, all: bool = False,
     return manager.stop(resolve_data_dir(path), force=force)
 
 
+@explained("read the server's status")
 def status(path: PathLike = None) -> ServerStatus:
     """State, URL, pid, uptime, stores and log of the folder's server."""
     return manager.status(resolve_data_dir(path))
 
 
+@explained("list your servers")
 def list_servers() -> ServerList:
     """Every server this user started from a known data folder."""
     return manager.list_servers()
 
 
+@explained("read the server's log")
 def logs(path: PathLike = None, lines: int = 30) -> LogTail:
     """The last ``lines`` lines of the folder's server log."""
     return manager.logs(resolve_data_dir(path), lines)
@@ -129,8 +168,91 @@ def logs(path: PathLike = None, lines: int = 30) -> LogTail:
 
 def connect(uri: str, *, registry_uri: str | None = None, use: bool = True) -> Connected:
     """Use an existing tracking server at ``uri`` (e.g. a team server on PostgreSQL + S3)."""
-    result = manager.connect(uri, registry_uri)
+    result = remote.check(uri, registry_uri)
     if use:
         pending.forget()
         use_tracking_server(uri, registry_uri)
     return result
+
+
+@explained("push the folder")
+def push(path: PathLike = None, *, to: str, experiments: Sequence[str] | None = None,
+         dry_run: bool = False, on_progress: transfer.Progress | None = None) -> Pushed:
+    """Copy the folder's experiments, runs, artifacts, logged and registered models and
+    traces to the tracking server at ``to``, then compare both sides (see :mod:`transfer`).
+
+    Basic-auth credentials come from ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``, as for
+    every MLflow client. The folder's own server is started (or reused) to read it;
+    nothing in the folder changes. A second push copies nothing; one that stopped
+    midway goes on where it stopped.
+    """
+    if urlsplit(to).scheme not in ("http", "https"):
+        raise PushError(
+            f"{mask_uri(to)} is not the address of a tracking server: `push --to` takes its "
+            "http(s) URL, e.g. `%mlflow_server push --to https://mlflow.example.org`.")
+    remote.check(to, again="push again")  # unreachable, or a wrong password: one paragraph
+    data_dir = str(resolve_data_dir(path))
+    reading = start(path, use=False)  # waits: never Starting
+    assert not isinstance(reading, Starting)
+    source_url = reading.server.url
+    from mlflow import MlflowClient
+
+    source, target = MlflowClient(source_url), MlflowClient(to)
+    t0 = time.monotonic()
+    with _stopped_push_explained(to), transfer.quiet():
+        found = transfer.plan(source, target, experiments)
+        created = tuple(e.name for e in found.experiments if e.target_id is None)
+        merged = tuple((e.name, e.others) for e in found.experiments if e.others)
+        summary = found.summary()
+        if dry_run:
+            return Pushed(data_dir, mask_uri(to), True, summary, found.empty, created, merged)
+        tally = None if found.empty else transfer.apply(source, target, found, on_progress)
+        # Nothing copied: the plan just read is what the comparison reads (no second pass).
+        checked = transfer.verify(source, target, experiments,
+                                  already=found if tally is None else None)
+    if checked.differences:
+        listed = "; ".join(checked.differences[:10])
+        more = len(checked.differences) - 10
+        raise PushError(
+            f"The push to {mask_uri(to)} ended, but the two servers differ: {listed}"
+            + (f"; and {more} more" if more > 0 else "")
+            + ". Run the same push again to copy what is missing; a difference that stays "
+              "(a param with another value there, extra metric points) was made on the "
+              "target by something else and needs a look there.")
+    seconds = time.monotonic() - t0
+    rates = ""
+    if tally is not None and tally.elapsed > 0:
+        rates = (f"{tally.runs / tally.elapsed:.1f} runs/s, "
+                 f"{tally.points / tally.elapsed:,.0f} metric points/s, "
+                 f"{tally.bytes / tally.elapsed / 1e6:.1f} MB/s of artifacts")
+    verified = (f"{checked.runs:,} runs, {checked.params:,} params, {checked.tags:,} tags, "
+                f"{checked.points:,} metric points and {checked.artifacts:,} artifact "
+                f"checksums equal; {checked.models:,} logged models, {checked.versions:,} "
+                f"model versions and their aliases, {checked.traces:,} traces there")
+    return Pushed(data_dir, mask_uri(to), False, summary, found.empty, created, merged,
+                  seconds, rates, verified)
+
+
+@contextlib.contextmanager
+def _stopped_push_explained(to: str) -> Iterator[None]:
+    """An MLflow or network error in the middle of a push: one paragraph that says the next
+    push goes on from there (nothing copied is lost or doubled)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, ConnectionError, OSError) as exc:
+        if isinstance(exc, OSError) and not _is_network_error(exc):
+            raise
+        reason = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else
+                           type(exc).__name__)
+        raise PushError(
+            f"The push to {mask_uri(to)} stopped: {reason}. What was copied so far is kept, "
+            "and nothing is copied twice: once the server answers again, run the same push "
+            "to go on from where it stopped.") from exc
+
+
+def _is_network_error(exc: OSError) -> bool:
+    import requests
+
+    return isinstance(exc, requests.exceptions.RequestException | ConnectionError)

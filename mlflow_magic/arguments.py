@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .config import DEFAULT_TIMEOUT, FIRST_PORT, ServerOptions
+from .config import DEFAULT_TIMEOUT, FIRST_PORT
+from .options import ServerOptions
 
 #: What ``ui --view`` opens (see display.deep_link); an experiment opens its runs by default.
 VIEWS = ("runs", "traces", "overview", "models")
@@ -123,6 +124,22 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     connect.add_argument("--registry-uri", metavar="URI",
                          help="a separate model registry server")
     _add_ui_flags(connect)
+    push = sub.add_parser(
+        "push", help="copy the folder's runs, artifacts, models and traces to another "
+                     "tracking server, then compare both (a second push copies nothing)",
+        description="Copy the data folder's experiments, runs (params, tags, every metric "
+                    "point, datasets, nested runs, artifacts), logged and registered models "
+                    "and traces to the tracking server at --to, then compare both sides. "
+                    "Credentials come from MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD. A push that stopped goes on where it stopped; "
+                    "nothing is copied twice, and nothing in the folder changes.")
+    push.add_argument("--to", required=True, metavar="URL",
+                      help="http(s) URL of the tracking server to copy to")
+    _add_folder(push)
+    push.add_argument("--experiment", action="append", metavar="NAME",
+                      help="push only this experiment (repeat for several; default: all)")
+    push.add_argument("--dry-run", action="store_true",
+                      help="say what would be copied, with sizes, and copy nothing")
     ui = sub.add_parser("ui", help="show the UI (inline in notebooks), optionally at an "
                                    "experiment or run")
     _add_folder(ui)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from . import commands
 from .arguments import build_parser, split_passthrough
-from .config import mask_uri
 from .errors import MlflowMagicError
-from .progress import TextProgress
+from .masking import mask_uri
 from .results import Connected, Launched, Reused
+from .terminal import PushLine, TextProgress
 
 
 def for_terminal(message: str) -> str:
@@ -28,14 +28,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ours, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(ours)
-    progress = TextProgress(sys.stderr) if sys.stderr.isatty() else _no_progress
+    tty = sys.stderr.isatty()
+    progress = TextProgress(sys.stderr) if tty else _no_progress
     try:
-        result = commands.run(ns, extra, on_progress=progress)
+        result = commands.run(ns, extra, on_progress=progress,
+                              on_push=PushLine(sys.stderr) if tty else None)
     except MlflowMagicError as exc:
         print(f"mlflow-magic: {for_terminal(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nmlflow-magic: interrupted; nothing was left running.", file=sys.stderr)
+        if ns.command == "push":
+            print("\nmlflow-magic: interrupted. What was copied is kept; run the same push "
+                  "again to go on from where it stopped (nothing is copied twice).",
+                  file=sys.stderr)
+        else:
+            print("\nmlflow-magic: interrupted; nothing was left running.", file=sys.stderr)
         return 130
     print(for_terminal(str(result)))
     if isinstance(result, (Launched, Reused)) and result.server.private:

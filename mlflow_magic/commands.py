@@ -10,18 +10,12 @@ import argparse
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from . import access, api
+from . import access, api, transfer
 from .arguments import server_options
 from .config import is_loopback
-from .display import (
-    DEFAULT_HEIGHT,
-    UiLocation,
-    UiView,
-    deep_link,
-    ui_location,
-)
 from .errors import ConfigError
 from .manager import Progress
+from .notebook.view import DEFAULT_HEIGHT, UiLocation, UiView, deep_link, ui_location
 from .rest import experiment_id_by_name, experiment_id_of_run
 from .tracking import http_tracking_uri
 
@@ -30,10 +24,12 @@ UI_COMMANDS = ("start", "restart", "connect")
 
 
 def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
-        on_progress: Progress | None = None, wait: bool = True) -> object:
+        on_progress: Progress | None = None, wait: bool = True,
+        on_push: transfer.Progress | None = None) -> object:
     """Execute the command in ``ns`` and return its typed result.
 
-    ``wait=False`` lets a launch finish in the background (see :mod:`pending`).
+    ``wait=False`` lets a launch finish in the background (see :mod:`pending`);
+    ``on_push`` follows a push.
     """
     command = ns.command or "status"
     if extra_args and command not in START_COMMANDS:
@@ -60,6 +56,9 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
         return api.logs(ns.path, ns.lines)
     if command == "connect":
         return api.connect(ns.uri, registry_uri=ns.registry_uri)
+    if command == "push":
+        return api.push(ns.path, to=ns.to, experiments=ns.experiment, dry_run=ns.dry_run,
+                        on_progress=on_push)
     if command == "ui":
         return ui_view(_ui_server_url(ns.path), ns.proxy_url, ns.height,
                        experiment=ns.experiment, run=ns.run, view=ns.view)

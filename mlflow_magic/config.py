@@ -1,34 +1,32 @@
-"""Turn what the user asked for into one resolved :class:`ServerConfig`.
+"""Check what the user asked for and resolve it into one :class:`ServerConfig`.
 
 This module only reads: it resolves defaults from the environment and checks
 that the request can work (drivers installed, flags consistent), but it creates
 nothing and starts nothing. Every problem is reported here, before any folder
-or process exists, so a bad flag never leaves anything half-started. It also
-owns the two things derived from a config: the exact server command line and
-environment, and the masking of secrets wherever a setting is shown.
+or process exists, so a bad flag never leaves anything half-started. What the
+user asked for is :mod:`options`; the launch command and environment derived
+from a config are :mod:`launch`; secrets are masked by :mod:`masking`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .contract import FIRST_PORT_ENV
 from .errors import ConfigError
+from .masking import mask_args, mask_uri
+from .options import SETTING_FLAGS, ServerOptions
 
 DEFAULT_DATA_DIR = "~/mlflow_data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 120.0
 FIRST_PORT = 5000
-#: Where a start without --port begins looking for a free port (default FIRST_PORT): on a
-#: machine shared by many users, each may be given a range of their own.
-FIRST_PORT_ENV = "MLFLOW_MAGIC_FIRST_PORT"
 
 #: Database engines MLflow's SQLAlchemy store supports.
 DB_ENGINES = ("postgresql", "mysql", "sqlite", "mssql")
@@ -95,102 +93,6 @@ UNSUPPORTED_SERVER_FLAGS = {
                        "mlflow_magic and Jupyter's proxy look for them; the proxy already "
                        "gives the UI a path of its own (<base_url>proxy/<port>/)",
 }
-
-#: The user-facing option that controls each setting compared on reuse.
-SETTING_FLAGS: dict[str, str] = {
-    "backend_store_uri": "--backend-store-uri/--sqlite/--file-store",
-    "registry_store_uri": "--registry-store-uri",
-    "default_artifact_root": "--default-artifact-root",
-    "artifacts_destination": "--artifacts-destination",
-    "serve_artifacts": "--serve-artifacts/--no-serve-artifacts",
-    "artifacts_only": "--artifacts-only",
-    "host": "--host",
-    "port": "--port",
-    "workers": "--workers",
-    "jobs": "--jobs",
-    "attached": "--attached",
-    "allowed_hosts": "--allowed-hosts",
-    "cors_allowed_origins": "--cors-allowed-origins",
-    "app_name": "--app-name",
-    "extra_args": "the arguments after `--`",
-}
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """What the user asked for; ``None`` means "not said": the default, or on ``restart``
-    the running server's own setting."""
-
-    path: str | os.PathLike[str] | None = None
-    sqlite: bool = False
-    file_store: bool = False
-    backend_store_uri: str | None = None
-    registry_store_uri: str | None = None
-    default_artifact_root: str | None = None
-    artifacts_destination: str | None = None
-    serve_artifacts: bool | None = None
-    artifacts_only: bool | None = None
-    host: str | None = None
-    port: int | None = None
-    workers: int | None = None
-    timeout: float | None = None
-    jobs: bool | None = None
-    attached: bool | None = None
-    allowed_hosts: str | None = None
-    cors_allowed_origins: str | None = None
-    #: the server app: MLflow's own, or e.g. ``basic-auth``
-    app_name: str | None = None
-    #: arguments for `mlflow server` itself (after ``--``); None: not said, () : none
-    extra_args: tuple[str, ...] | None = None
-    #: back up an SQLite database of an older MLflow and upgrade it (an action, not a setting)
-    upgrade_db: bool = False
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready, for the folder's private settings file (secrets included)."""
-        data = dataclasses.asdict(self)
-        data["path"] = None if self.path is None else os.fspath(self.path)
-        data["extra_args"] = None if self.extra_args is None else list(self.extra_args)
-        data.pop("upgrade_db")
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> ServerOptions:
-        """The inverse of :meth:`to_dict`; unknown keys (other versions) are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        if values.get("extra_args") is not None:
-            values["extra_args"] = tuple(values["extra_args"])  # type: ignore[arg-type]
-        return cls(**values)  # type: ignore[arg-type]
-
-
-#: Options of one group replace each other as a whole when ``restart`` names one of them.
-_BACKEND_GROUP = ("sqlite", "file_store", "backend_store_uri")
-
-
-def merge_options(old: ServerOptions, new: ServerOptions) -> ServerOptions:
-    """The options of a ``restart``: the running server's, changed only where ``new`` says.
-
-    Choosing a backend replaces the previous choice; naming where proxied artifacts go
-    turns proxying back on; ``--artifacts-only`` drops the stores it has no use for.
-    """
-    merged = {f.name: getattr(new, f.name) if getattr(new, f.name) is not None
-              else getattr(old, f.name) for f in dataclasses.fields(ServerOptions)}
-    if any(getattr(new, name) for name in _BACKEND_GROUP):
-        merged.update({name: getattr(new, name) for name in _BACKEND_GROUP})
-        if new.artifacts_only is None:
-            merged["artifacts_only"] = None
-    else:
-        merged.update({name: getattr(old, name) for name in _BACKEND_GROUP})
-    if new.artifacts_destination is not None and new.serve_artifacts is None:
-        merged["serve_artifacts"] = None
-    if new.serve_artifacts is False and new.artifacts_destination is None:
-        merged["artifacts_destination"] = None
-    if new.artifacts_only:
-        merged.update(dict.fromkeys(_BACKEND_GROUP))
-        merged.update(sqlite=False, file_store=False, registry_store_uri=None)
-    merged["upgrade_db"] = new.upgrade_db
-    return ServerOptions(**merged)
-
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -532,172 +434,3 @@ def _require_module(module: str, package: str, what: str) -> None:
         )
 
 
-#: Query parameters and flag names whose value is a secret.
-_SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|signature|sig$|credential", re.I)
-#: ``scheme://user:password@`` inside free text (log lines, error messages).
-_TEXT_PASSWORD = re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@]*):([^\s@/]+)@")
-#: ``?password=...`` / ``&token=...`` inside free text.
-_TEXT_QUERY_SECRET = re.compile(
-    r"([?&][\w.-]*(?:pass|pwd|secret|token|key|signature|credential)[\w.-]*=)[^&\s'\"]+",
-    re.I)
-MASK = "***"
-
-
-def mask_uri(uri: str | None) -> str | None:
-    """``uri`` with its password and secret query values replaced by ``***``.
-
-    Covers ``user:password@`` in any scheme (databases, ``ftp://``, ``sftp://``,
-    ``https://``) and query parameters such as ``?password=`` or ``&sig=``.
-    """
-    if not uri or "://" not in uri:
-        return uri
-    try:
-        parts = urlsplit(uri)
-        password = parts.password
-    except ValueError:
-        return mask_text(uri)
-    masked = uri
-    if password:
-        netloc = f"{parts.username or ''}:{MASK}@{parts.netloc.rsplit('@', 1)[1]}"
-        masked = masked.replace(f"//{parts.netloc}", f"//{netloc}", 1)
-    if parts.query:
-        query = "&".join(_mask_query_item(item) for item in parts.query.split("&"))
-        masked = masked.replace(f"?{parts.query}", f"?{query}", 1)
-    return masked
-
-
-def _mask_query_item(item: str) -> str:
-    name, sep, value = item.partition("=")
-    return f"{name}={MASK}" if sep and value and _SECRET_NAME.search(name) else item
-
-
-def mask_text(text: str) -> str:
-    """Mask every password-bearing URI in free text (log lines, messages)."""
-    return _TEXT_QUERY_SECRET.sub(rf"\1{MASK}", _TEXT_PASSWORD.sub(rf"\1:{MASK}@", text))
-
-
-def mask_args(args: Sequence[str]) -> list[str]:
-    """A command line safe to show: URIs masked, values of secret-named flags hidden."""
-    shown: list[str] = []
-    for i, arg in enumerate(args):
-        flag, eq, value = arg.partition("=")
-        if arg.startswith("-") and eq:
-            secret = _SECRET_NAME.search(flag) and not value.startswith("/")
-            shown.append(f"{flag}={MASK}" if secret else f"{flag}={mask_uri(value)}")
-        elif i and args[i - 1].startswith("--") and _SECRET_NAME.search(args[i - 1]) \
-                and "://" not in arg:
-            shown.append(MASK)
-        else:
-            shown.append(mask_uri(arg) or arg)
-    return shown
-
-
-def server_flags(config: ServerConfig, port: int) -> list[str]:
-    """The ``mlflow server`` flags for ``config`` (store URIs travel in the environment)."""
-    flags = ["--host", config.host, "--port", str(port), "--workers", str(config.workers)]
-    flags.append("--serve-artifacts" if config.serve_artifacts else "--no-serve-artifacts")
-    if config.artifacts_only:
-        flags.append("--artifacts-only")
-    if config.artifacts_destination:
-        flags += ["--artifacts-destination", config.artifacts_destination]
-    if config.default_artifact_root:
-        flags += ["--default-artifact-root", config.default_artifact_root]
-    if config.allowed_hosts:
-        flags += ["--allowed-hosts", served_allowed_hosts(config.allowed_hosts)]
-    if config.cors_allowed_origins:
-        flags += ["--cors-allowed-origins", config.cors_allowed_origins]
-    if config.app_name:
-        flags += ["--app-name", config.app_name]
-    return [*flags, *config.extra_args]
-
-
-def server_argv(config: ServerConfig, port: int) -> list[str]:
-    """The command that runs the server: ``mlflow server`` in one process (see serve.py).
-
-    It shows the flags with secrets masked, because ``ps`` shows every command line to
-    every user of the machine; the real ones travel in the environment
-    (``mlflow_magic.serve.ARGS_ENV``).
-    """
-    return [sys.executable, "-m", "mlflow_magic.serve", *mask_args(server_flags(config, port))]
-
-
-def equivalent_command(config: ServerConfig, port: int) -> list[str]:
-    """The plain ``mlflow server`` command this server is equivalent to, secrets masked."""
-    stores = []
-    if config.backend_store_uri:
-        stores += ["--backend-store-uri", mask_uri(config.backend_store_uri) or ""]
-    if config.registry_store_uri:
-        stores += ["--registry-store-uri", mask_uri(config.registry_store_uri) or ""]
-    return ["mlflow", "server", *stores, *mask_args(server_flags(config, port))]
-
-
-#: Host names of this machine's own clients (the kernel, scripts): MLflow's
-#: ``--allowed-hosts`` replaces its default list, which holds them.
-LOOPBACK_HOSTS = ("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", "[::1]", "[[]::1]:*")
-
-
-def served_allowed_hosts(allowed_hosts: str) -> str:
-    """``--allowed-hosts`` as the server gets it: the user's hosts plus loopback.
-
-    Without loopback, naming a public host would lock out the kernel that started
-    the server (its tracking URI is ``http://127.0.0.1:<port>``): every call 403.
-    """
-    hosts = [h.strip() for h in allowed_hosts.split(",") if h.strip()]
-    if "*" in hosts:
-        return allowed_hosts
-    return ",".join([*hosts, *(h for h in LOOPBACK_HOSTS if h not in hosts)])
-
-
-#: Variables that set `mlflow server` options (its flags' ``envvar``) or that it sets for its
-#: own workers. A kernel's values would silently change a server whose settings are
-#: recorded, so the server never inherits them; mlflow_magic sets what it needs.
-SERVER_ENV_DENYLIST = frozenset({
-    "MLFLOW_BACKEND_STORE_URI", "MLFLOW_READ_REPLICA_BACKEND_STORE_URI",
-    "MLFLOW_REGISTRY_STORE_URI", "MLFLOW_DEFAULT_ARTIFACT_ROOT", "MLFLOW_SERVE_ARTIFACTS",
-    "MLFLOW_ARTIFACTS_DESTINATION", "MLFLOW_ARTIFACTS_ONLY", "MLFLOW_HOST", "MLFLOW_PORT",
-    "MLFLOW_WORKERS", "MLFLOW_STATIC_PREFIX", "MLFLOW_GUNICORN_OPTS", "MLFLOW_UVICORN_OPTS",
-    "MLFLOW_EXPOSE_PROMETHEUS", "MLFLOW_TRACE_ARCHIVAL_CONFIG", "MLFLOW_WORKSPACE_STORE_URI",
-    "MLFLOW_SERVER_ALLOWED_HOSTS", "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS",
-    "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", "MLFLOW_SERVER_X_FRAME_OPTIONS",
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR",
-})
-SERVER_ENV_DENY_PREFIXES = ("_MLFLOW_SERVER_", "MLFLOW_MAGIC_",
-                            # Jupyter's and JupyterHub's credentials: the server needs none,
-                            # and a process that holds them can act as the user in Jupyter.
-                            "JUPYTERHUB_", "JPY_", "JUPYTER_TOKEN", "JUPYTER_PASSWORD")
-
-
-def server_env(config: ServerConfig, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The server's environment: the caller's, less server settings, plus ours.
-
-    Credentials (``AWS_*``, ``MLFLOW_S3_ENDPOINT_URL``, ``MLFLOW_FLASK_SERVER_SECRET_KEY``,
-    ...) pass through; see :func:`inherited_settings` for what is recorded of them.
-    """
-    env = {name: value for name, value in (os.environ if environ is None else environ).items()
-           if name not in SERVER_ENV_DENYLIST and not name.startswith(SERVER_ENV_DENY_PREFIXES)}
-    if config.backend_store_uri:
-        env["MLFLOW_BACKEND_STORE_URI"] = config.backend_store_uri
-    if config.registry_store_uri:
-        env["MLFLOW_REGISTRY_STORE_URI"] = config.registry_store_uri
-    if is_file_store(config.backend_store_uri):
-        env["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    # MLflow's job runner (7 huey consumers, each importing mlflow) serves only some GenAI
-    # features; it is off unless asked for with --jobs.
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true" if config.jobs else "false"
-    # Read when mlflow.server is imported, which in the one-process launch happens before
-    # `mlflow server` would set them from its flags: pass them in from the start.
-    if config.allowed_hosts:
-        env["MLFLOW_SERVER_ALLOWED_HOSTS"] = served_allowed_hosts(config.allowed_hosts)
-    if config.cors_allowed_origins:
-        env["MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"] = config.cors_allowed_origins
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def inherited_settings(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Names of the ``MLFLOW_*`` variables a server inherits (shown by ``status``)."""
-    environ = os.environ if environ is None else environ
-    return sorted(name for name in environ if name.startswith("MLFLOW_")
-                  and name not in SERVER_ENV_DENYLIST
-                  and not name.startswith(SERVER_ENV_DENY_PREFIXES))

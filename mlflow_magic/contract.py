@@ -16,6 +16,12 @@ from __future__ import annotations
 
 #: The private folder inside every data folder (0700): record, options, log, lock, key.
 RECORD_DIR = ".mlflow_magic"
+RECORD_FILE = "server.json"
+OPTIONS_FILE = "options.json"
+LOG_FILE = "server.log"
+LOCK_FILE = "server.lock"
+#: While it exists, an ``--attached`` server stops when its kernel exits.
+ATTACH_FILE = "attached"
 #: The folder's key (0600), made once and kept across restarts: every request to the
 #: folder's server must carry it (``/health`` aside). See ``mlflow_magic/access.py``.
 KEY_FILE = "key"
@@ -39,21 +45,82 @@ GATE_HEADER = "X-Mlflow-Magic-Gate"
 #: The only path the gate lets through without the key (readiness checks).
 OPEN_PATHS = frozenset({"/health"})
 
-# --- the server process's environment ------------------------------------------------------
+# --- the Jupyter server's routes (under its base URL) --------------------------------------
 
+ROUTE = "mlflow-magic"
+#: The UI of this user's server on ``<port>``: ``<base_url>mlflow-magic/proxy/<port>/``.
+PROXY_PATH = f"{ROUTE}/proxy/"
+#: Where the launcher's tile opens its tab.
+TILE_PATH = f"{ROUTE}/tile/"
+#: Lets a kernel find out that the extension's route exists.
+INFO_PATH = f"{ROUTE}/api/info"
+#: jupyter-server-proxy's own generic route.
+GENERIC_PROXY_PATH = "proxy/"
+
+# --- environment variables -----------------------------------------------------------------
+
+#: The user's state folder (the list of servers): ``~/.local/state/mlflow_magic``.
+STATE_DIR_ENV = "MLFLOW_MAGIC_STATE_DIR"
+#: The user's cache folder (new-database templates); also handed to the server.
+CACHE_DIR_ENV = "MLFLOW_MAGIC_CACHE_DIR"
+#: How the browser reaches a server (a URL template with ``{port}``, or Jupyter's base URL).
+PROXY_URL_ENV = "MLFLOW_MAGIC_PROXY_URL"
+#: Where a start without ``--port`` begins looking for a free port.
+FIRST_PORT_ENV = "MLFLOW_MAGIC_FIRST_PORT"
+#: Marks every process of one server (a random token in each one's environment).
+TOKEN_ENV = "MLFLOW_MAGIC_SERVER_TOKEN"
+#: Set while a background start runs, for the processes started meanwhile
+#: (``!python train.py``): "<url> <deadline> <data folder>".
+STARTING_ENV = "MLFLOW_MAGIC_STARTING"
+
+# The server process's own, from the manager:
+#: The real ``mlflow server`` flags (the command line shows them with secrets masked).
+ARGS_ENV = "MLFLOW_MAGIC_SERVER_ARGS"
+#: The server's log, which the server keeps from growing without bound.
+LOG_ENV = "MLFLOW_MAGIC_LOG"
+#: With ``--attached``: the kernel's pid, and the file whose presence keeps the link.
+PARENT_ENV = "MLFLOW_MAGIC_PARENT_PID"
+ATTACH_FILE_ENV = "MLFLOW_MAGIC_ATTACH_FILE"
+#: ``--upgrade-db``: back up an older SQLite database, then upgrade it.
+UPGRADE_ENV = "MLFLOW_MAGIC_UPGRADE_DB"
 #: The folder's private folder, for the gate: set only for a server private to its user.
 PRIVATE_DIR_ENV = "MLFLOW_MAGIC_PRIVATE_DIR"
-#: The app the server's workers wrap, as ``mlflow server`` named it (``module:attr``, or
-#: ``module:factory()`` for an app factory); set by ``serve.py`` for ``served_app.py``.
-APP_ENV = "MLFLOW_MAGIC_APP"
-#: ``asgi`` (uvicorn) or ``wsgi`` (gunicorn, waitress): how the gate wraps that app.
-APP_KIND_ENV = "MLFLOW_MAGIC_APP_KIND"
 #: The listening socket the starter bound and handed to the server (a file descriptor
 #: number): the port is held from the moment it is chosen, so no other start can take it.
 LISTEN_FD_ENV = "MLFLOW_MAGIC_LISTEN_FD"
+#: The app the server's workers wrap, as ``mlflow server`` named it (``module:attr``, or
+#: ``module:factory()`` for an app factory); set by ``server/serve.py`` for ``server/app.py``.
+APP_ENV = "MLFLOW_MAGIC_APP"
+#: ``asgi`` (uvicorn) or ``wsgi`` (gunicorn, waitress): how the gate wraps that app.
+APP_KIND_ENV = "MLFLOW_MAGIC_APP_KIND"
 
-# --- the Jupyter server's environment ------------------------------------------------------
-
+# The Jupyter server's:
 #: Set by the server extension in the Jupyter server's process (so its children, the
 #: launcher's forwarder among them, see it): the route's path, ``<base_url>mlflow-magic/proxy/``.
 ROUTE_ENV = "MLFLOW_MAGIC_ROUTE"
+
+# --- the server's log: what it says, and what the manager reads in it ---------------------
+
+#: The one-process launch serves.
+IN_PROCESS_MARKER = "mlflow_magic: serving in-process"
+#: MLflow's own launcher serves (some flags need it, or MLflow changed shape).
+OWN_LAUNCHER_MARKER = "mlflow_magic: using MLflow's own launcher"
+#: An ``--attached`` server another kernel reuses: it now outlives its first kernel.
+SHARED_MARKER = "mlflow_magic: shared by another kernel now, no longer attached"
+#: A private server whose app cannot be put behind the gate does not start.
+GATE_MISSING = "mlflow_magic: the server cannot be kept private"
+#: A new SQLite database was a copy of the template ("database tables": a start phase).
+DATABASE_COPIED = "mlflow_magic: new database tables copied from"
+#: MLflow's (and the schema guard's) refusal of an older database.
+OUT_OF_DATE = "Detected out-of-date database schema"
+#: Log lines that tell which start-up phase the server is in (MLflow's and uvicorn's).
+DATABASE_TABLES = "database tables"
+SERVER_PROCESS_STARTED = "Started server process"
+UVICORN_RUNNING = "Uvicorn running"
+
+
+# --- what a push leaves on the objects it copies to another tracking server -------------
+
+#: On every run, logged model, model version and trace a push copies: the source's id
+#: (a model version: its number), so a later push finds the copy again (transfer.py).
+PUSH_SOURCE_TAG = "mlflow_magic.push.source"

@@ -41,6 +41,10 @@ class ConnectError(MlflowMagicError):
     """A tracking server given to ``connect`` does not answer as MLflow."""
 
 
+class PushError(MlflowMagicError):
+    """A push could not copy, or its copy differs from the source (see transfer.py)."""
+
+
 class BusyError(MlflowMagicError):
     """Another process holds the data folder's lock for too long."""
 

@@ -19,38 +19,31 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import secrets
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit
 
 import psutil
 
-from . import access, auth, logfile, newdb, ownership, process, registry, rest
-from .config import (
-    SETTING_FLAGS,
-    ServerConfig,
-    ServerOptions,
-    equivalent_command,
-    first_port,
-    inherited_settings,
-    mask_text,
-    mask_uri,
-    merge_options,
-    resolve,
-    resolve_data_dir,
-    server_argv,
-    server_env,
-    server_flags,
+from . import access, auth, diagnosis, logfile, ownership, process, registry, rest
+from .config import ServerConfig, first_port, resolve, resolve_data_dir
+from .contract import (
+    ARGS_ENV,
+    ATTACH_FILE,
+    ATTACH_FILE_ENV,
+    CACHE_DIR_ENV,
+    KEY_HEADER,
+    LISTEN_FD_ENV,
+    LOG_ENV,
+    PARENT_ENV,
+    PRIVATE_DIR_ENV,
+    UPGRADE_ENV,
 )
-from .contract import KEY_HEADER, LISTEN_FD_ENV, PRIVATE_DIR_ENV
 from .errors import (
     ConfigError,
-    ConnectError,
     ForeignHostError,
     MlflowMagicError,
     PortInUseError,
@@ -59,9 +52,11 @@ from .errors import (
     StartTimeoutError,
     UnresponsiveError,
 )
+from .masking import mask_text
+from .options import SETTING_FLAGS, ServerOptions, merge_options
+from .paths import cache_dir
 from .registry import ServerRecord
 from .results import (
-    Connected,
     Launched,
     LogTail,
     Reused,
@@ -70,26 +65,19 @@ from .results import (
     Stopped,
     StoppedAll,
 )
-from .schema import OUT_OF_DATE, UPGRADE_ENV
-from .serve import ARGS_ENV, ATTACH_FILE_ENV, LOG_ENV, PARENT_ENV
+from .server_command import (
+    equivalent_command,
+    inherited_settings,
+    server_argv,
+    server_env,
+    server_flags,
+)
 
 #: Called with (phase, seconds since start) while a server starts.
 Progress = Callable[[str, float], None]
 #: Called with the server's URL as soon as a start has chosen it (before it answers).
 UrlKnown = Callable[[str], None]
 
-#: The start-up phases, in order, as reported to a Progress callback.
-PHASE_ORDER = ("starting Python and MLflow", "preparing database", "starting web server",
-               "waiting for health", "ready")
-#: Reported while waiting for a running server that does not answer yet.
-BUSY_PHASE = "the server is busy: waiting for it to answer"
-
-#: Log lines that tell which start-up phase the server is in, latest phase first.
-PHASES = (
-    ("Uvicorn running", "waiting for health"),
-    ("Started server process", "starting web server"),
-    ("database tables", "preparing database"),
-)
 PORT_RETRIES = 3
 LOCK_MARGIN = 30.0
 LOG_TAIL_LINES = 30
@@ -164,7 +152,7 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
         outcome = process.wait_ready(
             lambda: None if registry.process_of(record) is not None else -1,
             record.url, config.timeout,
-            on_tick=lambda _: on_progress(BUSY_PHASE, time.monotonic() - started),
+            on_tick=lambda _: on_progress(diagnosis.BUSY_PHASE, time.monotonic() - started),
             credentials=lambda: _credentials(record))
         if isinstance(outcome, process.Exited):  # it died while we waited: replace it
             _end_remains(record)
@@ -217,7 +205,7 @@ def _detach_if_needed(config: ServerConfig, record: ServerRecord) -> ServerRecor
 
 def _attach_file(data_dir: Path) -> Path:
     """While it exists, an ``--attached`` server stops when its kernel exits."""
-    return registry.record_dir(data_dir) / "attached"
+    return registry.record_dir(data_dir) / ATTACH_FILE
 
 
 def _refuse_foreign_host(record: ServerRecord, action: str) -> None:
@@ -277,7 +265,7 @@ def _listen(config: ServerConfig, tried: list[int]) -> socket.socket:
             f"{exc.strerror or exc}. Free a port, or name one with --port.") from None
     if sock is None:
         _port_taken(config)
-    return sock  # type: ignore[return-value]
+    return sock
 
 
 def _port_taken(config: ServerConfig) -> NoReturn:
@@ -356,7 +344,7 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
         access.folder_key(config.data_dir, create=True)
         env[PRIVATE_DIR_ENV] = str(registry.record_dir(config.data_dir))
     env.update({process.TOKEN_ENV: token, ARGS_ENV: json.dumps(server_flags(config, port)),
-                LOG_ENV: str(log), newdb.CACHE_ENV: str(newdb.cache_dir())})
+                LOG_ENV: str(log), CACHE_DIR_ENV: str(cache_dir())})
     if config.upgrade_db:
         env[UPGRADE_ENV] = "1"
     if config.attached:
@@ -365,7 +353,7 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
                     ATTACH_FILE_ENV: str(_attach_file(config.data_dir))})
     env[LISTEN_FD_ENV] = str(sock.fileno())
     url = client_url(config.host, port)
-    on_progress(PHASE_ORDER[0], time.monotonic() - started)
+    on_progress(diagnosis.PHASE_ORDER[0], time.monotonic() - started)
     proc = process.spawn(server_argv(config, port), env, log, pass_fds=[sock.fileno()])
     sock.close()  # the server holds the port now
     create_time = psutil.Process(proc.pid).create_time()  # not reaped yet: always readable
@@ -397,13 +385,14 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
 
         outcome = process.wait_ready(
             proc.poll, url, config.timeout,
-            on_tick=lambda _: on_progress(_phase(log, offset), time.monotonic() - started),
+            on_tick=lambda _: on_progress(diagnosis.phase(logfile.tail(log, 200, offset)),
+                                          time.monotonic() - started),
             credentials=credentials)
         if isinstance(outcome, process.Exited):
             raise _start_failed(config, outcome.exit_code, _log_tail(log, offset))
         if isinstance(outcome, process.TimedOut):
             log_tail = _log_tail(log, offset)
-            hint = _hint(config, log_tail) or (
+            hint = diagnosis.hint(log_tail, config.backend_store_uri) or (
                 "A slow disk or a remote database can make the first start slow: try a "
                 "longer --timeout.")
             raise StartTimeoutError(
@@ -481,48 +470,10 @@ def _log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
     return mask_text(logfile.tail(log, lines, offset))
 
 
-def _phase(log: Path, offset: int) -> str:
-    """Which start-up phase the server's log shows so far."""
-    text = logfile.tail(log, 200, offset)
-    for marker, phase in PHASES:
-        if marker in text:
-            return phase
-    return PHASE_ORDER[0]
-
-
-def _hint(config: ServerConfig, log_tail: str) -> str | None:
-    """A specific fix for the known causes of a failed start, found in the log."""
-    lowered = log_tail.lower()
-    if OUT_OF_DATE.lower() in lowered:  # our guard's message and MLflow's own
-        return (f"The database was created by an older MLflow and was left as it is. Start "
-                "again with --upgrade-db to back up the SQLite file next to it and upgrade it, "
-                "or back it up yourself and run "
-                f"`mlflow db upgrade {mask_uri(config.backend_store_uri)}`.")
-    if "usage: mlflow server" in lowered:
-        return ("`mlflow server` refused its arguments: check the ones you passed after `--` "
-                "(`mlflow server --help` lists them).")
-    if "address already in use" in lowered:
-        return "Its port was taken by another process meanwhile; start again."
-    if "no space left on device" in lowered or "database or disk is full" in lowered:
-        return "The disk of the data folder is full: free some space and start again."
-    if "read-only file system" in lowered or "permission denied" in lowered:
-        return ("The server cannot write to the data folder: choose a writable folder with "
-                "--path, or fix its permissions.")
-    if "connection refused" in lowered or "could not connect" in lowered:
-        return (f"The database at {mask_uri(config.backend_store_uri)} does not accept "
-                "connections: check that it runs and that host, port and credentials are "
-                "right.")
-    if "password authentication failed" in lowered:
-        return "The database refused the user name or password in --backend-store-uri."
-    missing = re.search(r"no module named '([^'.]+)", lowered)
-    if missing:
-        return f"A Python module is missing: install it with `pip install {missing.group(1)}`."
-    return None
-
-
 def _start_failed(config: ServerConfig, code: int | None, log_tail: str) -> StartFailedError:
     """Explain an early exit, with the exit code and the log tail."""
-    hint = _hint(config, log_tail) or "The log below says why; fix that and start again."
+    hint = diagnosis.hint(log_tail, config.backend_store_uri) or (
+        "The log below says why; fix that and start again.")
     return StartFailedError(
         f"The MLflow server for {config.data_dir} exited with code {code} before it "
         f"answered. {hint} Last lines of its log "
@@ -685,48 +636,3 @@ def logs(data_dir: Path, lines: int = 30) -> LogTail:
     """The last ``lines`` lines of the folder's server log, secrets masked."""
     log = registry.log_path(data_dir)
     return LogTail(str(log), _log_tail(log, lines=lines))
-
-
-# --- connect ------------------------------------------------------------------------------
-
-
-def connect(uri: str, registry_uri: str | None = None, timeout: float = 10.0) -> Connected:
-    """Check that ``uri`` is a live MLflow tracking server before the kernel uses it."""
-    scheme = urlsplit(uri).scheme
-    if scheme not in ("http", "https"):
-        raise ConnectError(
-            f"{mask_uri(uri)} is not the address of a tracking server. `connect` takes its "
-            "http(s) URL, e.g. `%mlflow_server connect http://mlflow.example.org:5000`; to run "
-            "a server on a database, use `%mlflow_server start --backend-store-uri URI`."
-        )
-    user, password = (os.environ.get("MLFLOW_TRACKING_USERNAME"),
-                      os.environ.get("MLFLOW_TRACKING_PASSWORD"))
-    try:  # a local address of ours gets the folder's key; one of another user's, nothing
-        headers = access.headers_for_url(uri)
-    except access.PortTaken as exc:
-        raise ConnectError(str(exc).replace("This MLflow call was not sent", "Not connected")
-                           ) from None
-    found = rest.probe(uri, timeout=timeout, headers=headers,
-                       auth=(user, password) if user and password is not None else None)
-    if found.login_required:
-        raise ConnectError(
-            f"The MLflow server at {mask_uri(uri)} asks for a login and "
-            + ("refused the user name or password in MLFLOW_TRACKING_USERNAME and "
-               "MLFLOW_TRACKING_PASSWORD: check them" if user else
-               "none was given: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-               "in the environment (e.g. `%env MLFLOW_TRACKING_USERNAME=alice`)")
-            + ", then connect again.")
-    if found.status == 403:
-        raise ConnectError(
-            f"The MLflow server at {mask_uri(uri)} answered 403 Forbidden: "
-            + (f"the user {user!r} may not read from it (ask its admin for a permission), or "
-               if user else "")
-            + "it refuses the host name you reach it by (its admin starts it with "
-            "--allowed-hosts naming that host). Then connect again.")
-    if not found.healthy:
-        raise ConnectError(
-            f"No MLflow tracking server answers at {mask_uri(uri)}: {found.error}. "
-            "Check the address and that the server runs (`mlflow server ...` on that "
-            "machine), then connect again.")
-    return Connected(mask_uri(uri) or uri, found.version or "unknown",
-                     mask_uri(registry_uri))

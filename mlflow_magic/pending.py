@@ -28,16 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from .contract import STARTING_ENV
 from .errors import CellMessage
 
 if TYPE_CHECKING:
     from .registry import ServerRecord
 
 T = TypeVar("T")
-#: Set while a background start runs, for the processes started meanwhile
-#: (``!python train.py``): "<url> <deadline> <data folder>"; their MLflow calls wait for
-#: that server too.
-STARTING_ENV = "MLFLOW_MAGIC_STARTING"
 #: A folder's record missing this long (s) in a started process: the start failed (a retry
 #: on another port rewrites it within milliseconds).
 GONE_FOR_GOOD = 2.0

@@ -23,11 +23,10 @@ from pathlib import Path
 import psutil
 
 from . import logfile, rest
+from .contract import TOKEN_ENV
 
 POLL_INTERVAL = 0.1
 STOP_GRACE = 10.0
-#: Environment variable that marks every process of one server.
-TOKEN_ENV = "MLFLOW_MAGIC_SERVER_TOKEN"
 #: Two create times closer than this are the same process (they are rounded).
 SAME_PROCESS = 1.0
 
@@ -110,6 +109,8 @@ def is_mlflow_server(proc: psutil.Process | None) -> bool:
         return False
     with contextlib.suppress(psutil.Error):
         cmd = " ".join(proc.cmdline())
+        # "mlflow_magic.serve" matches mlflow_magic.server.serve and the module's name before
+        # 0.3.0, so servers started by an older install are still recognised.
         return "mlflow_magic.serve" in cmd or ("mlflow" in cmd and (
             " server" in cmd or "uvicorn" in cmd))
     return False

@@ -37,12 +37,11 @@ from pathlib import Path
 
 import psutil
 
-from .config import ServerOptions
-from .contract import RECORD_DIR
+from .contract import LOCK_FILE, LOG_FILE, OPTIONS_FILE, RECORD_DIR, RECORD_FILE, STATE_DIR_ENV
 from .errors import BusyError, ConfigError
+from .options import ServerOptions
+from .paths import state_dir
 from .process import same_process
-
-STATE_DIR_ENV = "MLFLOW_MAGIC_STATE_DIR"
 
 
 @dataclass(frozen=True)
@@ -130,15 +129,15 @@ def record_dir(data_dir: str | os.PathLike[str]) -> Path:
 
 
 def record_path(data_dir: Path) -> Path:
-    return record_dir(data_dir) / "server.json"
+    return record_dir(data_dir) / RECORD_FILE
 
 
 def log_path(data_dir: Path) -> Path:
-    return record_dir(data_dir) / "server.log"
+    return record_dir(data_dir) / LOG_FILE
 
 
 def options_path(data_dir: Path) -> Path:
-    return record_dir(data_dir) / "options.json"
+    return record_dir(data_dir) / OPTIONS_FILE
 
 
 def prepare_folder(data_dir: Path) -> Path:
@@ -264,7 +263,7 @@ class _FolderLock:
     def __init__(self, data_dir: Path, timeout: float) -> None:
         from filelock import FileLock  # only starts and stops need it, not a reuse
 
-        self._lock = FileLock(record_dir(data_dir) / "server.lock", mode=0o600)
+        self._lock = FileLock(record_dir(data_dir) / LOCK_FILE, mode=0o600)
         self._data_dir = data_dir
         self._timeout = timeout
 
@@ -290,7 +289,7 @@ def lock_held(data_dir: Path) -> bool:
     """Someone (another process, or thread) is starting or stopping the folder's server."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(record_dir(data_dir) / "server.lock", mode=0o600)
+    lock = FileLock(record_dir(data_dir) / LOCK_FILE, mode=0o600)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -349,19 +348,6 @@ def process_of(record: ServerRecord) -> psutil.Process | None:
     if not on_this_host(record):
         return None
     return same_process(record.pid, record.create_time)
-
-
-def user_dir(override_env: str, xdg_env: str, default: str) -> Path:
-    """``$override_env``, else ``$xdg_env/mlflow_magic``, else ``default/mlflow_magic``."""
-    override = os.environ.get(override_env)
-    if override:
-        return Path(override).expanduser()
-    return Path(os.environ.get(xdg_env) or os.path.expanduser(default)) / "mlflow_magic"
-
-
-def state_dir() -> Path:
-    """The user's state folder for mlflow_magic (``$MLFLOW_MAGIC_STATE_DIR`` overrides)."""
-    return user_dir(STATE_DIR_ENV, "XDG_STATE_HOME", "~/.local/state")
 
 
 def _index_entry(data_dir: Path) -> Path:

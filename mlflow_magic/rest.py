@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from .contract import GATE_HEADER
@@ -97,7 +98,7 @@ def reason(exc: BaseException) -> str:
 
 
 def get_json(url: str, timeout: float = 5.0,
-             headers: Mapping[str, str] | None = None) -> object:
+             headers: Mapping[str, str] | None = None) -> Any:
     """GET ``url`` and decode JSON: enough REST for status displays without mlflow."""
     request = urllib.request.Request(url, headers=dict(headers or {}))
     with urllib.request.urlopen(request, timeout=timeout) as resp:
@@ -105,7 +106,7 @@ def get_json(url: str, timeout: float = 5.0,
 
 
 def post_json(url: str, body: object, timeout: float = 5.0,
-              headers: Mapping[str, str] | None = None) -> object:
+              headers: Mapping[str, str] | None = None) -> Any:
     """POST ``body`` as JSON to ``url`` and decode the JSON answer."""
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json",
@@ -119,7 +120,7 @@ def experiment_id_by_name(url: str, name: str,
     """The id of the experiment called ``name`` (KeyError/OSError if there is none)."""
     found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?"
                      f"experiment_name={quote(name)}", headers=headers)
-    return found["experiment"]["experiment_id"]  # type: ignore[index]
+    return found["experiment"]["experiment_id"]
 
 
 def experiment_id_of_run(url: str, run_id: str,
@@ -127,4 +128,4 @@ def experiment_id_of_run(url: str, run_id: str,
     """The id of the experiment run ``run_id`` belongs to (KeyError/OSError if unknown)."""
     found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/runs/get?run_id={quote(run_id)}",
                      headers=headers)
-    return found["run"]["info"]["experiment_id"]  # type: ignore[index]
+    return found["run"]["info"]["experiment_id"]

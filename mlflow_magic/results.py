@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+from .masking import mask_uri
 from .pending import PendingStart
 from .registry import ServerRecord
 
@@ -102,18 +103,20 @@ def _login(server: ServerRecord) -> bool:
 
 
 def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[str, str]]:
-    """The facts a user wants about a running server, as (label, HTML) rows."""
+    """The facts a user wants about a running server, as (label, HTML) rows. Stores are
+    masked again here: a record is written masked, but one edited by hand may not be."""
     rows = [
         ("URL", code_html(server.url)),
         ("pid", f"{server.pid}" + (" (attached to its kernel)" if server.attached else "")),
         ("uptime", human_duration(server.uptime)),
         ("data folder", html.escape(server.data_dir)),
-        ("backend store", html.escape(str(server.backend_store_uri or "none (artifacts only)"))),
+        ("backend store", html.escape(mask_uri(server.backend_store_uri)
+                                      or "none (artifacts only)")),
     ]
     if server.registry_store_uri:
-        rows.append(("registry store", html.escape(server.registry_store_uri)))
+        rows.append(("registry store", html.escape(mask_uri(server.registry_store_uri))))
     proxied = " (proxied by the server)" if server.settings.get("serve_artifacts") else ""
-    rows.append(("artifacts", html.escape(f"{server.artifact_location}{proxied}")))
+    rows.append(("artifacts", html.escape(f"{mask_uri(server.artifact_location)}{proxied}")))
     if server.workers != 1 or server.jobs:
         rows.append(("processes", f"{server.workers} worker(s)"
                      + (", job runner on" if server.jobs else "")))
@@ -370,3 +373,55 @@ class LogTail(Renders):
     def text(self) -> str:
         return f"==> {self.path} <==\n{self.lines}" if self.lines else f"{self.path} is empty"
 
+
+
+@dataclass(frozen=True, repr=False)
+class Pushed(Renders):
+    """A push's outcome: what was copied (or, with ``--dry-run``, would be), and what the
+    comparison of the two servers covered. Built by :func:`mlflow_magic.api.push`."""
+
+    data_dir: str
+    target: str  # masked
+    dry_run: bool
+    copied: str  # the plan's one line: runs, metric points, artifacts, models, traces
+    nothing: bool  # the target already held everything
+    created: tuple[str, ...] = ()  # experiments made on the target
+    merged: tuple[tuple[str, int], ...] = ()  # (experiment, runs there from elsewhere)
+    seconds: float = 0.0
+    rates: str = ""
+    checked: str = ""  # what the verification compared
+
+    def lines(self) -> list[str]:
+        if self.dry_run:
+            head = (f"Nothing to push: {self.target} already holds everything of "
+                    f"{self.data_dir}." if self.nothing else
+                    f"A push of {self.data_dir} to {self.target} would copy {self.copied}.")
+        elif self.nothing:
+            head = (f"Nothing to copy: {self.target} already holds everything of "
+                    f"{self.data_dir}.")
+        else:
+            head = (f"Pushed {self.data_dir} to {self.target} in "
+                    f"{human_duration(self.seconds)}: {self.copied}.")
+        out = [head]
+        if self.created:
+            verb = "would be created" if self.dry_run else "created"
+            out.append(f"Experiments {verb} there: {', '.join(map(repr, self.created))}.")
+        for name, others in self.merged:
+            out.append(f"Experiment {name!r} already exists there with {others} other "
+                       f"run{'s' if others != 1 else ''}: "
+                       + ("this folder's runs would join them." if self.dry_run else
+                          "this folder's runs were merged into it."))
+        if self.rates:
+            out.append(f"Rate: {self.rates}.")
+        if self.checked:
+            out.append(f"Verified: {self.checked}.")
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+    def html(self) -> str:
+        first, *rest = self.lines()
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in rest)
+        return (f"<div><b>{html.escape(first)}</b>"
+                + (f"<ul style='margin:4px 0'>{items}</ul>" if items else "") + "</div>")

@@ -11,6 +11,8 @@ import nbformat
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+#: The host name the hub tests open (the browser resolves it to this machine).
+HUB_HOST = "hub.example.test"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -52,7 +54,7 @@ def expect_mlflow_in(page, frame: str, screenshot: str) -> None:
     """The iframe ``frame`` shows MLflow's UI; a screenshot is kept either way."""
     try:
         page.wait_for_selector(frame, timeout=120_000)
-        page.frame_locator(frame).get_by_text("Experiments").first.wait_for(timeout=60_000)
+        page.frame_locator(frame).get_by_text("Experiments").first.wait_for(timeout=150_000)
     finally:
         shot(page, screenshot)
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,18 +42,11 @@ os.environ["MLFLOW_MAGIC_FIRST_PORT"] = str(5000 + 2000 * int(_WORKER[2:] or 0))
 RUN_MARK = "PYTEST_MLFLOW_MAGIC_RUN"
 os.environ[RUN_MARK] = str(_RUN_DIR)
 
+import services  # noqa: E402
+from services import free_port  # noqa: E402 - tests import it from here
+
 import mlflow_magic  # noqa: E402
 from mlflow_magic import access, manager  # noqa: E402
-
-PG_BIN = Path(os.environ.get("PG_BIN") or max(
-    Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"),
-    key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def owner(url: str, **headers: str) -> dict[str, str]:
@@ -109,7 +101,7 @@ def serve_processes(marker: str = "") -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "mlflow_magic.serve" in cmd and marker in cmd and ours(p):
+        if "mlflow_magic.server.serve" in cmd and marker in cmd and ours(p):
             found.append(p)
     return found
 
@@ -134,6 +126,53 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(
             f"FAILED: {len(_SKIPPED)} test(s) skipped, and a skip counts as a failure: "
             + ", ".join(_SKIPPED), red=True)
+
+
+#: Fixtures that start processes (servers, databases, a store, kernels, another user's
+#: programs): a test using one is an ``integration`` test, and so are those in a module marked
+#: so. The others are the pure logic, ``pytest -m "not integration"``.
+PROCESS_FIXTURES = {"shared_server", "jupyter", "stub", "kernel", "postgres", "mariadb", "s3",
+                    "hub", "browser", "page", "other_user", "listening", "on_shared_server",
+                    "busy_server", "artifacts_only_server", "small_disk"}
+MARKERS_BY_FIXTURE = {"services": {"postgres", "mariadb", "s3", "hub"},
+                      "browser": {"browser", "page"},
+                      "root": {"other_user", "shared_tmp", "small_disk"}}
+
+
+#: The longest test files, run first: on two workers the run then ends with short files,
+#: not with one long file started last.
+LONGEST_FIRST = ("test_transfer.py", "test_lifecycle.py", "test_hub.py", "test_browser.py",
+                 "test_notebooks.py", "test_team_server.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark each test by what it needs, from the fixtures it uses (see CONTRIBUTING); the
+    longest files first."""
+    def rank(item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+    for item in items:
+        names = set(item.fixturenames)
+        for marker, fixtures in MARKERS_BY_FIXTURE.items():
+            if names & fixtures:
+                item.add_marker(marker)
+        if names & PROCESS_FIXTURES or any(item.iter_markers("browser")):
+            item.add_marker("integration")
+
+
+@pytest.fixture(autouse=True)
+def _pure_tests_start_no_process(request, monkeypatch):
+    """A test not marked ``integration`` that starts a process fails, naming the marker: the
+    fast run must stay pure logic, and the marker must say the truth."""
+    if request.node.get_closest_marker("integration") is None:
+        def refuse(self, args, *rest, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} starts a process ({args!r}): mark it "
+                                 "integration (pytestmark = pytest.mark.integration)")
+
+        monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -296,6 +335,33 @@ def stubs_running() -> list[psutil.Process]:
     return found
 
 
+@pytest.fixture
+def ip(ipython_shell):
+    """The test shell with the extension loaded (again: another test may have unloaded it,
+    which ``%load_ext`` would not see)."""
+    mlflow_magic.load_ipython_extension(ipython_shell)
+    return ipython_shell
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the run; the hub's made-up host name resolves to this
+    machine."""
+    from browser_helpers import HUB_HOST, chromium
+
+    with chromium(f"--host-resolver-rules=MAP {HUB_HOST} 127.0.0.1") as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser):
+    """A page in a fresh browser context (no cookies)."""
+    from browser_helpers import new_page
+
+    with new_page(browser) as page:
+        yield page
+
+
 @pytest.fixture(scope="session")
 def ipython_shell():
     """IPython's test shell, started once (globalipapp's helpers return None on a 2nd start)."""
@@ -376,42 +442,14 @@ class Kernel:
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: run them as the postgres user."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
 @pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL cluster on a free port; yields a URI with a password."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN} (apt-get install "
-                    "postgresql); .ci/run installs them.")
-    # Not under pytest's tmp folder: the postgres user must be able to reach it.
-    root = Path(tempfile.mkdtemp(prefix="mlflow-magic-pg-"))
-    password = "pg-s3cret-pw"
-    (root / "pw").write_text(password)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(root / "pw", "postgres")
-    data, port = root / "data", free_port()
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                                 f"--pwfile={root / 'pw'}", "--auth-host=scram-sha-256",
-                                 "--auth-local=trust", "--no-sync"]),
-                   check=True, capture_output=True)
-    ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data)]
-    subprocess.run(_as_postgres([*ctl, "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
-                                 " -c fsync=off", "-l", str(root / "log"), "-w", "start"]),
-                   check=True, capture_output=True)
-    try:
-        subprocess.run(_as_postgres([str(PG_BIN / "psql"), "-h", str(root), "-p", str(port),
-                                     "-U", "postgres", "-c", "CREATE DATABASE mlflow"]),
-                       check=True, capture_output=True)
-        yield f"postgresql://postgres:{password}@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run(_as_postgres([*ctl, "-m", "immediate", "-w", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    if not (services.PG_BIN / "initdb").exists():
+        pytest.fail(f"PostgreSQL server binaries not found in {services.PG_BIN} (apt-get "
+                    "install postgresql); .ci/run installs them.")
+    with services.postgres_cluster() as uri:
+        yield uri
 
 
 # --- MariaDB -----------------------------------------------------------------------------

@@ -121,12 +121,6 @@ def check_message(message: str, words: tuple[str, ...]) -> None:
         assert word in message, message
 
 
-@pytest.fixture(scope="module")
-def ip(ipython_shell):
-    ipython_shell.run_line_magic("load_ext", "mlflow_magic")
-    return ipython_shell
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_magic(name, ip, places, untouched):
     case = CASES[name]

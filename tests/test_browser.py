@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import (
-    chromium,
     error_outputs,
     expect_mlflow_in,
-    new_page,
     open_and_run_all,
     record_cells,
     run_all,
@@ -28,18 +26,6 @@ from mlflow_magic import manager, registry
 pytestmark = pytest.mark.browser
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    with new_page(browser) as page:
-        yield page
 
 
 def test_ui_inline_and_in_a_launcher_tab(jupyter, page):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mlflow_magic import registry
 
 
@@ -17,6 +19,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           env=os.environ.copy())
 
 
+@pytest.mark.integration
 def test_start_reuse_status_stop(tmp_path):
     data = str(tmp_path / "d")
     try:
@@ -36,6 +39,7 @@ def test_start_reuse_status_stop(tmp_path):
     assert registry.read_record(tmp_path / "d") is None
 
 
+@pytest.mark.integration
 def test_bad_input_exits_with_a_message(tmp_path):
     done = cli("start", "--path", str(tmp_path), "--port", "99999")
     assert done.returncode == 1
@@ -45,6 +49,7 @@ def test_bad_input_exits_with_a_message(tmp_path):
     assert usage.returncode == 2 and "invalid choice" in usage.stderr
 
 
+@pytest.mark.integration
 def test_help_lists_commands():
     done = cli("--help")
     for word in ("start", "stop", "status", "list", "logs", "connect"):

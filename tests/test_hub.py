@@ -20,9 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 from browser_helpers import (
-    chromium,
+    HUB_HOST,
     expect_mlflow_in,
-    new_page,
     open_and_run_all,
     shot,
     write_notebook,
@@ -33,7 +32,7 @@ from mlflow_magic import manager, registry
 
 pytestmark = pytest.mark.browser
 
-HOST = "hub.example.test"
+HOST = HUB_HOST
 USER = "alice"
 VENV_BIN = Path(sys.executable).parent
 CHP = Path(sys.prefix) / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -119,18 +118,6 @@ def hub(tmp_path_factory):
                 child.kill()
         log.close()
         manager.stop(data_dir)  # in case a kernel started it again while the hub shut down
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium(f"--host-resolver-rules=MAP {HOST} 127.0.0.1") as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    with new_page(browser) as page:
-        yield page
 
 
 def log_in(page, hub) -> str:

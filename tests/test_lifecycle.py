@@ -23,12 +23,8 @@ import pytest
 from conftest import as_host, python, rest, serve_processes, wait_for
 
 import mlflow_magic
-from mlflow_magic import manager, process, registry
-from mlflow_magic.errors import (
-    ForeignHostError,
-    SettingsMismatchError,
-    UnresponsiveError,
-)
+from mlflow_magic import contract, diagnosis, manager, process, registry
+from mlflow_magic.errors import ForeignHostError, SettingsMismatchError, UnresponsiveError
 from mlflow_magic.results import Launched, Reused
 
 
@@ -36,6 +32,7 @@ def gone(pid: int) -> bool:
     return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+@pytest.mark.integration
 def test_eight_processes_starting_one_fresh_folder_get_one_server(folder):
     code = f"""
         import mlflow_magic
@@ -82,6 +79,7 @@ def test_eight_writers_lose_no_point(shared_server):
             assert sorted(m["step"] for m in history["metrics"]) == list(range(STEPS))
 
 
+@pytest.mark.integration
 def test_a_paused_server_is_waited_for_never_replaced(folder):
     server = mlflow_magic.start(folder, use=False).server
     os.kill(server.pid, signal.SIGSTOP)
@@ -95,10 +93,11 @@ def test_a_paused_server_is_waited_for_never_replaced(folder):
         resumer.join()
         os.kill(server.pid, signal.SIGCONT)
     assert isinstance(again, Reused) and again.server.pid == server.pid
-    assert manager.BUSY_PHASE in phases
+    assert diagnosis.BUSY_PHASE in phases
     assert len(serve_processes(str(folder))) == 1
 
 
+@pytest.mark.integration
 def test_a_server_that_never_answers_is_reported_and_left_running(folder):
     server = mlflow_magic.start(folder, use=False).server
     os.kill(server.pid, signal.SIGSTOP)
@@ -115,6 +114,7 @@ def test_a_server_that_never_answers_is_reported_and_left_running(folder):
     assert registry.read_record(folder).pid == server.pid
 
 
+@pytest.mark.integration
 def test_sigint_to_the_starting_process_group_then_a_new_kernel_reuses(folder):
     """Jupyter's "interrupt kernel" signals the kernel's group; a restarted kernel reuses."""
     kernel = subprocess.Popen(
@@ -146,6 +146,7 @@ def test_sigint_to_the_starting_process_group_then_a_new_kernel_reuses(folder):
     assert "'kept'" in after.stdout
 
 
+@pytest.mark.integration
 def test_kill_9_of_the_whole_server_is_reported_then_recovered(folder):
     first = mlflow_magic.start(folder, use=False).server
     rest(first.url, "/api/2.0/mlflow/experiments/create", {"name": "survivor"})
@@ -161,6 +162,7 @@ def test_kill_9_of_the_whole_server_is_reported_then_recovered(folder):
     assert found["experiment"]["name"] == "survivor"
 
 
+@pytest.mark.integration
 def test_stop_ends_every_worker_even_after_the_leader_died(folder):
     server = mlflow_magic.start(folder, use=False, workers=2).server
     workers = wait_for(lambda: [p for p in psutil.Process(server.pid).children()
@@ -180,6 +182,7 @@ def test_stop_ends_every_worker_even_after_the_leader_died(folder):
     assert not serve_processes(str(folder))
 
 
+@pytest.mark.integration
 def test_stop_frees_the_port_and_leaves_no_process(folder):
     server = mlflow_magic.start(folder, use=False, workers=2).server
     procs = process.server_processes(server.pid, server.create_time, server.token)
@@ -219,6 +222,7 @@ def test_restart_keeps_every_setting_and_changes_only_what_is_named(folder, post
     assert not [text for text in shown if password in text]
 
 
+@pytest.mark.integration
 def test_restart_is_one_critical_section(folder):
     first = mlflow_magic.start(folder, use=False).server
     rival: list[subprocess.Popen] = []
@@ -228,10 +232,19 @@ def test_restart_is_one_critical_section(folder):
             rival.append(subprocess.Popen(
                 [sys.executable, "-c", textwrap.dedent(f"""
                     import mlflow_magic
+                    from mlflow_magic import registry
+                    taking = registry.folder_lock
+
+                    def announced(*args):  # says when it goes for the folder's lock
+                        print("waiting", flush=True)
+                        return taking(*args)
+
+                    registry.folder_lock = announced
                     r = mlflow_magic.start({str(folder)!r}, use=False)
                     print(type(r).__name__, r.server.pid)
                 """)], stdout=subprocess.PIPE, text=True))
-            time.sleep(1.0)  # it is now waiting for the folder's lock
+            # It found no server running and goes for the lock this restart holds.
+            assert rival[0].stdout.readline().strip() == "waiting"
 
     second = mlflow_magic.restart(folder, use=False, on_progress=on_progress).server
     out, _ = rival[0].communicate(timeout=120)
@@ -240,6 +253,7 @@ def test_restart_is_one_critical_section(folder):
     assert len(serve_processes(str(folder))) == 1
 
 
+@pytest.mark.integration
 def test_attached_server_is_shared_once_another_kernel_reuses_it(folder):
     kernel_a = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
@@ -256,11 +270,14 @@ def test_attached_server_is_shared_once_another_kernel_reuses_it(folder):
         assert not reused.server.attached
     finally:
         kernel_a.communicate("\n", timeout=30)  # kernel A exits
-    time.sleep(3)  # the server's watcher checks every second
+    # The server's watcher, which would end it with kernel A, has let it go.
+    wait_for(lambda: contract.SHARED_MARKER in mlflow_magic.logs(folder, 50).lines)
+    assert not gone(pid)
     assert mlflow_magic.status(folder).state == "running"
     assert registry.read_record(folder).pid == pid
 
 
+@pytest.mark.integration
 def test_attached_server_alone_stops_with_its_kernel(folder):
     kernel = python(f"""
         import mlflow_magic
@@ -298,6 +315,7 @@ def test_a_server_of_another_host_is_never_doubled(folder):
     assert "gpu-node-7" in str(forgot) and registry.read_record(folder) is None
 
 
+@pytest.mark.integration
 def test_stop_all_goes_on_past_failures_and_recreates_nothing(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_MAGIC_STATE_DIR", str(tmp_path / "state"))
     running = mlflow_magic.start(folder, use=False).server
@@ -316,6 +334,7 @@ def test_stop_all_goes_on_past_failures_and_recreates_nothing(folder, tmp_path, 
     assert not serve_processes(str(folder))
 
 
+@pytest.mark.integration
 def test_a_corrupted_record_means_stale_and_is_replaced(folder):
     registry.prepare_folder(folder)
     registry.record_path(folder).write_text('{"pid": "not a number", "port": [1]}')
@@ -324,6 +343,7 @@ def test_a_corrupted_record_means_stale_and_is_replaced(folder):
     assert mlflow_magic.status(folder).running
 
 
+@pytest.mark.integration
 def test_restart_of_a_record_without_options_rebuilds_them(folder, tmp_path):
     """A server started by an earlier version kept no options file."""
     first = mlflow_magic.start(folder, use=False, artifacts_destination=str(tmp_path / "a"))
@@ -333,6 +353,7 @@ def test_restart_of_a_record_without_options_rebuilds_them(folder, tmp_path):
     assert again.port == first.server.port
 
 
+@pytest.mark.integration
 def test_restart_with_bad_flags_leaves_the_server_running(folder):
     server = mlflow_magic.start(folder, use=False).server
     with pytest.raises(mlflow_magic.MlflowMagicError, match="--workers"):
@@ -363,6 +384,7 @@ def old_database(folder) -> str:
     return hashlib.sha256((folder / "mlflow.db").read_bytes()).hexdigest()
 
 
+@pytest.mark.integration
 def test_an_older_database_is_refused_untouched_or_backed_up_and_upgraded(folder):
     digest = old_database(folder)
     with pytest.raises(mlflow_magic.MlflowMagicError, match="--upgrade-db") as info:
@@ -379,6 +401,7 @@ def test_an_older_database_is_refused_untouched_or_backed_up_and_upgraded(folder
     assert found["experiment"]["experiment_id"] == "1"
     assert "--upgrade-db" not in " ".join(server.command)  # an action, not a setting
 
+@pytest.mark.integration
 def test_a_record_keeps_what_the_server_inherited(folder, monkeypatch):
     monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", "{}")
     monkeypatch.setenv("MLFLOW_DEFAULT_ARTIFACT_ROOT", "/must/not/leak")
@@ -443,6 +466,7 @@ def test_full_disk_is_explained_and_leaves_nothing_running(small_disk):
     assert registry.read_record(data) is None
 
 
+@pytest.mark.integration
 def test_a_crash_loop_loses_no_acknowledged_write(folder):
     """Three writers (log_metric, log_batch, set_tag, log_artifact) while the server is
     killed with -9 eight times and brought back by the next start."""

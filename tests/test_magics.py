@@ -13,12 +13,6 @@ from IPython.core.error import UsageError
 from mlflow_magic import registry
 
 
-@pytest.fixture(scope="module")
-def ip(ipython_shell):
-    ipython_shell.run_line_magic("load_ext", "mlflow_magic")
-    return ipython_shell
-
-
 def ipython(*lines: str, **env: str) -> subprocess.CompletedProcess:
     """Run lines in a fresh IPython process, as a user would type them."""
     code = "\n".join(lines)
@@ -27,6 +21,7 @@ def ipython(*lines: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env})
 
 
+@pytest.mark.integration
 def test_load_ext_registers_the_magic_without_importing_mlflow():
     done = ipython("%load_ext mlflow_magic",
                    "import sys; print('mlflow' in sys.modules, 'mlflow_server' in "
@@ -63,6 +58,7 @@ def test_bad_input_is_a_usage_error(ip, line, words):
     assert registry.read_record(default_folder) is None
 
 
+@pytest.mark.integration
 def test_errors_print_one_paragraph_and_no_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -72,6 +68,7 @@ def test_errors_print_one_paragraph_and_no_traceback(tmp_path):
     assert "Traceback" not in out
 
 
+@pytest.mark.integration
 def test_start_status_stop_through_the_magic(tmp_path):
     data = tmp_path / "data"
     done = ipython(
@@ -104,7 +101,7 @@ def on_shared_server(shared_server, clean_tracking_env, monkeypatch):
 
 def last_card(ip, line: str, cell: str):
     """Run %%mlflow_run and return the RunCard it displayed."""
-    from mlflow_magic import runs
+    from mlflow_magic.notebook import runs
 
     shown = []
     ip.display_pub.publish = lambda data, **kw: shown.append(data)  # capture display()

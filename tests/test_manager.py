@@ -14,7 +14,7 @@ from conftest import free_port, python, rest, serve_processes, wait_for
 
 import mlflow_magic
 from mlflow_magic import config, manager, process, registry
-from mlflow_magic.config import ServerOptions, resolve
+from mlflow_magic.config import resolve
 from mlflow_magic.errors import (
     ConfigError,
     ConnectError,
@@ -23,6 +23,7 @@ from mlflow_magic.errors import (
     StartFailedError,
     StartTimeoutError,
 )
+from mlflow_magic.options import ServerOptions
 from mlflow_magic.results import Launched, Reused
 
 
@@ -31,6 +32,7 @@ def tree_pids(pid: int) -> set[int]:
     return {proc.pid, *(c.pid for c in proc.children(recursive=True))}
 
 
+@pytest.mark.integration
 def test_start_log_and_find_the_run(folder, clean_tracking_env):
     result = mlflow_magic.start(folder)
     assert isinstance(result, Launched)
@@ -91,6 +93,7 @@ def test_reuse_updates_an_imported_mlflow(shared_server, clean_tracking_env):
     assert mlflow.get_tracking_uri() == shared_server.url
 
 
+@pytest.mark.integration
 def test_stop_leaves_no_process_and_frees_the_port(folder):
     server = mlflow_magic.start(folder, use=False, jobs=True).server
     wait_for(lambda: len(tree_pids(server.pid)) > 1, timeout=60)  # the job runner is up
@@ -105,6 +108,7 @@ def test_stop_leaves_no_process_and_frees_the_port(folder):
     assert mlflow_magic.status(folder).state == "stopped"
 
 
+@pytest.mark.integration
 def test_stale_record_with_a_reused_pid_never_kills_that_process(folder):
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     registry.prepare_folder(folder)
@@ -133,6 +137,7 @@ def test_settings_mismatch_is_reported_not_reused(shared_server, tmp_path):
     assert registry.read_record(shared_server.data_dir).pid == shared_server.pid
 
 
+@pytest.mark.integration
 def test_auto_port_skips_a_busy_port(folder):
     probe = process.listen_on_first_free("127.0.0.1", config.first_port())
     first_free = probe.getsockname()[1]
@@ -160,6 +165,7 @@ def test_port_held_by_another_mlflow_server(folder, shared_server):
         mlflow_magic.start(folder, use=False, port=shared_server.port)
 
 
+@pytest.mark.integration
 def test_crash_during_start_shows_exit_code_and_log(folder):
     with pytest.raises(StartFailedError) as info:
         mlflow_magic.start(folder, use=False, extra_args=("--no-such-flag",))
@@ -171,6 +177,7 @@ def test_crash_during_start_shows_exit_code_and_log(folder):
     assert registry.read_record(folder) is None
 
 
+@pytest.mark.integration
 def test_unreachable_database_times_out_with_a_hint(folder):
     port = free_port()  # nothing listens there: MLflow keeps retrying the database
     with pytest.raises(StartTimeoutError) as info:
@@ -184,6 +191,7 @@ def test_unreachable_database_times_out_with_a_hint(folder):
     assert registry.read_record(folder) is None
 
 
+@pytest.mark.integration
 def test_out_of_date_schema_suggests_db_upgrade(folder):
     mlflow_magic.start(folder, use=False)
     mlflow_magic.stop(folder)
@@ -194,6 +202,7 @@ def test_out_of_date_schema_suggests_db_upgrade(folder):
     assert not serve_processes(str(folder))
 
 
+@pytest.mark.integration
 def test_status_list_logs_and_stop_all(folder, tmp_path, monkeypatch):
     # Its own list of known servers, so `stop --all` leaves the session's shared server alone.
     monkeypatch.setenv("MLFLOW_MAGIC_STATE_DIR", str(tmp_path / "state"))
@@ -218,6 +227,7 @@ def test_status_list_logs_and_stop_all(folder, tmp_path, monkeypatch):
         manager.stop(other)
 
 
+@pytest.mark.integration
 def test_file_store_backend(folder):
     server = mlflow_magic.start(folder, use=False, file_store=True).server
     rest(server.url, "/api/2.0/mlflow/experiments/create", {"name": "in-files"})
@@ -231,6 +241,7 @@ def test_connect_points_the_kernel_at_a_server(shared_server, clean_tracking_env
     assert os.environ["MLFLOW_REGISTRY_URI"] == shared_server.url
 
 
+@pytest.mark.integration
 def test_connect_to_nothing_is_a_clear_error(clean_tracking_env):
     with pytest.raises(ConnectError, match="No MLflow tracking server answers"):
         mlflow_magic.connect(f"http://127.0.0.1:{free_port()}")
@@ -239,6 +250,7 @@ def test_connect_to_nothing_is_a_clear_error(clean_tracking_env):
     assert "MLFLOW_TRACKING_URI" not in os.environ
 
 
+@pytest.mark.integration
 def test_restart_applies_new_settings(folder):
     first = mlflow_magic.start(folder, use=False).server
     port = free_port()

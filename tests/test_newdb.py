@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 import mlflow_magic
-from mlflow_magic import manager, newdb, registry
+from mlflow_magic import manager, registry
+from mlflow_magic.contract import CACHE_DIR_ENV, DATABASE_COPIED
+from mlflow_magic.server import newdb
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +50,7 @@ def open_with_mlflow(db: Path, artifacts: Path) -> None:
     store.engine.dispose()
 
 
+@pytest.mark.integration
 def test_a_copied_database_is_the_one_mlflow_makes_itself(cache, tmp_path):
     own, copied = tmp_path / "own.db", tmp_path / "copied.db"
     open_with_mlflow(own, tmp_path / "artifacts")  # MLflow's migrations
@@ -58,6 +61,7 @@ def test_a_copied_database_is_the_one_mlflow_makes_itself(cache, tmp_path):
     assert len(schema) > 50 and [r[1] for r in rows["experiments"]] == ["Default"]
 
 
+@pytest.mark.integration
 def test_the_template_is_made_once_and_every_new_database_is_a_copy(cache, tmp_path):
     template = newdb.template(cache)
     made = template.stat().st_mtime_ns
@@ -69,6 +73,7 @@ def test_the_template_is_made_once_and_every_new_database_is_a_copy(cache, tmp_p
     assert not list(tmp_path.rglob("*.new"))  # no leftovers next to the database
 
 
+@pytest.mark.integration
 def test_existing_and_other_databases_are_left_to_mlflow(cache, tmp_path):
     existing = tmp_path / "mlflow.db"
     existing.write_bytes(b"the user's own bytes")
@@ -78,6 +83,7 @@ def test_existing_and_other_databases_are_left_to_mlflow(cache, tmp_path):
         assert not newdb.seed(uri, cache)
 
 
+@pytest.mark.integration
 def test_a_damaged_template_is_made_again(tmp_path):
     name = newdb.template_name()
     (tmp_path / name).write_bytes(b"not a database")
@@ -106,20 +112,21 @@ def test_only_the_newest_templates_of_other_versions_are_kept(tmp_path):
                                            for a in range(newdb.KEEP))])
 
 
+@pytest.mark.integration
 def test_a_second_folder_starts_from_the_template_and_keeps_its_own_artifacts(
         folder, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    monkeypatch.setenv(newdb.CACHE_ENV, str(tmp_path / "fresh-cache"))
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "fresh-cache"))
     first = mlflow_magic.start(folder, use=False).server
     first_log = registry.log_path(folder).read_text()
     assert "Creating initial MLflow database tables" in first_log  # MLflow made the template
-    assert newdb.COPIED in first_log
+    assert DATABASE_COPIED in first_log
     second_folder = tmp_path / "second"
     try:
         second = mlflow_magic.start(second_folder, use=False).server
         log = registry.log_path(second_folder).read_text()
-        assert newdb.COPIED in log and "Creating initial" not in log
+        assert DATABASE_COPIED in log and "Creating initial" not in log
         client = MlflowClient(tracking_uri=second.url)
         assert client.get_experiment("0").name == "Default"
         run = client.create_run("0")

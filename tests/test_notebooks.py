@@ -99,6 +99,7 @@ def cell_output(nb: nbformat.NotebookNode, source_start: str) -> str:
     raise AssertionError(f"no cell starts with {source_start!r}")
 
 
+@pytest.mark.integration
 def test_getting_started(tmp_path, monkeypatch):
     data = tmp_path / "data"
     nb = run_notebook("getting_started.ipynb", data, monkeypatch, tmp_path)
@@ -115,6 +116,7 @@ def test_getting_started(tmp_path, monkeypatch):
     assert "Traceback" not in text
 
 
+@pytest.mark.integration
 def test_quickstart(tmp_path, monkeypatch):
     data = tmp_path / "data"
     nb = run_notebook("quickstart.ipynb", data, monkeypatch, tmp_path)
@@ -131,6 +133,7 @@ def test_quickstart(tmp_path, monkeypatch):
     assert models == [("diabetes-elasticnet",)]
 
 
+@pytest.mark.integration
 def test_shared_server(tmp_path, monkeypatch):
     data = tmp_path / "data"
     nb = run_notebook("shared_server.ipynb", data, monkeypatch, tmp_path)
@@ -159,6 +162,7 @@ def test_team_server_on_postgres_and_s3(tmp_path, monkeypatch, postgres, s3):
     assert any(k.endswith("/artifacts/README.txt") for k in keys)
 
 
+@pytest.mark.integration
 def test_a_notebook_run_headless_reads_as_a_record(tmp_path, monkeypatch):
     """``jupyter nbconvert --execute``: the saved notebook, rendered without widget state,
     still says where the server is, that it was ready, and what the run did."""
@@ -190,6 +194,7 @@ def test_a_notebook_run_headless_reads_as_a_record(tmp_path, monkeypatch):
     assert "ready in" in page and "<svg" in page and "MLflow server is running" in page
 
 
+@pytest.mark.integration
 def test_a_start_whose_next_cells_need_no_server_still_saves_its_result(tmp_path, monkeypatch):
     """Headless runners read a cell's output only while they run that cell: the start's last
     update must come before the last cell ends, even if no cell waits for the server."""

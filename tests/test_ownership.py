@@ -12,7 +12,8 @@ import psutil
 import pytest
 from conftest import OTHER_USER, free_port, lure_at, wait_for
 
-from mlflow_magic import ownership, serve
+from mlflow_magic import ownership
+from mlflow_magic.server import serve
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_every_launch_serves_the_gated_app(cmd, target, kind):
     served = serve.with_served_app(cmd, {})
     assert served is not None
     new_cmd, env = served
-    assert new_cmd[-1] == "mlflow_magic.served_app:app"
+    assert new_cmd[-1] == "mlflow_magic.server.app:app"
     assert "--factory" not in new_cmd and "--call" not in new_cmd
     assert env == {"MLFLOW_MAGIC_APP": target, "MLFLOW_MAGIC_APP_KIND": kind}
 

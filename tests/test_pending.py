@@ -35,6 +35,7 @@ def started(work) -> pending.PendingStart:
     return pending.PendingStart(work).begin()
 
 
+@pytest.mark.integration
 def test_mlflow_finds_the_waiting_point_through_its_entry_point():
     names = {ep.value for ep in entry_points(group="mlflow.request_header_provider")}
     assert "mlflow_magic.hook:RequestHook" in names
@@ -241,6 +242,7 @@ def test_a_background_start_that_fails_leaves_nothing(folder, stub, clean_tracki
     mlflow_magic.stop(folder)
 
 
+@pytest.mark.integration
 def test_a_script_started_during_a_start_that_then_failed_stops_waiting(folder):
     """The record is gone for good: the script's MLflow call goes ahead and fails on its own,
     instead of waiting out the start's whole timeout (an hour here)."""
@@ -301,6 +303,7 @@ def test_a_failed_background_start_shows_its_message_in_the_next_mlflow_call(ker
     assert errors == [] and "the kernel goes on" in out
 
 
+@pytest.mark.integration
 def test_three_kernels_starting_fresh_folders_at_once_lose_no_first_call(tmp_path):
     """Run All in three kernels at the same moment, twice: each start shows its address at
     once, serves exactly there, and the first MLflow call queued behind it goes through."""

@@ -204,6 +204,7 @@ def test_the_owner_keeps_every_path_with_no_step(shared_server, tmp_path):
     assert key and not [text for text in shown if key in text]
 
 
+@pytest.mark.integration
 def test_restart_keeps_the_key_and_other_kernels_keep_working(folder):
     first = mlflow_magic.start(folder, use=False).server
     key = access.folder_key(folder)
@@ -265,6 +266,7 @@ def test_a_lure_gets_neither_the_request_nor_jupyters_credentials(jupyter, share
         assert requests_seen() == []
 
 
+@pytest.mark.integration
 def test_a_port_taken_over_after_stop_gets_no_run(folder, shared_tmp):
     server = mlflow_magic.start(folder, use=False).server
     client = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
@@ -283,6 +285,7 @@ def test_a_port_taken_over_after_stop_gets_no_run(folder, shared_tmp):
     assert [r["info"]["run_name"] for r in runs] == ["before-stop"]
 
 
+@pytest.mark.integration
 def test_the_key_never_goes_to_another_address(folder, shared_tmp, tmp_path):
     """A request to any address but this user's verified server carries no key: not to a
     `connect`-ed server elsewhere (its name is not loopback), not to the user's own other
@@ -389,6 +392,7 @@ def test_private_files_are_written_without_following_symlinks(tmp_path):
 # --- teams -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_a_team_server_has_no_gate_and_a_warning_without_a_login(folder):
     result = mlflow_magic.start(folder, use=False, host="0.0.0.0")
     server = result.server
@@ -432,6 +436,7 @@ def test_a_one_time_link_logs_a_browser_in_once(shared_server):
     assert requests.get(shared_server.url + "/", timeout=30).status_code == 401
 
 
+@pytest.mark.integration
 def test_the_cli_shows_a_one_time_link_and_never_the_key(folder):
     done = subprocess.run([str(Path(sys.executable).with_name("mlflow-magic")), "start",
                            "--path", str(folder)], capture_output=True, text=True, timeout=180)

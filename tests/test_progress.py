@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 
-from mlflow_magic.manager import PHASE_ORDER
-from mlflow_magic.progress import TextProgress, WidgetProgress
+from mlflow_magic.diagnosis import PHASE_ORDER
+from mlflow_magic.notebook.progress import WidgetProgress
+from mlflow_magic.terminal import TextProgress
 
 
 def test_text_progress_rewrites_one_line():

@@ -13,7 +13,7 @@ from conftest import serve_processes
 
 import mlflow_magic
 from mlflow_magic import access, manager, registry
-from mlflow_magic.proxy import setup_mlflow
+from mlflow_magic.jupyter.launcher import setup_mlflow
 
 
 def test_entry_point_is_a_valid_server_process():
@@ -29,7 +29,8 @@ def test_entry_point_is_a_valid_server_process():
     assert server.launcher_entry.title == "MLflow"
     assert server.launcher_entry.path_info == "mlflow-magic/tile/"  # serverext.TileHandler
     assert Path(server.launcher_entry.icon_path).read_text().lstrip().startswith("<svg")
-    assert server.command[-1] == "{unix_socket}" and "mlflow_magic.forwarder" in server.command
+    assert server.command[-1] == "{unix_socket}"
+    assert "mlflow_magic.jupyter.forwarder" in server.command
     assert server.unix_socket is True  # no port another user could take or reach
 
 

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from mlflow_magic import registry
-from mlflow_magic.config import ServerOptions
+from mlflow_magic.options import ServerOptions
 
 
 def record(folder, **changes) -> registry.ServerRecord:

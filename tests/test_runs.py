@@ -9,8 +9,8 @@ import pytest
 from conftest import Kernel
 
 import mlflow_magic
-from mlflow_magic import charts
 from mlflow_magic.errors import ConfigError
+from mlflow_magic.notebook import charts
 
 
 def test_a_long_history_is_cut_down_keeping_its_extremes_and_last_value():

@@ -1,6 +1,6 @@
 """The one-process launcher keeps every feature of ``mlflow server``.
 
-``mlflow_magic.serve`` relies on how MLflow launches uvicorn; the first test
+``mlflow_magic.server.serve`` relies on how MLflow launches uvicorn; the first test
 fails loudly when an MLflow release changes that (the server still works, as
 a slower two-process launch, but this test says the fast path is gone).
 """
@@ -13,10 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import as_host, fetch, owner, rest, wait_for
 
 import mlflow_magic
-from mlflow_magic.serve import IN_PROCESS_MARKER, OWN_LAUNCHER_MARKER, _is_uvicorn_command
+from mlflow_magic.contract import IN_PROCESS_MARKER, OWN_LAUNCHER_MARKER
+from mlflow_magic.server.serve import _is_uvicorn_command
 
 
 def test_default_server_is_one_process_serving_in_process(shared_server):
@@ -24,12 +26,13 @@ def test_default_server_is_one_process_serving_in_process(shared_server):
     assert proc.children(recursive=True) == [], "MLflow spawned a second process"
     log = Path(shared_server.log_path).read_text()
     assert IN_PROCESS_MARKER in log, (
-        "mlflow_magic.serve could not run uvicorn in-process: the installed MLflow changed "
+        "mlflow_magic.server.serve could not run uvicorn in-process: the installed MLflow changed "
         "how `mlflow server` launches uvicorn; update mlflow_magic/serve.py (servers still "
         "start, through MLflow's slower launcher)")
     assert OWN_LAUNCHER_MARKER not in log
 
 
+@pytest.mark.integration
 def test_uvicorn_command_shape_is_recognised():
     import sys
 
@@ -53,6 +56,7 @@ def test_proxied_artifacts_and_model_registry(shared_server):
     assert Path(stored).read_bytes() == b"proxied"
 
 
+@pytest.mark.integration
 def test_workers_flag_starts_that_many_workers(folder):
     server = mlflow_magic.start(folder, use=False, workers=2).server
 
@@ -73,6 +77,7 @@ RENDERER = "static-files/lib/notebook-trace-renderer/index.html"
 RELATIVE_BASE = b'<base href="../../../">'
 
 
+@pytest.mark.integration
 def test_passthrough_arguments_reach_mlflow_server(folder, tmp_path):
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
@@ -97,6 +102,7 @@ def test_security_middleware_is_on(shared_server, folder):
     assert status_for(opened.url, "evil.example.com")[0] == 403
 
 
+@pytest.mark.integration
 def test_job_runner_only_on_request(folder):
     server = mlflow_magic.start(folder, use=False, jobs=True).server
     consumers = wait_for(lambda: [p for p in psutil.Process(server.pid).children(recursive=True)

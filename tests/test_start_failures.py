@@ -92,6 +92,7 @@ def test_a_stub_that_answers_is_recorded_and_stopped(folder, stub):
     assert mlflow_magic.stop(folder).server.pid == server.pid
 
 
+@pytest.mark.integration
 def test_connect_explains_a_403(monkeypatch, clean_tracking_env):
     port = free_port()
     with stub_at(port, "forbidden"):

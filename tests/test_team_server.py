@@ -203,6 +203,7 @@ def test_psycopg2_stands_in_for_a_missing_psycopg(folder, postgres, monkeypatch)
     client_run(CLIENT, no_storage_credentials(server.url), "psycopg2")
 
 
+@pytest.mark.integration
 def test_basic_auth_server_and_connect(folder, monkeypatch, clean_tracking_env):
     admin_password = "admin-pw-s3cret-123"
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", admin_password)

@@ -10,8 +10,8 @@ import requests
 from conftest import owner
 
 import mlflow_magic
-from mlflow_magic.serve import TRACE_RENDERER
-from mlflow_magic.traces import TraceFlusher
+from mlflow_magic.notebook.traces import TraceFlusher
+from mlflow_magic.server.renderer import TRACE_RENDERER
 
 TRACED = """
 import mlflow
@@ -137,6 +137,7 @@ def test_search_traces_dataframe_shows_its_table_and_the_paged_view(ip):
     assert not trace_frames(other) and "a" in other[0]["text/plain"]  # others as always
 
 
+@pytest.mark.integration
 def test_unload_removes_what_load_registered(ipython_shell):
     before = list(ipython_shell.events.callbacks["post_execute"])
     mlflow_magic.load_ipython_extension(ipython_shell)

@@ -22,10 +22,10 @@ import zlib
 from collections import OrderedDict
 
 try:  # optional: `pip install brotli` (or brotlicffi)
-    import brotli  # type: ignore[import-not-found]
+    import brotli
 except ImportError:  # pragma: no cover - depends on the environment
     try:
-        import brotlicffi as brotli  # type: ignore[import-not-found,no-redef]
+        import brotlicffi as brotli
     except ImportError:
         brotli = None
 

@@ -180,6 +180,7 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
                                                self.encoding)  # type: ignore[arg-type]
                 compress.ASSETS.put(self.key, data)  # type: ignore[arg-type]
                 compress.ASSETS.compressions += 1
+            assert data is not None  # cached, or compressed just now
             self.handler.set_header("Content-Length", str(len(data)))
             self.handler.write(data)
 

@@ -24,42 +24,29 @@ import contextlib
 import sys
 from typing import Any
 
-_HANDLER_MODULE = "mlflow.tracing.display.display_handler"
-_FLUENT_MODULE = "mlflow.tracing.fluent"
-
-
-def _display_handler_class() -> Any:
-    module = sys.modules.get(_HANDLER_MODULE)
-    return getattr(module, "IPythonTraceDisplayHandler", None)
+from .. import internals
 
 
 def display_enabled() -> bool:
     """MLflow's trace display is on (not ``disable_notebook_display()``) and can show."""
-    handler = _display_handler_class()
+    handler = internals.trace_display_handler_class()
     if handler is None or getattr(handler, "disabled", False):
         return False
-    available = getattr(sys.modules[_HANDLER_MODULE], "is_trace_ui_available", None)
-    return bool(available and available())
+    return internals.trace_display_available()
 
 
 class TraceFlusher:
     """The ``post_execute`` hook: flush the trace queue after a cell that ended a trace."""
 
     def __init__(self) -> None:
-        self._seen: str | None = self._last_trace_id()
-
-    @staticmethod
-    def _last_trace_id() -> str | None:
-        fluent = sys.modules.get(_FLUENT_MODULE)
-        return getattr(fluent, "_LAST_ACTIVE_TRACE_ID_GLOBAL", None) if fluent else None
+        self._seen: str | None = internals.last_trace_id()
 
     def __call__(self) -> None:
-        last = self._last_trace_id()
+        last = internals.last_trace_id()
         if last is None or last == self._seen:
             return  # no trace ended in this cell: no flush, no network
         self._seen = last
-        handler = _display_handler_class()
-        if handler is None or getattr(handler, "_instance", None) is None:
+        if not internals.trace_display_handler_made():
             return  # MLflow made no display handler: nothing would show the trace
         if not display_enabled():
             return

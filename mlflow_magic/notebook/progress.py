@@ -21,36 +21,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any
 
-from .manager import PHASE_ORDER
-from .results import Renders, Starting
+from ..diagnosis import PHASE_ORDER
+from ..results import Renders, Starting
+from ..terminal import TextProgress
 
 
 def _step(phase: str) -> int:
     return PHASE_ORDER.index(phase) if phase in PHASE_ORDER else 0
-
-
-class TextProgress:
-    """``preparing database ... 2.3 s`` on one line, rewritten in place."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stdout
-        self.shown = False
-        self.elapsed = 0.0
-
-    def __call__(self, phase: str, elapsed: float) -> None:
-        self.shown, self.elapsed = True, elapsed
-        if phase == "ready":
-            self.stream.write(f"\r\033[Kready in {elapsed:.1f} s\n")
-        else:
-            self.stream.write(f"\r\033[K{phase} ... {elapsed:4.1f} s")
-        self.stream.flush()
-
-    def fail(self) -> None:
-        if self.shown:
-            self.stream.write(f"\r\033[Kfailed after {self.elapsed:.1f} s\n")
-            self.stream.flush()
 
 
 class WidgetProgress:
@@ -62,8 +41,8 @@ class WidgetProgress:
 
     def __init__(self, show: Callable[[object], None] | None = None) -> None:
         self.show = show
-        self.bar = None
-        self.label = None
+        self.bar: Any = None  # the ipywidgets, made on the first phase
+        self.label: Any = None
         self.elapsed = 0.0
         self._deferred = False
         self._latest: tuple[str, float] | None = None
@@ -318,3 +297,45 @@ class PendingStartGuard:
 
 #: The guard of each shell that loaded the extension, by ``id(shell)``.
 GUARDS: dict[int, PendingStartGuard] = {}
+
+
+class PushProgress:
+    """A push's progress as one output of its cell: a bar and the line of numbers (runs,
+    metric points, bytes, rates, time left), replaced in place (``display_id``) at most
+    every :attr:`every` seconds, then by the push's report. Plain HTML, no widget: a saved
+    notebook keeps the last state readable."""
+
+    every = 0.5
+
+    def __init__(self, display: Callable[..., Any] | None = None) -> None:
+        if display is None:
+            from IPython.display import display as shown_by_ipython
+
+            display = shown_by_ipython
+        self._display = display
+        self.handle: Any = None
+        self._last = 0.0
+
+    def __call__(self, tally) -> None:
+        now = time.monotonic()
+        if self.handle is not None and tally.phase != "done" and now - self._last < self.every:
+            return
+        self._last = now
+        width = f"{100 * min(tally.fraction, 1.0):.0f}%"
+        line = tally.text()
+        self._place({
+            "text/plain": line,
+            "text/html": ("<div><div style='width:360px;height:8px;background:#e5e5e5;"
+                          "border-radius:4px'><div style='height:8px;border-radius:4px;"
+                          f"background:#0194e2;width:{width}'></div></div>"
+                          f"<code>{html.escape(line)}</code></div>")})
+
+    def show(self, result: Renders) -> None:
+        """The push's report, in place of the progress."""
+        self._place({"text/plain": result.text(), "text/html": result.html()})
+
+    def _place(self, bundle: dict[str, str]) -> None:
+        if self.handle is None:
+            self.handle = self._display(bundle, raw=True, display_id=True)
+        else:
+            self.handle.update(bundle, raw=True)

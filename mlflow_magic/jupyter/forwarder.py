@@ -1,6 +1,6 @@
 """The process behind jupyter-server-proxy's ``/mlflow/`` route (the launcher's entry).
 
-jupyter-server-proxy runs ``python -m mlflow_magic.forwarder --unix-socket {unix_socket}``
+jupyter-server-proxy runs ``python -m mlflow_magic.jupyter.forwarder --unix-socket {unix_socket}``
 on the first request to ``/mlflow/`` and proxies to that socket, which lives in
 a folder only this user can enter: no other user can reach this process, and
 no port of it can be taken over. Starting a second MLflow server here would put
@@ -17,19 +17,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
-from . import access, manager
-from .config import ServerOptions, resolve
-from .contract import ROUTE_ENV
-from .errors import MlflowMagicError
-from .jupyter.relay import MAX_BODY, Relay
+from .. import access, manager
+from ..config import resolve
+from ..contract import ROUTE_ENV
+from ..errors import MlflowMagicError
+from ..options import ServerOptions
+from .relay import MAX_BODY, Relay
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_log = logging.getLogger(__name__)
 
 
 class Forwarder:
@@ -109,6 +113,12 @@ class ForwardHandler(Relay, web.RequestHandler):
         return origin is None or urlsplit(origin).netloc == headers.get("Host")
 
 
+def _log_warm_up_failure(task: asyncio.Task) -> None:
+    """The first request shows a failed start to the user; the log keeps it for the admin."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.warning("mlflow_magic: the MLflow server did not start: %s", task.exception())
+
+
 async def serve(unix_socket: str, options: ServerOptions) -> None:
     forwarder = Forwarder(options)
     application = web.Application([(r"/.*", ForwardHandler, {"forwarder": forwarder})])
@@ -117,7 +127,7 @@ async def serve(unix_socket: str, options: ServerOptions) -> None:
     # Start (or find) the MLflow server right away, not on the first request; a failure
     # shows on that request.
     warm_up = asyncio.create_task(forwarder.target())
-    warm_up.add_done_callback(lambda task: task.cancelled() or task.exception())
+    warm_up.add_done_callback(_log_warm_up_failure)
     try:
         await asyncio.Event().wait()
     finally:
@@ -128,7 +138,7 @@ async def serve(unix_socket: str, options: ServerOptions) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mlflow_magic.forwarder")
+    parser = argparse.ArgumentParser(prog="python -m mlflow_magic.jupyter.forwarder")
     parser.add_argument("--unix-socket", required=True,
                         help="the socket jupyter-server-proxy connects to")
     parser.add_argument("--path", help="data folder (default: $MLFLOW_PATH or ~/mlflow_data)")

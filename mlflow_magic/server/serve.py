@@ -1,4 +1,4 @@
-"""Run ``mlflow server`` in one process: ``python -m mlflow_magic.serve [mlflow server flags]``.
+"""Run ``mlflow server`` in one process: ``python -m mlflow_magic.server.serve [flags]``.
 
 ``mlflow server`` imports MLflow, prepares the database, then starts uvicorn
 as a *new* Python process that imports MLflow all over again, and leaves the
@@ -35,20 +35,25 @@ from pathlib import Path
 
 import psutil
 
-from .contract import APP_ENV, APP_KIND_ENV, LISTEN_FD_ENV, PRIVATE_DIR_ENV
+from ..contract import (
+    APP_ENV,
+    APP_KIND_ENV,
+    ARGS_ENV,
+    ATTACH_FILE_ENV,
+    CACHE_DIR_ENV,
+    GATE_MISSING,
+    IN_PROCESS_MARKER,
+    LISTEN_FD_ENV,
+    LOG_ENV,
+    OWN_LAUNCHER_MARKER,
+    PARENT_ENV,
+    PRIVATE_DIR_ENV,
+    SHARED_MARKER,
+    UPGRADE_ENV,
+)
+from ..internals import mlflow_exec_cmd, replace_mlflow_exec_cmd
 
-PARENT_ENV = "MLFLOW_MAGIC_PARENT_PID"
-#: With ``--attached``: while this file exists, the server stops when its parent exits.
-ATTACH_FILE_ENV = "MLFLOW_MAGIC_ATTACH_FILE"
-#: The server's log, which this process keeps from growing without bound.
-LOG_ENV = "MLFLOW_MAGIC_LOG"
-#: The real ``mlflow server`` flags; the command line shows them with secrets masked.
-ARGS_ENV = "MLFLOW_MAGIC_SERVER_ARGS"
 ROTATE_EVERY = 5.0
-IN_PROCESS_MARKER = "mlflow_magic: serving in-process"
-OWN_LAUNCHER_MARKER = "mlflow_magic: using MLflow's own launcher"
-#: In the log when a private server cannot put its gate in front of MLflow's app.
-GATE_MISSING = "mlflow_magic: the server cannot be kept private"
 
 #: Flags (and the environment variables behind them) that MLflow applies when
 #: ``mlflow.server`` is imported in a fresh uvicorn/gunicorn process.
@@ -115,12 +120,10 @@ def _is_uvicorn_command(cmd: object) -> bool:
 
 
 def install(in_process: bool = True, listen_fd: int | None = None) -> bool:
-    """Route MLflow's server launch through :mod:`mlflow_magic.served_app`, (with
+    """Route MLflow's server launch through :mod:`mlflow_magic.server.app`, (with
     ``in_process``) its uvicorn into this process, and onto ``listen_fd`` (the socket the
     starter holds); False if MLflow changed shape."""
-    import mlflow.server as mlflow_server
-
-    original = getattr(mlflow_server, "_exec_cmd", None)
+    original = mlflow_exec_cmd()
     if original is None:
         print(f"{OWN_LAUNCHER_MARKER}: mlflow.server._exec_cmd not found (slower)",
               file=sys.stderr, flush=True)
@@ -142,7 +145,7 @@ def install(in_process: bool = True, listen_fd: int | None = None) -> bool:
                   flush=True)
         return original(cmd, *args, extra_env=extra_env, synchronous=synchronous, **kwargs)
 
-    mlflow_server._exec_cmd = exec_cmd
+    replace_mlflow_exec_cmd(exec_cmd)
     return True
 
 
@@ -189,7 +192,7 @@ _APP_SERVERS = {"uvicorn": ("asgi", "--factory"), "gunicorn": ("wsgi", None),
 
 
 def with_served_app(cmd: object, env: dict[str, str]) -> tuple[list, dict[str, str]] | None:
-    """The server command with :mod:`mlflow_magic.served_app` as its app (the original and
+    """The server command with :mod:`mlflow_magic.server.app` as its app (the original and
     its kind in ``env``), so every worker serves behind the gate and the trace renderer
     works under any prefix; None for a command of another shape.
 
@@ -207,57 +210,8 @@ def with_served_app(cmd: object, env: dict[str, str]) -> tuple[list, dict[str, s
     if factory_flag and factory_flag in rest:
         rest.remove(factory_flag)
         target = target.removesuffix("()") + "()"
-    return ([*rest, "mlflow_magic.served_app:app"],
+    return ([*rest, "mlflow_magic.server.app:app"],
             {**env, APP_ENV: target, APP_KIND_ENV: kind})
-
-
-#: MLflow's notebook trace renderer page, under its static files.
-TRACE_RENDERER = "lib/notebook-trace-renderer/index.html"
-#: Renderer links into the UI are root-absolute (``/#/experiments/...``); behind a proxy prefix
-#: they must stay under it, so clicks on them are made relative to the page's base.
-_RELATIVE_UI_LINKS = (
-    '<script>["click","auxclick"].forEach(function(t){document.addEventListener(t,'
-    'function(e){var a=e.target.closest&&e.target.closest(\'a[href^="/#"]\');'
-    'if(a)a.setAttribute("href",a.getAttribute("href").slice(1));},true);});</script>')
-
-
-def relative_renderer_page(text: str) -> str | None:
-    """The trace renderer's page, made to work under any path prefix; None if unknown.
-
-    Its ``<base href="/">`` and ``src="/static-files/..."`` send the browser to the
-    origin's root, which behind ``/proxy/<port>/`` (Jupyter, JupyterHub) is not
-    MLflow. A base relative to the page's own URL (``../../../``) is MLflow's root
-    wherever it is served; the script, its chunks and its REST calls follow it.
-    """
-    up = "../" * (TRACE_RENDERER.count("/") + 1)
-    new = re.sub(r'<base href="/"\s*/?>', f'<base href="{up}">', text)
-    new = re.sub(r'(src|href)="/static-files/', r'\1="static-files/', new)
-    if new == text or "<base" not in new:
-        return None  # a renderer of another shape: serve it as MLflow made it
-    return new.replace("</head>", _RELATIVE_UI_LINKS + "</head>", 1)
-
-
-def serve_relative_trace_renderer(flask_app) -> bool:
-    """Serve :func:`relative_renderer_page` for the renderer; False if MLflow changed shape."""
-    original = flask_app.view_functions.get("serve_static_file")
-    if original is None or not flask_app.static_folder:
-        return False
-    from flask import Response
-
-    def serve_static_file(path: str):
-        if path != TRACE_RENDERER:
-            return original(path)
-        try:
-            text = (Path(flask_app.static_folder) / TRACE_RENDERER).read_text()
-        except OSError:
-            return original(path)
-        page = relative_renderer_page(text)
-        if page is None:
-            return original(path)
-        return Response(page, mimetype="text/html", headers={"Cache-Control": "no-cache"})
-
-    flask_app.view_functions["serve_static_file"] = serve_static_file
-    return True
 
 
 def watch_parent(pid: int, attach_file: str | None, interval: float = 1.0) -> None:
@@ -277,7 +231,8 @@ def watch_parent(pid: int, attach_file: str | None, interval: float = 1.0) -> No
         while True:
             time.sleep(interval)
             if attach_file and not os.path.exists(attach_file):
-                return  # detached: shared by another kernel now
+                print(SHARED_MARKER, file=sys.stderr, flush=True)
+                return
             try:
                 alive = parent.is_running() and parent.create_time() == born and (
                     parent.status() != psutil.STATUS_ZOMBIE)
@@ -294,7 +249,7 @@ def keep_log_small(path: str, interval: float = ROTATE_EVERY) -> None:
     """Rotate the server's own log while it runs (see :mod:`mlflow_magic.logfile`)."""
     from pathlib import Path
 
-    from .logfile import rotate
+    from ..logfile import rotate
 
     def loop() -> None:
         while True:
@@ -327,12 +282,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     fd = os.environ.pop(LISTEN_FD_ENV, None)
     listen_fd = int(fd) if fd and fd.isdigit() else None
     args = server_args(sys.argv[1:] if argv is None else argv)
-    from .newdb import CACHE_ENV, seed
-    from .schema import UPGRADE_ENV, guard
+    from .newdb import seed
+    from .schema import guard
 
     backend = os.environ.get("MLFLOW_BACKEND_STORE_URI")
     guard(backend, os.environ.pop(UPGRADE_ENV, "") == "1")
-    cache = os.environ.pop(CACHE_ENV, None)
+    cache = os.environ.pop(CACHE_DIR_ENV, None)
     seed(backend, Path(cache) if cache else None)
     reason = needs_own_launcher(args, dict(os.environ))
     if reason:

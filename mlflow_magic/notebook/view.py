@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import logging
 import os
 import urllib.request
 from collections.abc import Mapping
@@ -21,10 +22,11 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from .contract import LOGIN_TTL
+from ..contract import GENERIC_PROXY_PATH, INFO_PATH, LOGIN_TTL, PROXY_PATH, PROXY_URL_ENV
 
-PROXY_URL_ENV = "MLFLOW_MAGIC_PROXY_URL"
 DEFAULT_HEIGHT = 650
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,11 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
     if template:
         if "{port}" in template:
             return _proxied(template.replace("{port}", str(port)), direct)
-        return _proxied(f"{_slash(template)}{PROXY_ROUTE}{port}/", direct)
+        return _proxied(f"{_slash(template)}{GENERIC_PROXY_PATH}{port}/", direct)
     hub_prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if hub_prefix:
         route = _proxy_route(_hub_server_url(environ), environ.get("JUPYTERHUB_API_TOKEN", ""))
-        return _proxied(f"{_slash(hub_prefix)}{route or PROXY_ROUTE}{port}/", direct)
+        return _proxied(f"{_slash(hub_prefix)}{route or GENERIC_PROXY_PATH}{port}/", direct)
     found = jupyter_proxy(environ)
     if found is not None:
         base, route = found
@@ -69,18 +71,13 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
 
 def _proxied(url: str, direct: str) -> UiLocation:
     """A location through a Jupyter proxy; only our own route adds the folder's key."""
-    return UiLocation(_slash(url), direct, True, needs_login=OWN_ROUTE not in url)
+    return UiLocation(_slash(url), direct, True, needs_login=PROXY_PATH not in url)
 
 
 def _slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-#: The route of mlflow_magic's server extension (see serverext.py), preferred when there:
-#: it presents a loopback Host to MLflow, so the UI works behind any public host name.
-OWN_ROUTE = "mlflow-magic/proxy/"
-#: jupyter-server-proxy's generic route.
-PROXY_ROUTE = "proxy/"
 
 
 def jupyter_proxy(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
@@ -144,15 +141,18 @@ def _proxy_route(server_url: str, token: str) -> str | None:
     if not server_url:
         return None
     base = server_url.rstrip("/")
-    for path, route in (("mlflow-magic/api/info", OWN_ROUTE),
-                        ("server-proxy/servers-info", PROXY_ROUTE)):
+    # The extension's route is preferred: it adds the folder's key and presents a loopback
+    # Host to MLflow, so the UI works behind any public host name.
+    for path, route in ((INFO_PATH, PROXY_PATH),
+                        ("server-proxy/servers-info", GENERIC_PROXY_PATH)):
         req = urllib.request.Request(f"{base}/{path}",
                                      headers={"Authorization": f"token {token}"})
         try:
             with urllib.request.urlopen(req, timeout=2) as resp:
                 if resp.status == 200:
                     return route
-        except OSError:
+        except OSError:  # not this Jupyter's route, or the server is busy: try the next
+            _log.debug("mlflow_magic: no UI route at %s/%s", base, path, exc_info=True)
             continue
     return None
 

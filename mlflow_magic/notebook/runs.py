@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
-from . import charts, rest
-from .display import lab_tab_link
-from .errors import ConfigError
-from .results import Renders, link_html, table_html
+from .. import rest
+from ..errors import ConfigError
+from ..results import Renders, link_html, table_html
+from . import charts
+from .view import lab_tab_link
 
 MAX_ARTIFACTS = 1000
 #: How often the card of a running cell is redrawn, and its children looked up.
@@ -228,11 +229,11 @@ class LiveCard:
 
     def redraw(self, with_children: bool = False) -> RunCard:
         """The card as the server has the run now."""
-        from .access import headers_for_url
+        from ..access import headers_for_url
 
         headers = headers_for_url(self.url)
         data = rest.get_json(f"{self.url}/api/2.0/mlflow/runs/get?run_id="
-                             f"{quote(self.card.run_id)}", headers=headers)["run"]  # type: ignore[index]
+                             f"{quote(self.card.run_id)}", headers=headers)["run"]
         latest = {m["key"]: (float(m.get("step", 0)), float(m["value"]))
                   for m in data.get("data", {}).get("metrics", [])}
         for key, point in latest.items():
@@ -255,7 +256,7 @@ def _children(url: str, headers: Mapping[str, str], run_id: str) -> list[ChildRu
     """The runs nested under ``run_id``, in any experiment: a nested ``start_run`` goes to the
     active experiment, which need not be its parent's."""
     experiments = rest.get_json(f"{url}/api/2.0/mlflow/experiments/search?max_results=1000",
-                                headers=headers).get("experiments", [])  # type: ignore[union-attr]
+                                headers=headers).get("experiments", [])
     found = rest.post_json(f"{url}/api/2.0/mlflow/runs/search", {
         "experiment_ids": [e["experiment_id"] for e in experiments],
         "max_results": MAX_CHILDREN,
@@ -264,7 +265,7 @@ def _children(url: str, headers: Mapping[str, str], run_id: str) -> list[ChildRu
     return [ChildRun(r["info"]["run_id"], r["info"].get("run_name") or r["info"]["run_id"],
                      r["info"].get("status", ""),
                      {m["key"]: float(m["value"]) for m in r.get("data", {}).get("metrics", [])})
-            for r in found.get("runs", [])]  # type: ignore[union-attr]
+            for r in found.get("runs", [])]
 
 
 def _autolog_enabled() -> bool:

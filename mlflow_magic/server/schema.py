@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-#: Set by the manager for ``--upgrade-db``.
-UPGRADE_ENV = "MLFLOW_MAGIC_UPGRADE_DB"
-OUT_OF_DATE = "Detected out-of-date database schema"
+from ..contract import OUT_OF_DATE
+from ..internals import schema_revisions, upgrade_schema
 
 
 def current_revision(uri: str) -> str | None:
@@ -42,15 +41,6 @@ def current_revision(uri: str) -> str | None:
         engine.dispose()
 
 
-def known_revisions() -> tuple[str, set[str]]:
-    """The installed MLflow's newest revision, and every revision it knows."""
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db.utils import _get_alembic_config
-
-    script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
-    return script.get_current_head(), {rev.revision for rev in script.walk_revisions()}
-
-
 def sqlite_file(uri: str) -> Path | None:
     """The file of an ``sqlite:///`` URI (None for in-memory or other databases)."""
     if not uri.startswith("sqlite:///"):
@@ -69,7 +59,7 @@ def guard(uri: str | None, upgrade: bool) -> None:
     found = current_revision(uri)
     if found is None:
         return
-    head, known = known_revisions()
+    head, known = schema_revisions()
     if found == head or found not in known:  # current, or newer: MLflow decides
         return
     if not upgrade:
@@ -82,10 +72,4 @@ def guard(uri: str | None, upgrade: bool) -> None:
         os.chmod(backup, 0o600)
         print(f"mlflow_magic: backed up {db} to {backup}; upgrading the schema from {found} "
               f"to {head}", file=sys.stderr, flush=True)
-    from mlflow.store.db.utils import _upgrade_db, create_sqlalchemy_engine_with_retry
-
-    engine = create_sqlalchemy_engine_with_retry(uri)
-    try:
-        _upgrade_db(engine)
-    finally:
-        engine.dispose()
+    upgrade_schema(uri)

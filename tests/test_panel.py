@@ -8,9 +8,9 @@ import pytest
 from conftest import stubs_running
 
 from mlflow_magic import api, registry
-from mlflow_magic.config import ServerOptions
 from mlflow_magic.errors import MlflowMagicError
-from mlflow_magic.widgets import ServerPanel
+from mlflow_magic.notebook.panel import ServerPanel
+from mlflow_magic.options import ServerOptions
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +19,7 @@ def shell(ipython_shell):
     return ipython_shell
 
 
+@pytest.mark.integration
 def test_panel_start_open_ui_stop(folder):
     panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=3600)
     try:
@@ -58,6 +59,7 @@ def test_panel_start_open_ui_stop(folder):
         panel.close()
 
 
+@pytest.mark.integration
 def test_panel_reflects_what_others_did_and_shows_errors(folder):
     panel = ServerPanel(ServerOptions(path=folder, port=99999), refresh_seconds=3600)
     try:
@@ -85,6 +87,7 @@ def test_a_start_that_fails_in_the_background_shows_its_error_in_the_panel(
         panel.close()
 
 
+@pytest.mark.integration
 def test_panel_restart_keeps_the_servers_own_settings(folder, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     first = api.start(folder, use=False, artifacts_destination=str(elsewhere), workers=2).server

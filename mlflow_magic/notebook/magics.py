@@ -14,8 +14,8 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from .arguments import build_parser, build_run_parser, split_passthrough
-from .errors import MlflowMagicError
+from ..arguments import build_parser, build_run_parser, split_passthrough
+from ..errors import MlflowMagicError
 
 PROG = "%mlflow_server"
 
@@ -39,29 +39,35 @@ class MlflowMagics(Magics):
     @line_magic
     def mlflow_server(self, line: str = "") -> None:
         # The manager and its libraries load on first use, not at %load_ext.
-        from . import commands
-        from .display import UiView, trace_renderer_base
+        from .. import commands
+        from ..results import Connected, Launched, Reused, Starting
+        from ..tracking import set_trace_renderer_base
         from .progress import GUARDS, CellProgress, follow, for_this_shell, in_notebook
-        from .results import Starting
-        from .tracking import set_trace_renderer_base
+        from .view import UiView, trace_renderer_base
 
         argv, extra = split_passthrough(arg_split(line))
         ns = PARSER.parse_args(argv)
         if ns.command in (None, "panel") and in_notebook():
             return self._panel(ns)
+        if ns.command == "push":
+            return self._push(ns)
         progress = for_this_shell()
         # In a notebook a launch goes on in the background: the cell returns at once.
-        background = isinstance(progress, CellProgress) and not getattr(ns, "wait", True)
+        background = (progress if isinstance(progress, CellProgress)
+                      and not getattr(ns, "wait", True) else None)
         try:
-            if background:
-                progress.defer()
-            result = commands.run(ns, extra, on_progress=progress, wait=not background)
+            if background is not None:
+                background.defer()
+            result = commands.run(ns, extra, on_progress=progress, wait=background is None)
             view = result if isinstance(result, UiView) else None
             if ns.command in commands.UI_COMMANDS:
+                # a start's or connect's result
+                assert isinstance(result, Launched | Reused | Starting | Connected)
                 view = commands.ui_view(result.url, ns.proxy_url, ns.height)
             inline = view if ns.command in commands.UI_COMMANDS and not ns.no_ui else None
-            if isinstance(result, Starting):  # the result and the UI show once it answers
-                follow(result, progress, lambda done: shown_with(done, inline))
+            if isinstance(result, Starting) and background is not None:
+                # the result and the UI show once it answers
+                follow(result, background, lambda done: shown_with(done, inline))
                 if id(self.shell) in GUARDS:
                     GUARDS[id(self.shell)].watch(result)
             elif isinstance(progress, CellProgress) and progress.placed:
@@ -79,17 +85,39 @@ class MlflowMagics(Magics):
             progress.fail()
             raise
 
+    def _push(self, ns) -> None:
+        """A push, with its progress in place (a bar in a notebook, a line in a terminal)."""
+        from .. import commands
+        from ..results import Renders
+        from ..terminal import PushLine
+        from .progress import PushProgress
+
+        shown = PushProgress() if "ipykernel" in sys.modules else None
+        try:
+            result = commands.run(ns, on_push=shown or PushLine())
+        except MlflowMagicError as exc:
+            raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            raise UsageError(
+                "The push was interrupted. What was copied is kept; run the same push again "
+                "to go on from where it stopped (nothing is copied twice).") from None
+        if shown is not None and isinstance(result, Renders):
+            shown.show(result)
+        else:
+            display(result)
+
     def _panel(self, ns) -> None:
-        from .config import ServerOptions
-        from .widgets import ServerPanel
+        from ..options import ServerOptions
+        from .panel import ServerPanel
 
         display(ServerPanel(ServerOptions(path=getattr(ns, "path", None)),
                             getattr(ns, "proxy_url", None)))
 
     @cell_magic
     def mlflow_run(self, line: str, cell: str) -> None:
-        from . import commands, runs
-        from .display import deep_link
+        from .. import commands
+        from . import runs
+        from .view import deep_link
 
         ns = RUN_PARSER.parse_args(arg_split(line))
         shown: list = []
@@ -101,13 +129,15 @@ class MlflowMagics(Magics):
             else:
                 shown.append(display(card, display_id=True))
 
+        shell = self.shell
+        assert shell is not None  # a registered magic runs in its shell
         live = "ipykernel" in sys.modules  # a front end to redraw it in
         try:
             tags = runs.parse_tags(ns.tags)
             server_url = self._tracking_server(ns.path)
             view = commands.ui_view(server_url)
             card = runs.run_cell(
-                lambda: self.shell.run_cell(cell).success,
+                lambda: shell.run_cell(cell).success,
                 experiment=ns.experiment, name=ns.name, tags=tags, autolog=ns.autolog,
                 link_for=lambda exp, run: view.link(deep_link(exp, run)),
                 show=show if live else None, server_url=server_url,
@@ -122,9 +152,9 @@ class MlflowMagics(Magics):
     @staticmethod
     def _tracking_server(path: str | None) -> str:
         """The server MLflow uses; the folder's server is started (or reused) if none."""
-        from . import api
+        from .. import api
+        from ..tracking import http_tracking_uri
         from .progress import for_this_shell
-        from .tracking import http_tracking_uri
 
         uri = http_tracking_uri()
         if path is None and uri:

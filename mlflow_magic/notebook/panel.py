@@ -15,6 +15,7 @@ widget with the buttons, the progress and the log, which needs a live kernel.
 from __future__ import annotations
 
 import html
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -22,13 +23,12 @@ from collections.abc import Callable
 import ipywidgets as widgets
 from IPython.display import display
 
-from . import api
-from .commands import ui_view
-from .config import ServerOptions
-from .errors import MlflowMagicError
-from .pending import PendingStart
-from .progress import Shown, WidgetProgress
-from .results import (
+from .. import api
+from ..commands import ui_view
+from ..errors import MlflowMagicError
+from ..options import ServerOptions
+from ..pending import PendingStart
+from ..results import (
     STATE_COLOURS,
     ServerStatus,
     Starting,
@@ -36,6 +36,10 @@ from .results import (
     human_duration,
     warnings_html,
 )
+from .progress import Shown, WidgetProgress
+from .view import UiView
+
+_log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
 _TAGS = re.compile(r"<[^>]+>")
@@ -113,7 +117,7 @@ class ServerPanel:
         self.progress = widgets.Box()
         self.ui = widgets.Output()
         #: the UI view the panel shows (Open UI), if any
-        self.shown_view = None
+        self.shown_view: UiView | None = None
         self.log = widgets.HTML()
         log_box = widgets.Accordion(children=[self.log])
         log_box.set_title(0, "Server log")
@@ -237,7 +241,7 @@ class ServerPanel:
             try:
                 self.refresh()
             except Exception:  # a transient read error must not kill the timer
-                continue
+                _log.debug("mlflow_magic: the panel was not refreshed", exc_info=True)
 
     @property
     def timer_running(self) -> bool:

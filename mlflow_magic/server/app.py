@@ -3,13 +3,13 @@ with its trace renderer made relative.
 
 ``mlflow server`` names its app by import string (``mlflow.server.fastapi_app:app``,
 ``mlflow.server.auth:create_app`` as a factory, ``mlflow.server:app`` for
-gunicorn), and every worker process imports it afresh. :mod:`mlflow_magic.serve`
+gunicorn), and every worker process imports it afresh. :mod:`mlflow_magic.server.serve`
 puts this module in its place and the original string in
 :data:`~mlflow_magic.contract.APP_ENV`, so each worker, however it was started
 (in-process, ``--workers N``, MLflow's own launcher), refuses requests without
 the folder's key (:mod:`mlflow_magic.server.gate`), says a full disk clearly
 (:mod:`mlflow_magic.server.failures`) and serves the renderer under any path
-prefix (see :func:`mlflow_magic.serve.relative_renderer_page`).
+prefix (see :func:`mlflow_magic.server.serve.relative_renderer_page`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 import os
 
-from . import contract
-from .server import failures, gate
+from .. import contract
+from . import failures, gate
 
 
 def _load(target: str):
@@ -37,6 +37,6 @@ app = gate.from_environment(failures.asgi(_MLFLOW_APP) if _KIND == "asgi" else _
 
 import mlflow.server  # noqa: E402 - imported by the app above; the Flask app lives here
 
-from .serve import serve_relative_trace_renderer  # noqa: E402
+from .renderer import serve_relative_trace_renderer  # noqa: E402
 
 serve_relative_trace_renderer(mlflow.server.app)

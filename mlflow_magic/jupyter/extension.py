@@ -29,12 +29,11 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import iostream, web
 
-from . import access, registry
-from .config import start_command
-from .contract import ROUTE_ENV
-from .jupyter.relay import Relay
+from .. import access, registry
+from ..config import start_command
+from ..contract import INFO_PATH, PROXY_PATH, ROUTE_ENV, TILE_PATH
+from .relay import Relay
 
-ROUTE = "mlflow-magic"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -53,8 +52,8 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
         """Streamed responses keep MLflow's own ETag; tornado must not compute one."""
         return None
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def prepare(self, *, _redirect_to_login: bool = True) -> None:
+        await super().prepare(_redirect_to_login=_redirect_to_login)
         # A Jupyter login is required, as for /proxy/: Jupyter leaves that to each handler
         # (its allow_unauthenticated_access defaults to True). GET goes to the login page,
         # anything else gets 403.
@@ -95,7 +94,7 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
         return self.check_origin()
 
     def _prefix(self) -> str:
-        return url_path_join(self.base_url, ROUTE, "proxy", self.path_args[0]) + "/"
+        return url_path_join(self.base_url, PROXY_PATH, self.path_args[0]) + "/"
 
     def _rewrite_location(self, location: str) -> str:
         """A redirect to ``/x`` on MLflow's root stays under this route."""
@@ -110,11 +109,12 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
         self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
         if folder is None:
             self.set_status(404)
-            return self.finish(_page("No MLflow server of yours runs here", (
+            self.finish(_page("No MLflow server of yours runs here", (
                 f"No MLflow server that you started runs on port {port}. This route only "
                 "shows your own servers. Run <code>%mlflow_server start</code> in a notebook "
                 "(or <code>mlflow-magic start</code> in a terminal), then open the link it "
                 "shows.")))
+            return
         self.set_status(503)
         self.set_header("Retry-After", "5")
         cell = start_command(folder, None if taken else port)
@@ -155,9 +155,10 @@ class TileHandler(JupyterHandler):
 
     @web.authenticated
     async def get(self) -> None:
-        from . import manager
-        from .config import ServerOptions, resolve
-        from .errors import MlflowMagicError
+        from .. import manager
+        from ..config import resolve
+        from ..errors import MlflowMagicError
+        from ..options import ServerOptions
 
         try:
             result = await asyncio.to_thread(lambda: manager.start(resolve(ServerOptions())))
@@ -167,7 +168,7 @@ class TileHandler(JupyterHandler):
             self.finish(f"The MLflow server could not start.\n\n{exc}")
             return
         port = urlsplit(result.url).port
-        self.redirect(url_path_join(self.base_url, ROUTE, "proxy", str(port)) + "/")
+        self.redirect(url_path_join(self.base_url, PROXY_PATH, str(port)) + "/")
 
 
 class InfoHandler(APIHandler):
@@ -175,18 +176,18 @@ class InfoHandler(APIHandler):
 
     @web.authenticated
     def get(self) -> None:
-        from . import __version__
+        from .. import __version__
 
-        self.finish({"version": __version__, "route": f"{ROUTE}/proxy/{{port}}/"})
+        self.finish({"version": __version__, "route": f"{PROXY_PATH}{{port}}/"})
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
     base = serverapp.web_app.settings["base_url"]
     # The launcher's forwarder (a child of this process) sends the browser here: this
     # route streams, jupyter-server-proxy's own buffers whole responses in memory.
-    os.environ[ROUTE_ENV] = url_path_join(base, ROUTE, "proxy") + "/"
+    os.environ[ROUTE_ENV] = url_path_join(base, PROXY_PATH)
     serverapp.web_app.add_handlers(".*", [
-        (url_path_join(base, ROUTE, r"proxy/(\d+)(.*)"), LoopbackProxyHandler),
-        (url_path_join(base, ROUTE, "api/info"), InfoHandler),
-        (url_path_join(base, ROUTE, "tile/?"), TileHandler),
+        (url_path_join(base, PROXY_PATH, r"(\d+)(.*)"), LoopbackProxyHandler),
+        (url_path_join(base, INFO_PATH), InfoHandler),
+        (url_path_join(base, TILE_PATH) + "?", TileHandler),
     ])

@@ -23,22 +23,13 @@ import os
 import sys
 from pathlib import Path
 
-from .registry import user_dir
+from ..contract import DATABASE_COPIED
+from ..internals import create_tables
+from ..paths import cache_dir
 from .schema import sqlite_file
 
-#: The cache folder; also how the manager hands it to the server (whose environment
-#: otherwise drops ``MLFLOW_MAGIC_*``).
-CACHE_ENV = "MLFLOW_MAGIC_CACHE_DIR"
 #: Templates of other MLflow versions kept (for other environments on the machine).
 KEEP = 4
-#: In the server's log; contains "database tables", the start's "preparing database" phase.
-COPIED = "mlflow_magic: new database tables copied from"
-
-
-def cache_dir() -> Path:
-    """``$MLFLOW_MAGIC_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlflow_magic`` (``~/.cache``)."""
-    return user_dir(CACHE_ENV, "XDG_CACHE_HOME", "~/.cache")
-
 
 def template_name() -> str | None:
     """The template's file name for the installed MLflow, None if it cannot be told.
@@ -86,22 +77,9 @@ def looks_empty(path: Path) -> bool:
 
 def build(template: Path) -> bool:
     """Make ``template`` with MLflow's own table creation and migrations; False on failure."""
-    try:
-        from mlflow.store.db.utils import (
-            _all_tables_exist,
-            _initialize_tables,
-            create_sqlalchemy_engine_with_retry,
-        )
-    except ImportError:
-        return False
     partial = template.with_name(f"{template.name}.{os.getpid()}.partial")
     try:
-        engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{partial}")
-        try:
-            _initialize_tables(engine)
-            complete = _all_tables_exist(engine)
-        finally:
-            engine.dispose()
+        complete = create_tables(f"sqlite:///{partial}")
         if not complete or not looks_empty(partial):
             return False
         os.replace(partial, template)  # whole or not at all, also with a concurrent build
@@ -162,5 +140,5 @@ def seed(uri: str | None, folder: Path | None = None) -> bool:
         return False
     finally:
         copy.unlink(missing_ok=True)
-    print(f"{COPIED} {source}", file=sys.stderr, flush=True)
+    print(f"{DATABASE_COPIED} {source}", file=sys.stderr, flush=True)
     return True

@@ -1,0 +1,64 @@
+"""What a server's log says about its start: the phase it is in, and a fix for a failure.
+
+Read by the manager from the log's end while a server starts, and when it fails.
+The log lines it looks for are MLflow's, uvicorn's and mlflow_magic's own
+(``contract``); the phases are what a start's progress shows.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .contract import DATABASE_TABLES, OUT_OF_DATE, SERVER_PROCESS_STARTED, UVICORN_RUNNING
+from .masking import mask_uri
+
+#: The start-up phases, in order, as reported to a Progress callback.
+PHASE_ORDER = ("starting Python and MLflow", "preparing database", "starting web server",
+               "waiting for health", "ready")
+#: Reported while waiting for a running server that does not answer yet.
+BUSY_PHASE = "the server is busy: waiting for it to answer"
+
+#: Log lines that tell which start-up phase the server is in, latest phase first.
+PHASES = (
+    (UVICORN_RUNNING, "waiting for health"),
+    (SERVER_PROCESS_STARTED, "starting web server"),
+    (DATABASE_TABLES, "preparing database"),
+)
+
+
+def phase(text: str) -> str:
+    """Which start-up phase the server's log (its end, since the start) shows so far."""
+    for marker, phase in PHASES:
+        if marker in text:
+            return phase
+    return PHASE_ORDER[0]
+
+
+def hint(log_tail: str, backend_store_uri: str | None) -> str | None:
+    """A specific fix for the known causes of a failed start, found in the log."""
+    lowered = log_tail.lower()
+    if OUT_OF_DATE.lower() in lowered:  # our guard's message and MLflow's own
+        return (f"The database was created by an older MLflow and was left as it is. Start "
+                "again with --upgrade-db to back up the SQLite file next to it and upgrade it, "
+                "or back it up yourself and run "
+                f"`mlflow db upgrade {mask_uri(backend_store_uri)}`.")
+    if "usage: mlflow server" in lowered:
+        return ("`mlflow server` refused its arguments: check the ones you passed after `--` "
+                "(`mlflow server --help` lists them).")
+    if "address already in use" in lowered:
+        return "Its port was taken by another process meanwhile; start again."
+    if "no space left on device" in lowered or "database or disk is full" in lowered:
+        return "The disk of the data folder is full: free some space and start again."
+    if "read-only file system" in lowered or "permission denied" in lowered:
+        return ("The server cannot write to the data folder: choose a writable folder with "
+                "--path, or fix its permissions.")
+    if "connection refused" in lowered or "could not connect" in lowered:
+        return (f"The database at {mask_uri(backend_store_uri)} does not accept "
+                "connections: check that it runs and that host, port and credentials are "
+                "right.")
+    if "password authentication failed" in lowered:
+        return "The database refused the user name or password in --backend-store-uri."
+    missing = re.search(r"no module named '([^'.]+)", lowered)
+    if missing:
+        return f"A Python module is missing: install it with `pip install {missing.group(1)}`."
+    return None

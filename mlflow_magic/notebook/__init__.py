@@ -1,0 +1,1 @@
+"""Code that runs in the notebook kernel and draws there: magics, progress, panel, cards."""

@@ -1,0 +1,336 @@
+"""transfer.py and ``push --to URL``: a laptop folder copied to a team server (PostgreSQL, S3,
+a login).
+
+The source is a SQLite folder made as a user makes it (tests/push_data.py: 30 runs, 500-point
+metric histories, nested runs, a 20 MB artifact, a dataset input, a registered model with two
+versions and an alias, logged models, a trace). Each target is a fresh team server: its own
+PostgreSQL database, artifacts in SeaweedFS's S3, MLflow's basic-auth login. What is checked
+is read back from the target with MLflow's own client, not from the push's report. The pure
+helpers (order of runs, how points compare, sources of model versions, progress) come first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import free_port, wait_for
+
+import mlflow_magic
+from mlflow_magic import manager, transfer
+from mlflow_magic.contract import PUSH_SOURCE_TAG
+
+DATA = Path(__file__).with_name("push_data.py")
+ADMIN_PASSWORD = "team-admin-pw-9876"
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def laptop(tmp_path_factory):
+    """The laptop folder, with its data; its server is stopped at the end."""
+    folder = tmp_path_factory.mktemp("laptop") / "mlflow_data"
+    server = mlflow_magic.start(folder, use=False).server
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    made = subprocess.run([sys.executable, str(DATA), server.url], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert made.returncode == 0, made.stderr[-3000:]
+    yield folder, json.loads(made.stdout.strip().splitlines()[-1])
+    manager.stop(folder)
+
+
+@pytest.fixture
+def team(tmp_path, postgres, s3, monkeypatch):
+    """A fresh team server (PostgreSQL, S3, basic-auth); this process logs in to it."""
+    import psycopg
+
+    name = f"team_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(postgres, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    for key, value in s3["env"].items():  # the team server's own storage credentials
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    folder = tmp_path / "team"
+    server = mlflow_magic.start(folder, use=False, app_name="basic-auth",
+                                backend_store_uri=postgres.rsplit("/", 1)[0] + f"/{name}",
+                                artifacts_destination=f"s3://mlflow/{name}").server
+    for key in s3["env"]:  # the pushing client has none: artifacts go through the server
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    try:
+        yield server.url
+    finally:
+        manager.stop(folder)
+
+
+# --- pure logic ------------------------------------------------------------------------------
+
+
+def fake_run(run_id: str, parent: str | None = None) -> SimpleNamespace:
+    """What the ordering reads of a run (importing MLflow's entities starts a process)."""
+    tags = {"mlflow.parentRunId": parent} if parent else {}
+    return SimpleNamespace(info=SimpleNamespace(run_id=run_id), data=SimpleNamespace(tags=tags))
+
+
+def point(value: float, timestamp: int, step: int) -> SimpleNamespace:
+    return SimpleNamespace(key="m", value=value, timestamp=timestamp, step=step)
+
+
+def test_parents_come_before_the_runs_nested_in_them_whatever_the_order_found():
+    runs = [fake_run("grandchild", "child"), fake_run("child", "root"), fake_run("root"),
+            fake_run("orphan", "not-pushed")]
+    order = [r.info.run_id for r in transfer._parents_first(runs)]
+    assert order.index("root") < order.index("child") < order.index("grandchild")
+    assert sorted(order) == ["child", "grandchild", "orphan", "root"]
+
+
+def test_metric_points_compare_by_step_time_and_value_with_nan_equal_to_nan():
+    nan_a, nan_b = point(float("nan"), 5, 1), point(float("nan"), 5, 1)
+    assert transfer._point(nan_a) == transfer._point(nan_b)
+    assert transfer._point(point(1.0, 5, 1)) != transfer._point(point(1.0, 6, 1))
+    assert transfer._point(point(1.0, 5, 1)) != transfer._point(point(1.0, 5, 2))
+    assert Counter([transfer._point(nan_a)]) == Counter([transfer._point(nan_b)])
+
+
+def test_a_versions_source_points_at_the_copied_model_or_run():
+    found = transfer.Plan(run_ids={"r1": "t1"}, model_ids={"m-abc": "m-xyz"})
+    version = SimpleNamespace(source="models:/m-abc", run_id="r1")
+    assert transfer._version_source(version, found, None) == "models:/m-xyz"
+    version = SimpleNamespace(source="runs:/r1/model", run_id="r1")
+    assert transfer._version_source(version, found, None) == "runs:/t1/model"
+    version = SimpleNamespace(source="s3://elsewhere/model", run_id=None)
+    assert transfer._version_source(version, found, None) == "s3://elsewhere/model"
+
+
+def test_progress_says_runs_points_bytes_a_rate_and_the_time_left():
+    tally = transfer.Tally(runs=30, points=15_000, bytes=20_000_000)
+    assert "time left: measuring" in tally.text()
+    tally.started -= 10
+    tally.runs_done, tally.points_done, tally.bytes_done = 15, 7_500, 10_000_000
+    line = tally.text()
+    assert "runs 15/30" in line and "7,500/15,000" in line and "10.0 MB/20.0 MB" in line
+    assert "1.5 runs/s" in line and "750 points/s" in line and "s left" in line
+    assert 0.45 < tally.fraction < 0.55
+
+
+def test_the_notebook_progress_is_plain_html_replaced_in_place_then_by_the_report():
+    from mlflow_magic.notebook.progress import PushProgress
+    from mlflow_magic.results import Pushed
+
+    shown = []
+
+    class Handle:
+        def update(self, bundle, raw):
+            shown.append(bundle)
+
+    def display(bundle, raw, display_id):
+        shown.append(bundle)
+        return Handle()
+
+    progress = PushProgress(display)
+    tally = transfer.Tally(runs=2, points=10, bytes=0)
+    progress(tally)
+    progress(tally)  # within half a second: not redrawn
+    tally.phase = "done"
+    progress(tally)
+    progress.show(Pushed("/d", "http://team", False, "2 runs", False, seconds=1.0))
+    assert len(shown) == 3
+    assert "<code>runs: runs 0/2" in shown[0]["text/html"] and "HBox" not in str(shown)
+    assert shown[-1]["text/plain"].startswith("Pushed /d to http://team in")
+
+
+def test_the_terminal_line_is_rewritten_in_place_and_ends_with_a_newline():
+    import io
+
+    from mlflow_magic.terminal import PushLine
+
+    out = io.StringIO()
+    line = PushLine(out)
+    tally = transfer.Tally(runs=3, points=30, bytes=0)
+    line(tally)
+    line(tally)  # within half a second: not rewritten
+    tally.phase, tally.runs_done = "done", 3
+    line(tally)
+    written = out.getvalue()
+    assert written.count("\r\033[K") == 2 and written.endswith("\n")
+    assert "runs 3/3" in written.rsplit("\r", 1)[1]
+
+
+# --- on real servers ---------------------------------------------------------------------
+
+
+def client(url: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(url)
+
+
+def pushed_runs(url: str, experiment: str) -> list:
+    exp = client(url).get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client(url).search_runs([exp.experiment_id], max_results=1000)
+
+
+@contextlib.contextmanager
+def mlflow_tracking(url: str):
+    """MLflow's fluent API pointed at ``url`` for a moment (to load a model as users do)."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(url)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_a_push_killed_midway_resumes_then_everything_is_there_once_and_verified(
+        laptop, team, tmp_path):
+    folder, made = laptop
+    source_url = mlflow_magic.status(folder).server.url
+    src, dst = client(source_url), client(team)
+
+    planned = mlflow_magic.push(folder, to=team, dry_run=True,
+                                experiments=[made["experiment"]])
+    assert "would copy 30 runs (30 new)" in str(planned) and "MB)" in str(planned)
+    assert dst.get_experiment_by_name(made["experiment"]) is None  # a dry run copies nothing
+
+    argv = [sys.executable, "-m", "mlflow_magic.cli", "push", "--to", team,
+            "--path", str(folder), "--experiment", made["experiment"]]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:  # killed once some runs are whole and others are not
+        wait_for(lambda: first.poll() is not None or sum(
+            r.info.status == "FINISHED" for r in pushed_runs(team, made["experiment"])) >= 3,
+            timeout=400, interval=0.5)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+    assert first.returncode == -signal.SIGKILL, "the push ended before it could be killed"
+    assert 3 <= len(pushed_runs(team, made["experiment"])) <= 30
+
+    report = mlflow_magic.push(folder, to=team, experiments=[made["experiment"]])
+    text = str(report)
+    assert text.startswith(f"Pushed {folder} to {team}"), text
+    assert "Verified: 30 runs" in text and "artifact checksums equal" in text
+    assert ADMIN_PASSWORD not in text + report.html()
+
+    # Read back from the team server: every run once, equal to its source.
+    runs = pushed_runs(team, made["experiment"])
+    assert Counter(r.data.tags[PUSH_SOURCE_TAG] for r in runs) == Counter(made["runs"])
+    by_source = {r.data.tags[PUSH_SOURCE_TAG]: r for r in runs}
+    sources = {r.info.run_id: r for r in pushed_runs(source_url, made["experiment"])}
+    for source_id, copy in by_source.items():
+        original = sources[source_id]
+        assert copy.data.params == original.data.params
+        assert (copy.info.start_time, copy.info.end_time, copy.info.status, copy.info.run_name
+                ) == (original.info.start_time, original.info.end_time,
+                      original.info.status, original.info.run_name)
+    last = made["runs"][-1]
+    for key in sources[last].data.metrics:
+        ours = sorted((m.step, m.timestamp, m.value) for m in src.get_metric_history(last, key))
+        theirs = sorted((m.step, m.timestamp, m.value)
+                        for m in dst.get_metric_history(by_source[last].info.run_id, key))
+        assert ours == theirs and len(theirs) == 500, key
+    # nested runs under the parent's copy
+    parent_copy = by_source[made["parent"]].info.run_id
+    assert sum(r.data.tags.get("mlflow.parentRunId") == parent_copy for r in runs) == 5
+    # the 20 MB artifact, byte for byte, through the team server into S3
+    big = by_source[made["big"]]
+    assert sha256(dst.download_artifacts(big.info.run_id, "checkpoints/weights.bin",
+                                         str(tmp_path))) == sha256(
+        src.download_artifacts(made["big"], "checkpoints/weights.bin", str(tmp_path / "s")))
+    assert [d.dataset.name for d in big.inputs.dataset_inputs] == ["iris-like"]
+    # the registered model: two versions from the copied runs, the alias, tags, description
+    model = dst.get_registered_model("laptop-classifier")
+    assert model.description == "from the laptop" and model.tags["owner"] == "vision"
+    assert len(dst.search_model_versions("name='laptop-classifier'")) == 2
+    champion = dst.get_model_version_by_alias("laptop-classifier", "champion")
+    source_champion = src.get_model_version_by_alias("laptop-classifier", "champion")
+    assert champion.run_id == by_source[source_champion.run_id].info.run_id
+    # the logged models, with their files, linked to the copied runs; the model loads
+    experiment_id = dst.get_experiment_by_name(made["experiment"]).experiment_id
+    models = dst.search_logged_models([experiment_id])
+    assert len(models) == 2
+    assert {m.source_run_id for m in models} <= {r.info.run_id for r in runs}
+    import mlflow
+
+    with mlflow_tracking(team):
+        loaded = mlflow.sklearn.load_model("models:/laptop-classifier@champion")
+    assert loaded.predict([[0.1]]).shape == (1,)
+    # the trace, spans and all
+    traces = dst.search_traces(locations=[experiment_id])
+    assert len(traces) == 1
+    assert sorted(s.name for s in traces[0].data.spans) == ["features", "predict"]
+
+    again = mlflow_magic.push(folder, to=team, experiments=[made["experiment"]])
+    assert str(again).startswith("Nothing to copy"), str(again)
+    assert "Verified: 30 runs" in str(again)
+    assert len(pushed_runs(team, made["experiment"])) == 30
+    assert len(dst.search_model_versions("name='laptop-classifier'")) == 2
+    assert len(dst.search_traces(locations=[experiment_id])) == 1
+
+
+@pytest.mark.integration
+def test_a_push_into_an_experiment_the_team_already_has_merges_and_says_so(laptop, team):
+    folder, made = laptop
+    dst = client(team)
+    theirs = dst.create_experiment(made["shared"])
+    dst.create_run(theirs, run_name="a-colleagues-run")
+    report = mlflow_magic.push(folder, to=team, experiments=[made["shared"]])
+    assert (f"Experiment '{made['shared']}' already exists there with 1 other run: this "
+            "folder's runs were merged into it.") in str(report), str(report)
+    runs = pushed_runs(team, made["shared"])
+    assert len(runs) == 3
+    assert sorted(r.info.run_name for r in runs) == ["a-colleagues-run", "baseline-0",
+                                                     "baseline-1"]
+    assert dst.get_experiment_by_name(made["experiment"]) is None  # only what was named
+
+
+@pytest.mark.integration
+def test_a_wrong_password_or_no_server_is_one_paragraph_and_copies_nothing(
+        laptop, team, monkeypatch, ip):
+    folder, made = laptop
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+    with pytest.raises(mlflow_magic.MlflowMagicError) as info:
+        mlflow_magic.push(folder, to=team)
+    message = str(info.value)
+    assert "refused the user name or password" in message and "push again" in message
+    assert "not-the-password" not in message and "\n" not in message
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    assert client(team).get_experiment_by_name(made["experiment"]) is None
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    cli = subprocess.run([sys.executable, "-m", "mlflow_magic.cli", "push", "--to", nowhere,
+                          "--path", str(folder)], capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 1
+    assert "No MLflow tracking server answers" in cli.stderr and "Traceback" not in cli.stderr
+
+    with pytest.raises(Exception) as magic:  # UsageError: IPython shows the message alone
+        ip.run_line_magic("mlflow_server", f"push --to ftp://{nowhere[7:]} --path {folder}")
+    assert type(magic.value).__name__ == "UsageError"
+    assert "is not the address of a tracking server" in str(magic.value)
+    with pytest.raises(Exception, match="No experiment named 'nope'"):
+        ip.run_line_magic("mlflow_server", f"push --to {team} --path {folder} --experiment nope")
+    assert client(team).get_experiment_by_name(made["experiment"]) is None
