@@ -644,6 +644,17 @@ SLOW_LINK = {"offline": False, "latency": 40, "downloadThroughput": 20e6 / 8,
              "uploadThroughput": 20e6 / 8}
 
 
+def settled(page, finished: list[int], quiet: float = 2.0, limit: float = 30.0) -> None:
+    """Until no response has ended for ``quiet`` seconds: the page's assets are in. (Not
+    Playwright's "networkidle": MLflow's UI polls its runs, so the network is never idle.)"""
+    end = time.monotonic() + limit
+    count, since = len(finished), time.monotonic()
+    while time.monotonic() < end and time.monotonic() - since < quiet:
+        page.wait_for_timeout(250)
+        if len(finished) != count:
+            count, since = len(finished), time.monotonic()
+
+
 def ui_open(browser, login_url: str, runs_url: str, run_name: str) -> list[tuple[float, int, int]]:
     """Open the runs table over the slow link: cold browser cache, then warm. (seconds,
     bytes on the wire, bytes decoded) of each open."""
@@ -652,7 +663,7 @@ def ui_open(browser, login_url: str, runs_url: str, run_name: str) -> list[tuple
     cdp = context.new_cdp_session(page)
     cdp.send("Network.enable")
     page.goto(login_url)  # the login (Jupyter's token, or a one-time link), not counted
-    page.wait_for_load_state("networkidle")
+    page.wait_for_load_state("load")  # its cookie is set; MLflow's UI never idles (it polls)
     cdp.send("Network.clearBrowserCache")
     cdp.send("Network.emulateNetworkConditions", SLOW_LINK)
     wire: list[int] = []
@@ -669,7 +680,7 @@ def ui_open(browser, login_url: str, runs_url: str, run_name: str) -> list[tuple
             page.goto(runs_url)
             page.get_by_text(run_name).first.wait_for(timeout=120_000)
             elapsed = time.perf_counter() - t0
-            page.wait_for_load_state("networkidle")
+            settled(page, wire)
             opens.append((elapsed, sum(wire), sum(decoded)))
     finally:
         context.close()
