@@ -245,7 +245,7 @@ def _stopped_push_explained(to: str) -> Iterator[None]:
         if isinstance(exc, OSError) and not _is_network_error(exc):
             raise
         reason = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else
-                           type(exc).__name__)
+                           type(exc).__name__).rstrip(".")
         raise PushError(
             f"The push to {mask_uri(to)} stopped: {reason}. What was copied so far is kept, "
             "and nothing is copied twice: once the server answers again, run the same push "
