@@ -220,11 +220,7 @@ def push(path: PathLike = None, *, to: str, experiments: Sequence[str] | None = 
               "(a param with another value there, extra metric points) was made on the "
               "target by something else and needs a look there.")
     seconds = time.monotonic() - t0
-    rates = ""
-    if tally is not None and tally.elapsed > 0:
-        rates = (f"{tally.runs / tally.elapsed:.1f} runs/s, "
-                 f"{tally.points / tally.elapsed:,.0f} metric points/s, "
-                 f"{tally.bytes / tally.elapsed / 1e6:.1f} MB/s of artifacts")
+    rates = tally.rates() if tally is not None else ""
     verified = (f"{checked.runs:,} runs, {checked.params:,} params, {checked.tags:,} tags, "
                 f"{checked.points:,} metric points and {checked.artifacts:,} artifact "
                 f"checksums equal; {checked.models:,} logged models, {checked.versions:,} "

@@ -106,14 +106,7 @@ class ModelPlan:
     experiment: str
     target_id: str | None = None
     artifacts: list[tuple[str, int]] = field(default_factory=list)
-    finalize: bool = False
-
-
-@dataclass
-class VersionPlan:
-    """A registered model's version the target lacks."""
-
-    source: Any  # ModelVersion
+    finalize: bool = False  # the source's upload ended (READY or FAILED), the copy's not yet
 
 
 @dataclass
@@ -122,7 +115,7 @@ class RegisteredPlan:
 
     source: Any  # RegisteredModel
     exists: bool
-    versions: list[VersionPlan] = field(default_factory=list)
+    versions: list[Any] = field(default_factory=list)  # ModelVersions the target lacks
     tags: dict[str, str] = field(default_factory=dict)
     description: bool = False
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> source version
@@ -324,7 +317,7 @@ def _plan_models(source: MlflowClient, target: MlflowClient, experiment: Any,
         files = _model_files(source, model)
         have = dict(_model_files(target, mine)) if mine is not None else {}
         missing = [(path, size) for path, size in files if have.get(path) != size]
-        finalize = str(model.status) != str(getattr(mine, "status", None))
+        finalize = _ended(model.status) and (mine is None or not _ended(mine.status))
         if mine is None or missing or finalize:
             found.models.append(ModelPlan(model, experiment.name,
                                           mine.model_id if mine else None, missing, finalize))
@@ -364,7 +357,7 @@ def _plan_registered(source: MlflowClient, target: MlflowClient, found: Plan) ->
         there = _registered(target, model.name)
         mapped = _version_map(target, model.name) if there is not None else {}
         plan_ = RegisteredPlan(model, there is not None)
-        plan_.versions = [VersionPlan(v) for v in versions if str(v.version) not in mapped]
+        plan_.versions = [v for v in versions if str(v.version) not in mapped]
         tags = there.tags if there is not None else {}
         plan_.tags = {k: v for k, v in (model.tags or {}).items() if tags.get(k) != v}
         plan_.description = bool(model.description) and (
@@ -408,10 +401,15 @@ class Tally:
         left = (elapsed / self.fraction - elapsed) if self.fraction > 0.01 else None
         return (f"{self.phase}: runs {self.runs_done}/{self.runs} · metric points "
                 f"{self.points_done:,}/{self.points:,} · {_mb(self.bytes_done)}/"
-                f"{_mb(self.bytes)} · {self.runs_done / elapsed:.1f} runs/s, "
-                f"{self.points_done / elapsed:,.0f} points/s, "
-                f"{self.bytes_done / elapsed / 1e6:.1f} MB/s · "
+                f"{_mb(self.bytes)} · {self.rates()} · "
                 + (f"{left:.0f} s left" if left is not None else "time left: measuring"))
+
+    def rates(self) -> str:
+        """Runs, metric points and artifact bytes per second so far."""
+        elapsed = max(self.elapsed, 1e-6)
+        return (f"{self.runs_done / elapsed:.1f} runs/s, "
+                f"{self.points_done / elapsed:,.0f} points/s, "
+                f"{self.bytes_done / elapsed / 1e6:.1f} MB/s")
 
 
 Progress = Callable[[Tally], None]
@@ -555,8 +553,7 @@ def _apply_model(source: MlflowClient, target: MlflowClient, model: ModelPlan,
         _copy_file(functools.partial(_download_model_file, source, src, path),
                    functools.partial(_upload_model_file, target, target_id,
                                      posixpath.dirname(path) or None))
-    if str(src.status) in ("READY", "FAILED", "LoggedModelStatus.READY",
-                           "LoggedModelStatus.FAILED"):
+    if model.finalize:
         target.finalize_logged_model(target_id, src.status)
 
 
@@ -568,8 +565,7 @@ def _apply_registered(target: MlflowClient, registered: RegisteredPlan, found: P
         target.set_registered_model_tag(model.name, key, value)
     if registered.description:
         target.update_registered_model(model.name, description=model.description)
-    for plan_ in registered.versions:
-        version = plan_.source
+    for version in registered.versions:
         run_id = found.run_ids.get(version.run_id) if version.run_id else None
         source = _version_source(version, found, target)
         # A version of a logged model names it twice, in its source and its model_id
@@ -900,6 +896,11 @@ def _point(metric: Metric) -> tuple[int, int, str]:
 
 
 # --- small helpers -------------------------------------------------------------------------
+
+
+def _ended(status: Any) -> bool:
+    """A logged model's status (an enum, or its name) says its upload ended."""
+    return str(getattr(status, "name", status)).rsplit(".", 1)[-1] in ("READY", "FAILED")
 
 
 def _mapped(ids: dict[str, str], source_id: str | None) -> str | None:
