@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
+import own_loop
 import pytest
 
 from mlflow_magic.server import failures
@@ -51,7 +51,7 @@ def _call(app, scope):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(failures.asgi(app)(scope, receive, send))
+    own_loop.run(failures.asgi(app)(scope, receive, send))
     return sent
 
 

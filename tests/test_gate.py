@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 
+import own_loop
 import pytest
 
 from mlflow_magic import access, contract, registry
@@ -107,7 +107,7 @@ def test_mlflows_app_never_sees_the_key(gate, folder):
              "headers": [(contract.KEY_HEADER.lower().encode(), key.encode()),
                          (b"cookie", f"mlflow-magic-{PORT}=v; mlflow_user=a".encode()),
                          (b"authorization", b"Basic YWRtaW46cHc=")]}
-    asyncio.run(gate_module.asgi(app, gate)(scope, None, None))
+    own_loop.run(gate_module.asgi(app, gate)(scope, None, None))
     assert dict(seen["headers"]) == {b"cookie": b"mlflow_user=a",
                                      b"authorization": b"Basic YWRtaW46cHc="}
 
