@@ -283,8 +283,8 @@ def _plan_run(source: MlflowClient, target: MlflowClient, run: Run, experiment: 
             found, [x.model_id for x in _model_inputs(mine)])]
         plan_.model_outputs = [(m, s) for m, s in plan_.model_outputs if m not in _model_origin(
             found, [x.model_id for x in _model_outputs(mine)])]
-    have_files = dict(_files(target, mine.info.run_id)) if mine else {}
-    plan_.files = _files(source, run.info.run_id)
+    have_files = dict(_files(target, mine)) if mine else {}
+    plan_.files = _files(source, run)
     plan_.artifacts = [(path, size) for path, size in plan_.files
                        if have_files.get(path) != size]
     plan_.finish = run.info.status != "RUNNING" and (
@@ -796,16 +796,23 @@ def _parents_first(runs: list[Run]) -> list[Run]:
     return ordered
 
 
-def _files(client: MlflowClient, run_id: str, path: str | None = None
-           ) -> list[tuple[str, int]]:
-    """Every artifact file of a run, with its size, recursively."""
-    found: list[tuple[str, int]] = []
-    for item in client.list_artifacts(run_id, path):
-        if item.is_dir:
-            found.extend(_files(client, run_id, item.path))
-        else:
-            found.append((item.path, int(item.file_size or 0)))
-    return found
+def _files(client: MlflowClient, run: Run) -> list[tuple[str, int]]:
+    """Every artifact file of a run, with its size, recursively: one request per folder,
+    from the run's artifact URI. (``MlflowClient.list_artifacts`` reads the run again for
+    each folder and, below its root, searches the experiment's logged models too: three
+    requests, each a password hash on a server with a login.)"""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
+
+    def walk(path: str | None) -> Iterator[tuple[str, int]]:
+        for item in repository.list_artifacts(path):
+            if item.is_dir:
+                yield from walk(item.path)
+            else:
+                yield item.path, int(item.file_size or 0)
+
+    return list(walk(None))
 
 
 def _logged_models(client: MlflowClient, experiment_id: str) -> list[Any]:
