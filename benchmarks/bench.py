@@ -22,7 +22,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,14 +38,13 @@ import mlflow_magic
 from mlflow_magic import access, manager, process, registry, rest
 from mlflow_magic.contract import CACHE_DIR_ENV
 from mlflow_magic.server import newdb
+from mlflow_magic.tracking import environment
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(HERE.parent / "tests"))  # the test suite's services and crash loop
+import crash_loop  # noqa: E402
+import services  # noqa: E402
+from services import free_port  # noqa: E402
 
 
 def wait_health(url: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
@@ -815,8 +813,6 @@ def artifact_rows(root: Path, size_mb: int = 300) -> list[tuple[str, ...]]:
 
 def crash_loop_rows(root: Path) -> list[tuple[str, ...]]:
     """3 writers while the server is killed -9 and started again, 8 times."""
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    import crash_loop
 
     t0 = time.perf_counter()
     outcome = crash_loop.run(root / "crash-loop", cycles=8)
@@ -979,7 +975,7 @@ def _push_counts(url: str, key: str, experiment: str) -> dict[str, int]:
     """What a server holds of the pushed experiment, read with MLflow's client."""
     from mlflow import MlflowClient
 
-    with env_set("MLFLOW_TRACKING_TOKEN", key):
+    with environment(MLFLOW_TRACKING_TOKEN=key):
         client = MlflowClient(url)
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
@@ -1022,8 +1018,6 @@ def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
     """A laptop folder (``runs`` runs x 2 metrics x ``points`` points, ``big_mb`` MB of
     artifacts, models, a trace) pushed to a PostgreSQL target: rates of the copy and of the
     verification; the export-import tool on the same data, if given its venv's bin."""
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    import services
     from mlflow import MlflowClient
 
     from mlflow_magic import transfer
@@ -1097,20 +1091,6 @@ def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
         return rows
 
 
-@contextlib.contextmanager
-def env_set(name: str, value: str):
-    """``os.environ[name] = value`` for a while."""
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
-
-
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -1144,7 +1124,7 @@ def measure_starts(rounds: int, root: Path) -> dict[str, dict[str, list[float]]]
                   file=sys.stderr, flush=True)
         # The first folder ever for this MLflow: no new-database template yet.
         first = Ours(root / f"first-folder-{r}")
-        with env_set(CACHE_DIR_ENV, str(root / f"empty-cache-{r}")):
+        with environment(**{CACHE_DIR_ENV: str(root / f"empty-cache-{r}")}):
             results["mlflow_magic"]["first"].append(first.start())
         first.stop()
         floor = import_floor()

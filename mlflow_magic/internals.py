@@ -206,20 +206,14 @@ def artifact_sha256(tracking_uri: str, artifact_uri: str, path: str) -> str | No
 def copy_trace(trace_dict: dict, experiment_id: str, tracking_uri: str) -> str:
     """Copy a trace, spans and all, into ``experiment_id`` of the server at ``tracking_uri``
     (``mlflow.tracing.utils.copy.copy_trace_to_experiment``, which exports to the process's
-    tracking URI: set to ``tracking_uri`` for the moment, then put back as it was); its new
-    id."""
+    tracking URI: set to ``tracking_uri`` for the moment); its new id. MLflow puts its own
+    tracking URI back afterwards but leaves ``MLFLOW_TRACKING_URI`` in the environment
+    set to ``tracking_uri``: the caller restores it."""
     import mlflow
     from mlflow.tracing.utils.copy import copy_trace_to_experiment
     from mlflow.tracking._tracking_service import utils
 
-    env_before = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        with utils._use_tracking_uri(tracking_uri):  # also resets MLflow's trace exporter
-            new_id = copy_trace_to_experiment(trace_dict, experiment_id=experiment_id)
-            mlflow.flush_trace_async_logging()
-    finally:  # MLflow puts its own variable back, not the environment's
-        if env_before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env_before
+    with utils._use_tracking_uri(tracking_uri):  # also resets MLflow's trace exporter
+        new_id = copy_trace_to_experiment(trace_dict, experiment_id=experiment_id)
+        mlflow.flush_trace_async_logging()
     return new_id

@@ -7,8 +7,10 @@ called only if MLflow is already imported, so this never pays its import cost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 REGISTRY_ENV = "MLFLOW_REGISTRY_URI"
@@ -47,3 +49,20 @@ def set_trace_renderer_base(url: str | None) -> None:
         os.environ[TRACE_BASE_ENV] = url
     else:
         os.environ.pop(TRACE_BASE_ENV, None)
+
+
+@contextlib.contextmanager
+def environment(*kept: str, **values: str) -> Iterator[None]:
+    """Set environment variables for a while (``values``), then put those and the ``kept``
+    ones back as they were, unset if they were: MLflow reads some settings only from the
+    environment, and some of its helpers set ``MLFLOW_TRACKING_URI`` there for good."""
+    before = {name: os.environ.get(name) for name in (*kept, *values)}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from . import internals
 from .contract import PUSH_SOURCE_TAG
 from .errors import PushError
+from .tracking import TRACKING_ENV, environment
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -175,14 +176,19 @@ class Plan:
                     or any(not r.empty for r in self.registered))
 
     def summary(self) -> str:
-        """One line of what the plan copies."""
+        """One line of what the plan copies, naming only what there is (a verification
+        that finds one model version missing says that, not "0 runs")."""
         new = sum(1 for run in self.runs if run.target_id is None)
         resumed = len(self.pending_runs) - new
-        parts = [f"{_n(len(self.pending_runs), 'run')} ({new} new"
-                 + (f", {resumed} to finish" if resumed else "") + ")",
-                 f"{self.points:,} metric points",
-                 f"{_n(sum(len(r.artifacts) for r in self.runs), 'artifact')} "
-                 f"({_mb(self.bytes)})"]
+        artifacts = sum(len(r.artifacts) for r in self.runs)
+        parts = []
+        if self.pending_runs:
+            parts.append(f"{_n(len(self.pending_runs), 'run')} ({new} new"
+                         + (f", {resumed} to finish" if resumed else "") + ")")
+        if self.points:
+            parts.append(f"{self.points:,} metric points")
+        if artifacts:
+            parts.append(f"{_n(artifacts, 'artifact')} ({_mb(self.bytes)})")
         if self.models:
             parts.append(_n(len(self.models), "logged model"))
         if self.registered:
@@ -190,7 +196,10 @@ class Plan:
                          f"{_n(len(self.registered), 'registered model')}")
         if self.traces:
             parts.append(_n(len(self.traces), "trace"))
-        return ", ".join(parts)
+        settled = [e for e in self.experiments if e.target_id is None or e.tags]
+        if settled and not parts:  # an empty experiment, or only its tags
+            parts.append(_n(len(settled), "experiment"))
+        return ", ".join(parts) or "nothing"
 
 
 def plan(source: MlflowClient, target: MlflowClient,
@@ -415,21 +424,11 @@ class Tally:
 Progress = Callable[[Tally], None]
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> contextlib.AbstractContextManager[None]:
     """No "View run at" line per copied run and no download bar per file from MLflow's
     client: the push shows its own progress."""
-    names = ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    before = {name: os.environ.get(name) for name in names}
-    os.environ.update({names[0]: "true", names[1]: "false"})
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return environment(MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true",
+                       MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
 
 
 def apply(source: MlflowClient, target: MlflowClient, found: Plan,
@@ -610,7 +609,8 @@ def _apply_trace(target: MlflowClient, trace: Any, experiment_id: str, found: Pl
         meta[TRACE_RUN_KEY] = found.run_ids[meta[TRACE_RUN_KEY]]
     if meta.get(TRACE_MODEL_KEY) in found.model_ids:
         meta[TRACE_MODEL_KEY] = found.model_ids[meta[TRACE_MODEL_KEY]]
-    internals.copy_trace(data, experiment_id, target.tracking_uri)
+    with environment(TRACKING_ENV):  # MLflow's copy leaves it pointing at the target
+        internals.copy_trace(data, experiment_id, target.tracking_uri)
 
 
 # --- checking it ---------------------------------------------------------------------------

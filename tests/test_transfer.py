@@ -29,6 +29,7 @@ from conftest import free_port, wait_for
 import mlflow_magic
 from mlflow_magic import manager, transfer
 from mlflow_magic.contract import PUSH_SOURCE_TAG
+from mlflow_magic.tracking import TRACKING_ENV, environment
 
 DATA = Path(__file__).with_name("push_data.py")
 ADMIN_PASSWORD = "team-admin-pw-9876"
@@ -112,6 +113,20 @@ def test_a_versions_source_points_at_the_copied_model_or_run():
     assert transfer._version_source(version, found, None) == "s3://elsewhere/model"
 
 
+def test_the_plans_line_names_only_what_is_missing():
+    run = transfer.RunPlan(fake_run("r1"), "exp", None, None)
+    run.points = [point(1.0, 5, 1), point(2.0, 6, 2)]
+    run.artifacts = [("model.pkl", 2_000_000)]
+    assert transfer.Plan(runs=[run]).summary() == (
+        "1 run (1 new), 2 metric points, 1 artifact (2.0 MB)")
+    version = transfer.RegisteredPlan(SimpleNamespace(name="clf"), True, versions=[object()])
+    assert transfer.Plan(registered=[version]).summary() == (
+        "1 model version of 1 registered model")  # not "0 runs, 0 metric points, ..."
+    empty = transfer.ExperimentPlan("exp", "1", None)
+    assert transfer.Plan(experiments=[empty]).summary() == "1 experiment"
+    assert transfer.Plan().summary() == "nothing"
+
+
 def test_progress_says_runs_points_bytes_a_rate_and_the_time_left():
     tally = transfer.Tally(runs=30, points=15_000, bytes=20_000_000)
     assert "time left: measuring" in tally.text()
@@ -187,16 +202,12 @@ def mlflow_tracking(url: str):
     """MLflow's fluent API pointed at ``url`` for a moment (to load a model as users do)."""
     import mlflow
 
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(url)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+    with environment(TRACKING_ENV):
+        mlflow.set_tracking_uri(url)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(None)
 
 
 def sha256(path: str) -> str:
