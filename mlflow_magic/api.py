@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import manager, pending, remote, transfer
-from .config import DEFAULT_TIMEOUT, resolve, resolve_data_dir
+from .config import DEFAULT_TIMEOUT, data_folder, resolve, resolve_data_dir
 from .errors import MlflowMagicError, PushError
 from .manager import Progress
 from .masking import mask_text, mask_uri
@@ -145,13 +145,13 @@ def stop(path: PathLike = None, *, all: bool = False,
     """
     if all:
         return manager.stop_all()
-    return manager.stop(resolve_data_dir(path), force=force)
+    return manager.stop(data_folder(path), force=force)
 
 
 @explained("read the server's status")
 def status(path: PathLike = None) -> ServerStatus:
     """State, URL, pid, uptime, stores and log of the folder's server."""
-    return manager.status(resolve_data_dir(path))
+    return manager.status(data_folder(path))
 
 
 @explained("list your servers")
@@ -163,7 +163,7 @@ def list_servers() -> ServerList:
 @explained("read the server's log")
 def logs(path: PathLike = None, lines: int = 30) -> LogTail:
     """The last ``lines`` lines of the folder's server log."""
-    return manager.logs(resolve_data_dir(path), lines)
+    return manager.logs(data_folder(path), lines)
 
 
 def connect(uri: str, *, registry_uri: str | None = None, use: bool = True) -> Connected:
@@ -190,8 +190,14 @@ def push(path: PathLike = None, *, to: str, experiments: Sequence[str] | None = 
         raise PushError(
             f"{mask_uri(to)} is not the address of a tracking server: `push --to` takes its "
             "http(s) URL, e.g. `%mlflow_server push --to https://mlflow.example.org`.")
+    folder = data_folder(path)
+    if not folder.exists():  # a start would make an empty one, and push nothing from it
+        raise PushError(
+            f"There is no data folder at {folder} to push. Name the folder your runs are in "
+            "with --path DIR (or set MLFLOW_PATH); `%mlflow_server list` shows the folders "
+            "of your servers.")
     remote.check(to, again="push again")  # unreachable, or a wrong password: one paragraph
-    data_dir = str(resolve_data_dir(path))
+    data_dir = str(folder)
     reading = start(path, use=False)  # waits: never Starting
     assert not isinstance(reading, Starting)
     source_url = reading.server.url

@@ -181,6 +181,20 @@ def resolve_data_dir(path: str | os.PathLike[str] | None = None,
     return Path(os.path.expandvars(raw)).expanduser().resolve()
 
 
+def data_folder(path: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> Path:
+    """:func:`resolve_data_dir`, refusing a file: ``status`` would otherwise call it a folder
+    whose server "is not running" (and advise a ``chmod``), and ``start`` fail on it later
+    with the system's "Not a directory"."""
+    data_dir = resolve_data_dir(path, environ)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(
+            f"{data_dir} is a file, not a data folder. Name the folder that holds (or is to "
+            "hold) mlflow.db with --path DIR or MLFLOW_PATH; a folder that does not exist yet "
+            "is made by `start`.")
+    return data_dir
+
+
 def first_port(environ: Mapping[str, str] | None = None) -> int:
     """The first port a start without ``--port`` tries (``$MLFLOW_MAGIC_FIRST_PORT``)."""
     raw = (os.environ if environ is None else environ).get(FIRST_PORT_ENV, "")
@@ -207,7 +221,7 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
     _check_conflicts(options)
     _check_numbers(options)
     _check_extra_args(options.extra_args or ())
-    data_dir = resolve_data_dir(options.path, environ)
+    data_dir = data_folder(options.path, environ)
     backend = _resolve_backend(options, data_dir)
     serve_artifacts = options.serve_artifacts is not False
     default_root = options.default_artifact_root
