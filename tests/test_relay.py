@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import brotli
+import own_loop
 import requests
 from conftest import fetch
 
@@ -75,15 +76,93 @@ def test_a_streamed_response_compresses_whole():
         assert decode(out + stream.end()) == data
 
 
+def kept(data: bytes) -> compress.Kept:
+    return compress.Kept((), ("If-None-Match", '"v1"'), data)
+
+
 def test_the_asset_cache_is_bounded():
     cache = compress.Assets(limit=10)
-    cache.put(("a",), b"12345")
-    cache.put(("b",), b"12345")
-    assert cache.get(("a",)) == b"12345"  # now the most recently used
-    cache.put(("c",), b"12345")
+    cache.put(("a",), kept(b"12345"))
+    cache.put(("b",), kept(b"12345"))
+    assert cache.get(("a",)).data == b"12345"  # now the most recently used
+    cache.put(("c",), kept(b"12345"))
     assert cache.get(("b",)) is None and cache.get(("a",)) and cache.get(("c",))
-    cache.put(("huge",), b"x" * 11)
+    cache.put(("a",), kept(b"1"))  # a new version replaces the old one
+    cache.put(("d",), kept(b"1234"))
+    assert cache.get(("c",)) and cache.get(("a",)).data == b"1"
+    cache.put(("huge",), kept(b"x" * 11))
     assert cache.get(("huge",)) is None
+
+
+async def _relay_over_a_static_server(folder: Path, asked: list[dict]) -> list:
+    """A tornado static-file server (ETags, 304s: as MLflow's static route answers) and
+    the relay in front of it; the answers to the requests the test makes."""
+    from tornado import httpclient, web
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+
+    class Static(web.StaticFileHandler):
+        def prepare(self):
+            asked.append(dict(self.request.headers))
+
+    @web.stream_request_body
+    class Route(relay.Relay, web.RequestHandler):
+        def compute_etag(self):
+            return None
+
+        async def prepare(self):
+            await self.open_relay(upstream_port, self.request.path, None, True)
+
+        async def get(self):
+            await self.relay_response()
+
+    upstream, upstream_port = bind_unused_port()
+    front, front_port = bind_unused_port()
+    up = HTTPServer(web.Application([(r"/(.*)", Static, {"path": str(folder)})],
+                                    static_hash_cache=False))  # an ETag per content
+    up.add_sockets([upstream])
+    fr = HTTPServer(web.Application([(r"/.*", Route)]))
+    fr.add_sockets([front])
+    client = httpclient.AsyncHTTPClient()
+    url = f"http://127.0.0.1:{front_port}/main.js"
+    gzip_only = {"Accept-Encoding": "gzip"}
+    answers = []
+    try:
+        for step in ("first", "again", "changed", "browser revalidates"):
+            if step == "changed":
+                (folder / "main.js").write_text("let changed = 1;\n" * 5000)
+            headers = dict(gzip_only)
+            if step == "browser revalidates":
+                headers["If-None-Match"] = answers[-1].headers["ETag"]
+            answers.append(await client.fetch(url, headers=headers, decompress_response=False,
+                                              raise_error=False))
+    finally:
+        client.close()
+        up.stop()
+        fr.stop()
+    return answers
+
+
+def test_a_kept_asset_is_sent_once_mlflow_says_it_has_not_changed(tmp_path):
+    (tmp_path / "main.js").write_text("let bundle = 1;\n" * 5000)
+    asked: list[dict] = []
+    first, again, changed, revalidated = own_loop.run(
+        _relay_over_a_static_server(tmp_path, asked))
+    assert first.code == again.code == changed.code == 200
+    assert first.headers["Content-Encoding"] == again.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(first.body) == gzip.decompress(again.body) == (
+        b"let bundle = 1;\n" * 5000)
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert again.headers["Content-Type"] == first.headers["Content-Type"]
+    # the second time the server was asked only whether it changed, and said no
+    assert "If-None-Match" not in asked[0] and asked[1]["If-None-Match"] == (
+        compress.untagged(first.headers["ETag"]))
+    # a changed file: its new bytes, not the kept ones
+    assert gzip.decompress(changed.body) == b"let changed = 1;\n" * 5000
+    assert changed.headers["ETag"] != first.headers["ETag"]
+    # a browser's own revalidation reaches the server as it was asked
+    assert revalidated.code == 304 and asked[3]["If-None-Match"] == compress.untagged(
+        changed.headers["ETag"])
 
 
 def test_jupyters_credentials_never_go_on():

@@ -6,9 +6,11 @@ CSS, JSON, SVG) when the browser accepts it: brotli where it asks for it and the
 ``brotli`` package is installed, else gzip.
 
 - **Assets** (a response with a validator: an ETag or Last-Modified) are compressed
-  once and kept, by their validator, in a bounded cache: every later request for
-  the same file sends the kept bytes. MLflow's cache headers stay; its ETag gets the
-  encoding added (``"abc-gzip"``: two encodings are two representations), and is
+  once and kept, with their headers and validator, in a bounded cache. A later
+  request for the same file asks MLflow only whether it changed (``If-None-Match``):
+  on its 304 the kept bytes go out, so MLflow does not send the 4.4 MB bundle again
+  (~0.3 s here) for the 1 MB that leaves. MLflow's cache headers stay; its ETag gets
+  the encoding added (``"abc-gzip"``: two encodings are two representations), and is
   taken off again in the browser's ``If-None-Match``, so MLflow answers 304 itself.
 - **Other responses** (the REST API's JSON) are compressed as they stream.
 - Artifacts, ranges, HEAD and responses already encoded pass as they are.
@@ -20,6 +22,7 @@ import gzip
 import re
 import zlib
 from collections import OrderedDict
+from dataclasses import dataclass
 
 try:  # optional: `pip install brotli` (or brotlicffi)
     import brotli
@@ -117,33 +120,56 @@ class Stream:
         return self._zlib.flush()
 
 
+@dataclass(frozen=True)
+class Kept:
+    """One compressed asset as the browser got it: the headers sent (the ETag tagged with
+    the encoding), MLflow's validator to ask again with, and the bytes."""
+
+    headers: tuple[tuple[str, str], ...]
+    condition: tuple[str, str]  # ("If-None-Match", etag) or ("If-Modified-Since", date)
+    data: bytes
+
+
+def condition(headers) -> tuple[str, str] | None:
+    """How to ask MLflow whether a response it sent has changed since: its validator."""
+    if headers.get("ETag"):
+        return "If-None-Match", headers["ETag"]
+    if headers.get("Last-Modified"):
+        return "If-Modified-Since", headers["Last-Modified"]
+    return None
+
+
 class Assets:
-    """Compressed assets by (port, path, validator, encoding), least recently used out first."""
+    """Compressed assets by (port, URI, encoding), least recently used out first."""
 
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
-        self._kept: OrderedDict[tuple, bytes] = OrderedDict()
+        self._kept: OrderedDict[tuple, Kept] = OrderedDict()
         self._size = 0
         #: how many times an asset was compressed (once each, while it stays kept)
         self.compressions = 0
 
-    def get(self, key: tuple) -> bytes | None:
+    def get(self, key: tuple) -> Kept | None:
         found = self._kept.get(key)
         if found is not None:
             self._kept.move_to_end(key)
         return found
 
-    def put(self, key: tuple, data: bytes) -> None:
-        if len(data) > self.limit:
+    def put(self, key: tuple, kept: Kept) -> None:
+        """Keep ``kept`` (in place of an older version of the same asset)."""
+        self.drop(key)
+        if len(kept.data) > self.limit:
             return
-        old = self._kept.pop(key, None)
-        if old is not None:
-            self._size -= len(old)
-        self._kept[key] = data
-        self._size += len(data)
+        self._kept[key] = kept
+        self._size += len(kept.data)
         while self._size > self.limit:
             _, dropped = self._kept.popitem(last=False)
-            self._size -= len(dropped)
+            self._size -= len(dropped.data)
+
+    def drop(self, key: tuple) -> None:
+        old = self._kept.pop(key, None)
+        if old is not None:
+            self._size -= len(old.data)
 
 
 #: One cache per process (the Jupyter server, or the forwarder).

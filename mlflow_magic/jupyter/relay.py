@@ -14,7 +14,8 @@ forwarder (forwarder.py). For each request it:
   chunk written only once the other side took the last one, so a 300 MB
   artifact never sits in Jupyter's memory, and a slow MLflow response holds
   up nothing else (every relay is its own coroutine);
-- compresses the UI's HTML, JS, CSS and JSON for the browser (compress.py).
+- compresses the UI's HTML, JS, CSS and JSON for the browser, and sends an asset it
+  keeps compressed once MLflow says it has not changed (compress.py).
 """
 
 from __future__ import annotations
@@ -64,11 +65,13 @@ def upstream_cookie(cookie: str | None) -> str | None:
 
 
 def upstream_headers(headers: httputil.HTTPHeaders, port: int, key: str | None,
-                     loopback_origin: bool) -> httputil.HTTPHeaders:
+                     loopback_origin: bool, condition: tuple[str, str] | None = None
+                     ) -> httputil.HTTPHeaders:
     """The request's headers as MLflow gets them: as from a local client, with the key.
 
     ``loopback_origin`` (the caller found the request same-origin) turns the browser's
-    ``Origin`` into the loopback one MLflow's CORS check expects.
+    ``Origin`` into the loopback one MLflow's CORS check expects. ``condition`` asks
+    whether an asset kept compressed has changed (see :func:`kept_asset`).
     """
     sent = httputil.HTTPHeaders()
     for name, value in headers.get_all():
@@ -87,9 +90,26 @@ def upstream_headers(headers: httputil.HTTPHeaders, port: int, key: str | None,
             value = compress.untagged(value)
         sent.add(name, value)
     sent["Host"] = f"127.0.0.1:{port}"
+    if condition is not None:
+        sent[condition[0]] = condition[1]
     if key:
         sent[KEY_HEADER] = key
     return sent
+
+
+#: A browser's own conditions: then MLflow answers the browser, not the kept copy.
+CONDITIONS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since",
+              "If-Range", "Range")
+
+
+def kept_asset(request: httputil.HTTPServerRequest, port: int) -> compress.Kept | None:
+    """The compressed copy kept of what a plain GET asks for, in the encoding the browser
+    takes: MLflow is then asked only whether it changed."""
+    encoding = compress.choose(request.headers.get("Accept-Encoding"))
+    if request.method != "GET" or encoding is None or any(
+            name in request.headers for name in CONDITIONS):
+        return None
+    return compress.ASSETS.get((port, request.uri, encoding))
 
 
 class _ResponseRelay(httputil.HTTPMessageDelegate):
@@ -97,8 +117,10 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
     compressed where that pays (an asset is compressed once, then sent from the cache)."""
 
     def __init__(self, handler, rewrite_location: Callable[[str], str] | None,
-                 port: int) -> None:
+                 port: int, kept: compress.Kept | None = None) -> None:
         self.handler = handler
+        #: the copy MLflow was asked about: its 304 sends it
+        self.kept = kept
         self.rewrite_location = rewrite_location
         request = handler.request
         self.encoding = compress.choose(request.headers.get("Accept-Encoding"))
@@ -116,6 +138,9 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
         self.body: list[bytes] = []
         self.cached: bytes | None = None
         self.stream: compress.Stream | None = None
+        #: the headers handed on, and MLflow's validator: what a kept asset keeps
+        self.sent: list[tuple[str, str]] = []
+        self.condition: tuple[str, str] | None = None
 
     def headers_received(self, start_line, headers: httputil.HTTPHeaders) -> None:
         self.started = True
@@ -123,6 +148,12 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
         handler.clear()  # tornado's defaults (Server, Date, Content-Type) go: MLflow's stay
         for name in ("Server", "Content-Type", "Date"):
             handler.clear_header(name)
+        if start_line.code == 304 and self.kept is not None:  # unchanged: the kept copy
+            handler.set_status(200)
+            for name, value in self.kept.headers:
+                handler.add_header(name, value)
+            self.mode, self.cached = "cached", self.kept.data
+            return
         handler.set_status(start_line.code, start_line.reason)
         compressible = compress.worth_it(self.method, self.path, start_line.code, headers)
         if compressible and self.encoding:
@@ -136,19 +167,26 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
             still_encoded = start_line.code == 304 and self.revalidating
             if lower == "etag" and self.encoding and (self.mode != "pass" or still_encoded):
                 value = compress.tagged(value, self.encoding)
-            handler.add_header(name, value)
+            self._send_header(name, value)
         if compressible or (start_line.code == 304 and self.revalidating):
-            handler.add_header("Vary", "Accept-Encoding")
+            self._send_header("Vary", "Accept-Encoding")
         if self.mode != "pass":
-            handler.set_header("Content-Encoding", self.encoding)
+            self._send_header("Content-Encoding", self.encoding)  # type: ignore[arg-type]
+
+    def _send_header(self, name: str, value: str) -> None:
+        self.handler.add_header(name, value)
+        self.sent.append((name, value))
 
     def _choose_mode(self, headers: httputil.HTTPHeaders) -> None:
         size = headers.get("Content-Length")
-        validator = headers.get("ETag") or headers.get("Last-Modified")
-        if validator and size is not None and int(size) <= compress.MAX_ASSET:
-            self.key = (self.port, self.uri, validator, self.encoding)
-            self.cached = compress.ASSETS.get(self.key)
-            self.mode = "cached" if self.cached is not None else "asset"
+        self.condition = compress.condition(headers)
+        if self.condition and size is not None and int(size) <= compress.MAX_ASSET:
+            self.key = (self.port, self.uri, self.encoding)
+            kept = compress.ASSETS.get(self.key)
+            if kept is not None and kept.condition == self.condition:
+                self.mode, self.cached = "cached", kept.data
+            else:
+                self.mode = "asset"
         else:
             self.mode, self.stream = "stream", compress.Stream(self.encoding)  # type: ignore[arg-type]
 
@@ -178,7 +216,8 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
             if data is None:  # compressed once, in a thread: Jupyter goes on meanwhile
                 data = await asyncio.to_thread(compress.compress, b"".join(self.body),
                                                self.encoding)  # type: ignore[arg-type]
-                compress.ASSETS.put(self.key, data)  # type: ignore[arg-type]
+                compress.ASSETS.put(self.key, compress.Kept(  # type: ignore[arg-type]
+                    tuple(self.sent), self.condition, data))  # type: ignore[arg-type]
                 compress.ASSETS.compressions += 1
             assert data is not None  # cached, or compressed just now
             self.handler.set_header("Content-Length", str(len(data)))
@@ -191,12 +230,14 @@ class Relay:
 
     _upstream: HTTP1Connection | None = None
     _port = 0
+    _kept: compress.Kept | None = None
 
     async def open_relay(self, port: int, path: str, key: str | None,
                          loopback_origin: bool) -> None:
         """Connect to the server on 127.0.0.1 and send the request line and headers."""
         request = self.request  # type: ignore[attr-defined]
         self._port = port
+        self._kept = kept_asset(request, port)
         stream = await TCPClient().connect("127.0.0.1", port, timeout=CONNECT_TIMEOUT,
                                            max_buffer_size=4 * CHUNK)
         stream.set_nodelay(True)
@@ -208,7 +249,8 @@ class Relay:
         await self._upstream.write_headers(
             httputil.RequestStartLine(request.method, target + (f"?{query}" if query else ""),
                                       "HTTP/1.1"),
-            upstream_headers(request.headers, port, key, loopback_origin))
+            upstream_headers(request.headers, port, key, loopback_origin,
+                             self._kept.condition if self._kept is not None else None))
         request.connection.set_max_body_size(MAX_BODY)
 
     def data_received(self, chunk: bytes):
@@ -223,7 +265,7 @@ class Relay:
         upstream, handler = self._upstream, self
         if upstream is None:
             return
-        response = _ResponseRelay(handler, rewrite_location, self._port)
+        response = _ResponseRelay(handler, rewrite_location, self._port, self._kept)
         try:
             upstream.finish()
             await upstream.read_response(response)
