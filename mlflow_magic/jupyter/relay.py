@@ -216,8 +216,10 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
             if data is None:  # compressed once, in a thread: Jupyter goes on meanwhile
                 data = await asyncio.to_thread(compress.compress, b"".join(self.body),
                                                self.encoding)  # type: ignore[arg-type]
+                kept = tuple((name, value) for name, value in self.sent  # no one's cookie
+                             if name.lower() != "set-cookie")
                 compress.ASSETS.put(self.key, compress.Kept(  # type: ignore[arg-type]
-                    tuple(self.sent), self.condition, data))  # type: ignore[arg-type]
+                    kept, self.condition, data))  # type: ignore[arg-type]
                 compress.ASSETS.compressions += 1
             assert data is not None  # cached, or compressed just now
             self.handler.set_header("Content-Length", str(len(data)))
