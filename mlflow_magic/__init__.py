@@ -82,7 +82,7 @@ def load_ipython_extension(ipython) -> None:
         traces.register()
         _LOADED[id(ipython)] = traces
         GUARDS[id(ipython)] = PendingStartGuard(ipython)
-        ipython.events.register("post_run_cell", GUARDS[id(ipython)])
+        GUARDS[id(ipython)].register()
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -99,7 +99,7 @@ def unload_ipython_extension(ipython) -> None:
 
     guard = GUARDS.pop(id(ipython), None)
     if guard is not None:
-        ipython.events.unregister("post_run_cell", guard)
+        guard.unregister()
     magics = ipython.magics_manager.magics
     magics["line"].pop("mlflow_server", None)
     magics["cell"].pop("mlflow_run", None)

@@ -25,6 +25,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -82,12 +83,13 @@ def login_query(url: str) -> str:
         return ""
     if port is None or not is_loopback(parts.hostname):
         return ""
-    for data_dir in registry.known_data_dirs():
-        record = registry.read_record(data_dir)
-        if record is not None and record.port == port and record.private \
-                and registry.process_of(record) is not None:
-            return f"?{contract.LOGIN_PARAM}={new_login(data_dir, port)}"
-    return ""
+    try:
+        found = server_on_port(port)
+    except PortTaken:
+        return ""
+    if found is None or not found.record.private:
+        return ""
+    return f"?{contract.LOGIN_PARAM}={new_login(Path(found.record.data_dir), port)}"
 
 
 # --- what a request to a local address carries ------------------------------------------
@@ -162,12 +164,11 @@ def _find(port: int, wait: bool) -> OwnServer | None:
     """Look the port up in this user's records, and check who holds it."""
     deadline = time.monotonic() + RESTART_WAIT
     while True:
-        record = _record_on(port)
-        if record is not None:
-            listener = record_listener(record)
-            if listener is not None:
-                key = folder_key(Path(record.data_dir)) if record.private else None
-                return OwnServer(record, listener, key)
+        record, listener = choose(records_on(port), record_listener,
+                                  lambda r: registry.process_of(r) is not None)
+        if record is not None and listener is not None:
+            key = folder_key(Path(record.data_dir)) if record.private else None
+            return OwnServer(record, listener, key)
         _refuse_foreign(port)
         data_dir = Path(record.data_dir) if record is not None else registry.folder_last_on(port)
         if not wait or data_dir is None or _answers_connect(port):
@@ -179,12 +180,32 @@ def _find(port: int, wait: bool) -> OwnServer | None:
         time.sleep(0.2)
 
 
-def _record_on(port: int) -> ServerRecord | None:
+def records_on(port: int) -> list[ServerRecord]:
+    """Every record of this host that names ``port``: after a crash or a reboot, stale
+    records of other folders may name it too."""
+    found = []
     for data_dir in registry.known_data_dirs():
         record = registry.read_record(data_dir)
         if record is not None and record.port == port and registry.on_this_host(record):
-            return record
-    return None
+            found.append(record)
+    return found
+
+
+def choose(records: list[ServerRecord],
+           holds: Callable[[ServerRecord], ownership.Listener | None],
+           alive: Callable[[ServerRecord], bool]) -> tuple[ServerRecord | None,
+                                                           ownership.Listener | None]:
+    """Which of a port's records speaks for it, with its listener: the one whose server
+    holds the port; else one whose process runs (a server still starting); else a stale
+    one, which only names the folder to start again. A stale record never shadows a live
+    server."""
+    for record in records:
+        listener = holds(record)
+        if listener is not None:
+            return record, listener
+    running = [r for r in records if alive(r)]
+    candidates = running or records
+    return (candidates[0] if candidates else None), None
 
 
 def _answers_connect(port: int) -> bool:
@@ -207,6 +228,22 @@ class ServerNotRunning(CellMessage):
             f"(port {port}) is not running ({why}). Start it again with "
             f"`{start_command(data_dir, port)}` (in a terminal: `mlflow-magic "
             f"{start_command(data_dir, port).split(' ', 1)[1]}`), then run the call again.")
+
+
+def key_headers(record: ServerRecord) -> dict[str, str]:
+    """What a request to the record's server carries: the folder's key, if it is private."""
+    if not record.private:
+        return {}
+    key = folder_key(Path(record.data_dir))
+    return {contract.KEY_HEADER: key} if key else {}
+
+
+def credentials(record: ServerRecord) -> dict[str, str] | None:
+    """The headers for the record's own server; None if its port is not held by it (the
+    key goes to our own process's socket, never to a rival's)."""
+    if record_listener(record) is None:
+        return None
+    return key_headers(record)
 
 
 def record_listener(record: ServerRecord) -> ownership.Listener | None:

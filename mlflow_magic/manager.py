@@ -35,7 +35,6 @@ from .contract import (
     ATTACH_FILE,
     ATTACH_FILE_ENV,
     CACHE_DIR_ENV,
-    KEY_HEADER,
     LISTEN_FD_ENV,
     LOG_ENV,
     PARENT_ENV,
@@ -153,7 +152,7 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
             lambda: None if registry.process_of(record) is not None else -1,
             record.url, config.timeout,
             on_tick=lambda _: on_progress(diagnosis.BUSY_PHASE, time.monotonic() - started),
-            credentials=lambda: _credentials(record))
+            credentials=lambda: access.credentials(record))
         if isinstance(outcome, process.Exited):  # it died while we waited: replace it
             _end_remains(record)
             registry.remove_record(config.data_dir)
@@ -381,7 +380,7 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
             if listener is None:
                 return None
             held[:] = [listener]
-            return _key_headers(record)
+            return access.key_headers(record)
 
         outcome = process.wait_ready(
             proc.poll, url, config.timeout,
@@ -442,24 +441,9 @@ def _warnings(data_dir: Path, record: ServerRecord | None) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _key_headers(record: ServerRecord) -> dict[str, str]:
-    """What a request to the record's server carries: the folder's key, if it is private."""
-    if not record.private:
-        return {}
-    key = access.folder_key(Path(record.data_dir))
-    return {KEY_HEADER: key} if key else {}
-
-
-def _credentials(record: ServerRecord) -> dict[str, str] | None:
-    """The headers for the record's server; None if its port is not held by it."""
-    if access.record_listener(record) is None:
-        return None
-    return _key_headers(record)
-
-
 def _probe(record: ServerRecord, timeout: float = 2.0) -> rest.Probe:
     """Is the record's server up? Asked only of the process that holds its port."""
-    headers = _credentials(record)
+    headers = access.credentials(record)
     if headers is None:
         return rest.Probe(False, error="its port is not held by its process")
     return rest.probe(record.url, timeout=timeout, headers=headers)

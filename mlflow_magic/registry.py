@@ -312,7 +312,7 @@ def write_record(record: ServerRecord) -> None:
     """Write atomically, so a reader never sees half a record; then index the folder."""
     data_dir = Path(record.data_dir)
     write_private(record_path(data_dir), record.to_json())
-    index = _index_entry(data_dir)
+    index = index_entry(data_dir)
     try:
         index.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_private(index, str(data_dir))
@@ -327,7 +327,7 @@ def write_record(record: ServerRecord) -> None:
 
 def remove_record(data_dir: Path) -> None:
     """Forget the folder's server: its record and its index entry (options are kept)."""
-    for path in (record_path(data_dir), _index_entry(data_dir)):
+    for path in (record_path(data_dir), index_entry(data_dir)):
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
 
@@ -335,7 +335,7 @@ def remove_record(data_dir: Path) -> None:
 def forget_folder(data_dir: Path) -> None:
     """Drop a folder from the index (it was deleted, or has no server any more)."""
     with contextlib.suppress(OSError):
-        _index_entry(data_dir).unlink(missing_ok=True)
+        index_entry(data_dir).unlink(missing_ok=True)
 
 
 def on_this_host(record: ServerRecord) -> bool:
@@ -350,7 +350,7 @@ def process_of(record: ServerRecord) -> psutil.Process | None:
     return same_process(record.pid, record.create_time)
 
 
-def _index_entry(data_dir: Path) -> Path:
+def index_entry(data_dir: Path) -> Path:
     digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
     return state_dir() / "servers" / digest
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,40 @@ def _stop_everything_at_the_end():
     yield
     mlflow_magic.stop(all=True)
     shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+#: How many stale records the run's state folder starts with (see _a_lived_in_machine).
+STALE_RECORDS = 3
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _a_lived_in_machine():
+    """Tests run on a machine as users have it, not a fresh one: the list of servers holds
+    the records of other folders whose servers died without a stop (a reboot, kill -9), on
+    the very ports the next starts take, their pids since reused by other processes; and
+    another program listens a few ports further on."""
+    from mlflow_magic import registry
+    from mlflow_magic.registry import ServerRecord
+
+    first = int(os.environ["MLFLOW_MAGIC_FIRST_PORT"])
+    for i in range(STALE_RECORDS):
+        data_dir = _RUN_DIR / f"crashed-before-the-tests-{i}"
+        registry.prepare_folder(data_dir)
+        port = first + i
+        registry.write_record(ServerRecord(
+            data_dir=str(data_dir), pid=os.getpid(), create_time=1.0, host="127.0.0.1",
+            port=port, url=f"http://127.0.0.1:{port}", started_at=1.0,
+            mlflow_version="3.17.2", settings={"port": port}, command=["mlflow", "server"],
+            log_path=str(registry.log_path(data_dir)), token="long-gone", private=True,
+            listener={"pid": os.getpid(), "create_time": 1.0, "fd": 0, "inode": 1}))
+    other = socket.socket()
+    try:
+        other.bind(("127.0.0.1", first + STALE_RECORDS))
+        other.listen()
+    except OSError:  # taken already: someone else's program plays that part
+        pass
+    yield
+    other.close()
 
 
 @pytest.fixture
@@ -433,6 +468,17 @@ class Kernel:
 
         self.kc.execute_interactive(code, timeout=180, output_hook=hook)
         return "".join(texts), errors
+
+    def printed(self, msg_id: str, text: str) -> bool:
+        """True once the request ``msg_id`` has printed ``text`` (its code runs by then)."""
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=0.1)
+            except Exception:  # queue.Empty: nothing new yet
+                return False
+            if (msg["msg_type"] == "stream" and text in msg["content"]["text"]
+                    and msg["parent_header"].get("msg_id") == msg_id):
+                return True
 
     def close(self) -> None:
         self.kc.stop_channels()

@@ -77,3 +77,12 @@ def test_ci_runs_exactly_the_readmes_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci, "the last command of .ci/run must be the README's test command"
     assert ci[-1] == test_command
+
+
+def test_the_fast_path_installs_what_it_runs():
+    """The README's first look at the tests installs the test extra into the venv it runs."""
+    blocks = re.findall(r"```bash\n(.+?)\n```", README, re.S)
+    fast = next(b for b in blocks if '-m "not integration"' in b)
+    install, run = fast.split(" && .venv/bin/python -m pytest")
+    assert '.venv/bin/pip install -e ".[test]"' in install and install.startswith("python3 -m venv")
+    assert run.strip() == '-m "not integration"'

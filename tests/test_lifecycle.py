@@ -20,7 +20,7 @@ import time
 import crash_loop
 import psutil
 import pytest
-from conftest import as_host, python, rest, serve_processes, wait_for
+from conftest import Kernel, as_host, python, rest, serve_processes, wait_for
 
 import mlflow_magic
 from mlflow_magic import contract, diagnosis, manager, process, registry
@@ -116,24 +116,32 @@ def test_a_server_that_never_answers_is_reported_and_left_running(folder):
 
 @pytest.mark.integration
 def test_sigint_to_the_starting_process_group_then_a_new_kernel_reuses(folder):
-    """Jupyter's "interrupt kernel" signals the kernel's group; a restarted kernel reuses."""
-    kernel = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import mlflow, mlflow_magic, time
+    """Jupyter's "interrupt kernel" signals the kernel's group; a restarted kernel reuses.
+
+    A real ipykernel, interrupted by jupyter_client as Jupyter does it (SIGINT to the
+    kernel's process group): a stand-in ``python -c`` would not do, since a process started
+    as a background job of a shell without job control (as CI runs the suite) ignores SIGINT
+    for good, while ipykernel turns it back on for each cell.
+    """
+    kernel = Kernel({})
+    try:
+        _, errors = kernel.run(textwrap.dedent(f"""
+            import mlflow, mlflow_magic
             r = mlflow_magic.start({str(folder)!r})
             mlflow.set_experiment("before-interrupt")
             with mlflow.start_run(run_name="kept"):
                 mlflow.log_metric("m", 1.0)
-            print("PID", r.server.pid, flush=True)
-            time.sleep(120)
-        """)], stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        pid = next(int(line.split()[1]) for line in kernel.stdout if line.startswith("PID "))
-        os.killpg(kernel.pid, signal.SIGINT)
-        kernel.wait(timeout=30)
+        """))
+        assert errors == []
+        pid = registry.read_record(folder).pid
+        msg_id = kernel.kc.execute("import time; print('sleeping', flush=True); time.sleep(120)")
+        wait_for(lambda: kernel.printed(msg_id, "sleeping"))  # ipykernel takes SIGINT now
+        kernel.km.interrupt_kernel()
+        reply = kernel.kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
     finally:
-        kernel.kill()
-        kernel.wait()
+        kernel.close()
     assert mlflow_magic.status(folder).state == "running"
     after = python(f"""
         import mlflow, mlflow_magic
