@@ -35,9 +35,11 @@ from pathlib import Path
 import psutil
 
 import mlflow_magic
-from mlflow_magic import access, manager, process, registry, rest
 from mlflow_magic.contract import CACHE_DIR_ENV
+from mlflow_magic.remote import rest
+from mlflow_magic.security import keys, ports
 from mlflow_magic.server import newdb
+from mlflow_magic.state import processes, records
 from mlflow_magic.tracking import environment
 
 HERE = Path(__file__).resolve().parent
@@ -98,7 +100,7 @@ class Plain:
 
     def stop(self) -> None:
         root = psutil.Process(self.proc.pid)
-        process.stop_processes([root, *root.children(recursive=True)])
+        processes.stop_processes([root, *root.children(recursive=True)])
         self.proc.wait()
 
 
@@ -123,7 +125,7 @@ class Ours:
         return tree_rss_mb(self.pid)
 
     def stop(self) -> None:
-        manager.stop(self.data_dir)
+        mlflow_magic.stop(self.data_dir)
 
 
 def import_floor() -> float:
@@ -220,7 +222,7 @@ def first_run_s(data_dir: Path, wait: bool, cache: Path) -> tuple[float, float]:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-        manager.stop(data_dir)
+        mlflow_magic.stop(data_dir)
 
 
 def first_run_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
@@ -260,11 +262,11 @@ def many_folders_ms(root: Path, live: Path, n: int = 50) -> tuple[float, float, 
     half crashed (a dead pid and no process left), half deleted since."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    template = registry.read_record(live)
+    template = records.read_record(live)
     for i in range(n):
         folder = root / "many" / f"folder-{i}"
-        registry.prepare_folder(folder)
-        registry.write_record(dataclasses.replace(
+        records.prepare_folder(folder)
+        records.write_record(dataclasses.replace(
             template, data_dir=str(folder), pid=dead.pid, token=f"gone-{i}"))
         if i % 2:
             shutil.rmtree(folder)
@@ -276,7 +278,7 @@ def many_folders_ms(root: Path, live: Path, n: int = 50) -> tuple[float, float, 
     t0 = time.perf_counter()
     stopped = mlflow_magic.stop(all=True)
     stop_ms = (time.perf_counter() - t0) * 1000
-    assert not stopped.failed and not any(registry.known_data_dirs())
+    assert not stopped.failed and not any(records.known_data_dirs())
     return reuse, list_ms, stop_ms
 
 
@@ -315,7 +317,7 @@ def tile_open_s(root: Path) -> tuple[float, float]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-        manager.stop(data_dir)
+        mlflow_magic.stop(data_dir)
 
 
 def start_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
@@ -358,7 +360,7 @@ def rest_latency_ms(url: str, n: int = 50, headers: dict | None = None) -> float
     times = []
     for _ in range(n):
         req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=5",
-                                     headers={**access.headers_for_url(url), **(headers or {})})
+                                     headers={**ports.headers_for_url(url), **(headers or {})})
         t0 = time.perf_counter()
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
@@ -390,7 +392,7 @@ def jupyter_server(env: dict[str, str] | None = None) -> tuple[subprocess.Popen,
 
 def log_tail_ms(root: Path, size_mb: int = 1024) -> tuple[float, float]:
     """Reading the last 40 lines of a ``size_mb`` log: the whole file (before) vs its end."""
-    from mlflow_magic import logfile
+    from mlflow_magic.state import logfile
 
     log = root / "big.log"
     line = b"INFO:     127.0.0.1:5555 - \"GET /api/2.0/mlflow/experiments/search HTTP/1.1\" 200\n"
@@ -459,8 +461,8 @@ def gate_call_us(gated: bool, n: int = 20000) -> tuple[float, float]:
     from mlflow_magic.contract import KEY_HEADER
     from mlflow_magic.server import gate
 
-    folder = registry.prepare_folder(Path(tempfile.mkdtemp()) / "data")
-    key = access.folder_key(folder, create=True)
+    folder = records.prepare_folder(Path(tempfile.mkdtemp()) / "data")
+    key = keys.folder_key(folder, create=True)
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -468,7 +470,7 @@ def gate_call_us(gated: bool, n: int = 20000) -> tuple[float, float]:
     async def sink(message):
         pass
 
-    served = gate.asgi(app, gate.Gate(registry.record_dir(folder))) if gated else app
+    served = gate.asgi(app, gate.Gate(records.record_dir(folder))) if gated else app
     scope = {"type": "http", "method": "POST", "path": "/api/2.0/mlflow/runs/log-metric",
              "query_string": b"", "server": ("127.0.0.1", 5000), "headers": [
                  (b"host", b"127.0.0.1:5000"), (b"content-type", b"application/json"),
@@ -492,7 +494,7 @@ def http_version_ms(url: str, n: int = 400) -> tuple[float, float]:
     """Median and p95 (ms) of ``/version`` over one kept-alive connection, as the owner."""
     import requests
 
-    headers = access.headers_for_url(url)
+    headers = ports.headers_for_url(url)
     times = []
     with requests.Session() as session:
         for _ in range(n + 20):
@@ -505,10 +507,10 @@ def http_version_ms(url: str, n: int = 400) -> tuple[float, float]:
 
 def hook_us(url: str, n: int = 5000) -> float:
     """What the request hook adds to each MLflow request to a verified server (us)."""
-    access.headers_for_url(url)  # verified once
+    ports.headers_for_url(url)  # verified once
     t0 = time.perf_counter()
     for _ in range(n):
-        access.headers_for_url(url)
+        ports.headers_for_url(url)
     return (time.perf_counter() - t0) * 1e6 / n
 
 
@@ -623,7 +625,7 @@ def three_at_once_s(root: Path, round_: int) -> tuple[float, float]:
         for t in threads:
             t.join()
         together = time.perf_counter() - t0
-        if len({registry.read_record(f).url for f in folders[:3]}) != 3:
+        if len({records.read_record(f).url for f in folders[:3]}) != 3:
             raise RuntimeError("two starts shared a port")
         return alone, together
     finally:
@@ -713,7 +715,7 @@ def ui_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
                 for _ in range(rounds):  # alternated; the first route open above warmed it
                     route.append(ui_open(browser, f"{base}/lab?token={token}", via + table,
                                          "slow-link-run-0"))
-                    direct.append(ui_open(browser, f"{ours.url}/{access.login_query(ours.url)}",
+                    direct.append(ui_open(browser, f"{ours.url}/{ports.login_query(ours.url)}",
                                           f"{ours.url}/{table}", "slow-link-run-0"))
             finally:
                 browser.close()
@@ -751,7 +753,7 @@ def artifact_rows(root: Path, size_mb: int = 300) -> list[tuple[str, ...]]:
 
     ours = Ours(root / "artifact-steady")
     ours.start()
-    record = registry.read_record(ours.data_dir)
+    record = records.read_record(ours.data_dir)
     stored = Path(record.settings["artifacts_destination"]) / "bench" / "big.bin"
     stored.parent.mkdir(parents=True, exist_ok=True)
     with open(stored, "wb") as fh:
@@ -759,7 +761,7 @@ def artifact_rows(root: Path, size_mb: int = 300) -> list[tuple[str, ...]]:
             fh.write(hashlib.sha256(str(i).encode()).digest() * (2**20 // 32))
     jproc, base, token = jupyter_server()
     auth = {"Authorization": f"token {token}"}
-    key = access.headers_for_url(ours.url)
+    key = ports.headers_for_url(ours.url)
     path = "api/2.0/mlflow-artifacts/artifacts/bench/"
     results: dict[str, float] = {}
     peak = [0]
@@ -1020,7 +1022,7 @@ def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
     verification; the export-import tool on the same data, if given its venv's bin."""
     from mlflow import MlflowClient
 
-    from mlflow_magic import transfer
+    from mlflow_magic.remote import transfer
 
     with contextlib.ExitStack() as stack:
         if postgres_uri is None:
@@ -1061,8 +1063,8 @@ def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
              "nothing" if again.empty else again.summary(), "", ""),
         ]
         experiment = "laptop-experiments"
-        ours = _push_counts(target.url, access.folder_key(team), experiment)
-        expected = _push_counts(source.url, access.folder_key(laptop), experiment)
+        ours = _push_counts(target.url, keys.folder_key(team), experiment)
+        expected = _push_counts(source.url, keys.folder_key(laptop), experiment)
         if tool is None:
             rows.append(("export-import tool", "not measured (give --export-import BIN)",
                          "", "", ""))
@@ -1070,10 +1072,10 @@ def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
         other = root / "push-ei"
         ei_target = mlflow_magic.start(other, use=False).server
         stack.callback(mlflow_magic.stop, other)
-        seconds, why = _export_import_s(tool, (source.url, access.folder_key(laptop)),
-                                        (ei_target.url, access.folder_key(other)),
+        seconds, why = _export_import_s(tool, (source.url, keys.folder_key(laptop)),
+                                        (ei_target.url, keys.folder_key(other)),
                                         experiment, root)
-        theirs = _push_counts(ei_target.url, access.folder_key(other), experiment)
+        theirs = _push_counts(ei_target.url, keys.folder_key(other), experiment)
         rows.append(("export-experiment + import-experiment, same data",
                      f"{seconds:.1f} s" if seconds else f"failed: {why}",
                      f"push: {copied + verified:.1f} s with verification",
@@ -1082,10 +1084,10 @@ def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
             rows.append((f"  {what}: source / push / export-import", str(expected[what]),
                          str(ours[what]), str(theirs[what]), ""))
         if seconds:
-            _export_import_s(tool, (source.url, access.folder_key(laptop)),
-                             (ei_target.url, access.folder_key(other)), experiment,
+            _export_import_s(tool, (source.url, keys.folder_key(laptop)),
+                             (ei_target.url, keys.folder_key(other)), experiment,
                              root / "again")
-            twice = _push_counts(ei_target.url, access.folder_key(other), experiment)
+            twice = _push_counts(ei_target.url, keys.folder_key(other), experiment)
             rows.append(("  runs after importing twice: push / export-import",
                          str(ours["runs"]), str(twice["runs"]), "", ""))
         return rows

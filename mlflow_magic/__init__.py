@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .api import connect, launch, list_servers, logs, push, restart, start, status, stop
-    from .config import ServerConfig
     from .errors import MlflowMagicError
     from .notebook.runs import compare
     from .notebook.traces import TraceDisplay
-    from .options import ServerOptions
+    from .settings.config import ServerConfig
+    from .settings.options import ServerOptions
 
 __version__ = "0.3.0"
 
@@ -49,8 +49,8 @@ __all__ = [
 _LAZY = {
     **dict.fromkeys(("connect", "launch", "list_servers", "logs", "push", "restart",
                      "start", "status", "stop"), "api"),
-    "ServerConfig": "config",
-    "ServerOptions": "options",
+    "ServerConfig": "settings.config",
+    "ServerOptions": "settings.options",
     "MlflowMagicError": "errors",
     "compare": "notebook.runs",
 }
@@ -61,6 +61,9 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
+        from .front import render
+
+        render.install()  # results read as text in a terminal, as HTML in a notebook
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -72,10 +75,12 @@ _LOADED: dict[int, TraceDisplay] = {}
 def load_ipython_extension(ipython) -> None:
     """``%load_ext mlflow_magic``: the magics, the trace display hooks and the guard that lets
     a background start's output reach a saved notebook (no mlflow import)."""
+    from .front import render
     from .notebook.magics import MlflowMagics
     from .notebook.progress import GUARDS, PendingStartGuard
     from .notebook.traces import TraceDisplay
 
+    render.install()
     ipython.register_magics(MlflowMagics)
     if id(ipython) not in _LOADED:
         traces = TraceDisplay(ipython)

@@ -1,4 +1,4 @@
-"""The Python API: the manager's operations, plus pointing this process at the server.
+"""The Python API: the lifecycle's operations, plus pointing this process at the server.
 
 ``mlflow_magic.start()`` in a script or notebook does what ``%mlflow_server
 start`` does; the magics, the console script and the widgets all call these.
@@ -6,20 +6,23 @@ start`` does; the magics, the console script and the widgets all call these.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from . import manager, pending, remote, transfer
-from .config import DEFAULT_TIMEOUT, data_folder, resolve, resolve_data_dir
 from .errors import MlflowMagicError, PushError
-from .manager import Progress
-from .masking import mask_text, mask_uri
-from .options import ServerOptions
+from .lifecycle import pending
+from .lifecycle.launch import Progress, UrlKnown
+from .lifecycle.start import restart as restart_server
+from .lifecycle.start import start as start_server
+from .lifecycle.status import list_servers as known_servers
+from .lifecycle.status import logs as server_logs
+from .lifecycle.status import status as server_status
+from .lifecycle.stop import stop as stop_server
+from .lifecycle.stop import stop_all
+from .remote import check, transfer
 from .results import (
     Connected,
     Launched,
@@ -32,6 +35,9 @@ from .results import (
     Stopped,
     StoppedAll,
 )
+from .settings.config import DEFAULT_TIMEOUT, data_folder, resolve, resolve_data_dir
+from .settings.masking import mask_uri
+from .settings.options import ServerOptions
 from .tracking import TRACKING_ENV, use_tracking_server
 
 PathLike = str | os.PathLike[str] | None
@@ -65,12 +71,12 @@ def start(path: PathLike = None, *, on_progress: Progress | None = None,
     """Start (or reuse) the MLflow server of a data folder and point MLflow at it.
 
     ``path`` defaults to ``$MLFLOW_PATH``, else ``~/mlflow_data``. ``options`` are
-    the fields of :class:`~mlflow_magic.config.ServerOptions` (``port=5001``,
+    the fields of :class:`~mlflow_magic.settings.config.ServerOptions` (``port=5001``,
     ``backend_store_uri=...``, ``extra_args=("--expose-prometheus", "/tmp/m")``).
     With ``use=False`` the process's tracking URI is left alone. With
     ``wait=False`` a launch returns :class:`~mlflow_magic.results.Starting` as soon
     as the server's URL is known, and MLflow calls of this process wait for the
-    server (see :mod:`mlflow_magic.pending`).
+    server (see :mod:`mlflow_magic.lifecycle.pending`).
     """
     return launch(ServerOptions(path=path, **options), on_progress=on_progress, use=use,
                   wait=wait)
@@ -100,10 +106,10 @@ def launch(options: ServerOptions, *, restart: bool = False,
         pending.forget()  # an earlier background start no longer speaks for this process
 
     @explained("start the server")
-    def work(on_url: manager.UrlKnown) -> Launched | Reused:
+    def work(on_url: UrlKnown) -> Launched | Reused:
         if config is None:
-            return manager.restart(options, on_progress, on_url)
-        return manager.start(config, on_progress, on_url)
+            return restart_server(options, on_progress, on_url)
+        return start_server(config, on_progress, on_url)
 
     if wait:
         result = work(lambda url: None)
@@ -144,31 +150,31 @@ def stop(path: PathLike = None, *, all: bool = False,
     home; use it only when that server is known to be gone.
     """
     if all:
-        return manager.stop_all()
-    return manager.stop(data_folder(path), force=force)
+        return stop_all()
+    return stop_server(data_folder(path), force=force)
 
 
 @explained("read the server's status")
 def status(path: PathLike = None) -> ServerStatus:
     """State, URL, pid, uptime, stores and log of the folder's server."""
-    return manager.status(data_folder(path))
+    return server_status(data_folder(path))
 
 
 @explained("list your servers")
 def list_servers() -> ServerList:
     """Every server this user started from a known data folder."""
-    return manager.list_servers()
+    return known_servers()
 
 
 @explained("read the server's log")
 def logs(path: PathLike = None, lines: int = 30) -> LogTail:
     """The last ``lines`` lines of the folder's server log."""
-    return manager.logs(data_folder(path), lines)
+    return server_logs(data_folder(path), lines)
 
 
 def connect(uri: str, *, registry_uri: str | None = None, use: bool = True) -> Connected:
     """Use an existing tracking server at ``uri`` (e.g. a team server on PostgreSQL + S3)."""
-    result = remote.check(uri, registry_uri)
+    result = check.check(uri, registry_uri)
     if use:
         pending.forget()
         use_tracking_server(uri, registry_uri)
@@ -196,65 +202,8 @@ def push(path: PathLike = None, *, to: str, experiments: Sequence[str] | None = 
             f"There is no data folder at {folder} to push. Name the folder your runs are in "
             "with --path DIR (or set MLFLOW_PATH); `%mlflow_server list` shows the folders "
             "of your servers.")
-    remote.check(to, again="push again")  # unreachable, or a wrong password: one paragraph
-    data_dir = str(folder)
+    check.check(to, again="push again")  # unreachable, or a wrong password: one paragraph
     reading = start(path, use=False)  # waits: never Starting
     assert not isinstance(reading, Starting)
-    source_url = reading.server.url
-    from mlflow import MlflowClient
-
-    source, target = MlflowClient(source_url), MlflowClient(to)
-    t0 = time.monotonic()
-    with _stopped_push_explained(to), transfer.quiet():
-        found = transfer.plan(source, target, experiments)
-        created = tuple(e.name for e in found.experiments if e.target_id is None)
-        merged = tuple((e.name, e.others) for e in found.experiments if e.others)
-        summary = found.summary()
-        if dry_run:
-            return Pushed(data_dir, mask_uri(to), True, summary, found.empty, created, merged)
-        tally = None if found.empty else transfer.apply(source, target, found, on_progress)
-        # Nothing copied: the plan just read is what the comparison reads (no second pass).
-        checked = transfer.verify(source, target, experiments,
-                                  already=found if tally is None else None)
-    if checked.differences:
-        listed = "; ".join(checked.differences[:10])
-        more = len(checked.differences) - 10
-        raise PushError(
-            f"The push to {mask_uri(to)} ended, but the two servers differ: {listed}"
-            + (f"; and {more} more" if more > 0 else "")
-            + ". Run the same push again to copy what is missing; a difference that stays "
-              "(a param with another value there, extra metric points) was made on the "
-              "target by something else and needs a look there.")
-    seconds = time.monotonic() - t0
-    rates = tally.rates() if tally is not None else ""
-    verified = (f"{checked.runs:,} runs, {checked.params:,} params, {checked.tags:,} tags, "
-                f"{checked.points:,} metric points and {checked.artifacts:,} artifact "
-                f"checksums equal; {checked.models:,} logged models, {checked.versions:,} "
-                f"model versions and their aliases, {checked.traces:,} traces there")
-    return Pushed(data_dir, mask_uri(to), False, summary, found.empty, created, merged,
-                  seconds, rates, verified)
-
-
-@contextlib.contextmanager
-def _stopped_push_explained(to: str) -> Iterator[None]:
-    """An MLflow or network error in the middle of a push: one paragraph that says the next
-    push goes on from there (nothing copied is lost or doubled)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except (MlflowException, ConnectionError, OSError) as exc:
-        if isinstance(exc, OSError) and not _is_network_error(exc):
-            raise
-        reason = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else
-                           type(exc).__name__).rstrip(".")
-        raise PushError(
-            f"The push to {mask_uri(to)} stopped: {reason}. What was copied so far is kept, "
-            "and nothing is copied twice: once the server answers again, run the same push "
-            "to go on from where it stopped.") from exc
-
-
-def _is_network_error(exc: OSError) -> bool:
-    import requests
-
-    return isinstance(exc, requests.exceptions.RequestException | ConnectionError)
+    return transfer.push(str(folder), reading.server.url, to, experiments, dry_run,
+                         on_progress)

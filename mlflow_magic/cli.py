@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import commands
-from .arguments import build_parser, split_passthrough
 from .errors import MlflowMagicError
-from .masking import mask_uri
+from .front import commands, render
+from .front.terminal import PushLine, TextProgress
 from .results import Connected, Launched, Reused
-from .terminal import PushLine, TextProgress
+from .settings.arguments import build_parser, split_passthrough
+from .settings.masking import mask_uri
 
 
 def for_terminal(message: str) -> str:
@@ -25,6 +25,7 @@ def _no_progress(phase: str, elapsed: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (1 for a problem the message explains)."""
+    render.install()
     parser = build_parser()
     ours, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(ours)

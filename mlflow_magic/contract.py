@@ -23,7 +23,7 @@ LOCK_FILE = "server.lock"
 #: While it exists, an ``--attached`` server stops when its kernel exits.
 ATTACH_FILE = "attached"
 #: The folder's key (0600), made once and kept across restarts: every request to the
-#: folder's server must carry it (``/health`` aside). See ``mlflow_magic/access.py``.
+#: folder's server must carry it (``/health`` aside). See ``mlflow_magic/security/keys.py``.
 KEY_FILE = "key"
 #: One-time login codes for a browser (files named by the code's digest, 0600).
 LOGINS_DIR = "logins"
@@ -72,6 +72,10 @@ TOKEN_ENV = "MLFLOW_MAGIC_SERVER_TOKEN"
 #: Set while a background start runs, for the processes started meanwhile
 #: (``!python train.py``): "<url> <deadline> <data folder>".
 STARTING_ENV = "MLFLOW_MAGIC_STARTING"
+
+#: MLflow's login app (``mlflow server --app-name basic-auth``): a server with it asks every
+#: client for a user and password, so it may listen beyond this machine.
+BASIC_AUTH_APP = "basic-auth"
 
 # The server process's own, from the manager:
 #: The real ``mlflow server`` flags (the command line shows them with secrets masked).

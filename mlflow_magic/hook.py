@@ -6,10 +6,10 @@ MLflow asks every request-header provider registered under the
 train.py``, a fresh terminal, MLflow's own CLI. :class:`RequestHook` is
 mlflow_magic's, and does two things, in order:
 
-1. waits for a server start still under way (:mod:`mlflow_magic.pending`);
+1. waits for a server start still under way (:mod:`mlflow_magic.lifecycle.pending`);
 2. adds the data folder's key to a request for this user's own private server,
    once that server is verified to hold its port, and stops a request for a
-   local port that another user holds (:mod:`mlflow_magic.access`).
+   local port that another user holds (:mod:`mlflow_magic.security.ports`).
 
 A request to any other address gets nothing and costs a URL parse: the key is
 never sent to a ``connect``-ed or remote server. Imports stay light: MLflow
@@ -21,22 +21,23 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from . import pending
-from .config import is_loopback
 from .internals import mlflow_request_url
+from .lifecycle import pending
+from .settings.config import is_loopback
+from .tracking import mlflow_tracking_uri
 
 
 class RequestHook:
     """MLflow's request-header provider interface: asked before every REST request."""
 
     def in_context(self) -> bool:
-        pending.wait_for_server(pending.mlflow_tracking_uri)
+        pending.wait_for_server(mlflow_tracking_uri)
         return True
 
     def request_headers(self) -> dict[str, str]:
         url = mlflow_request_url()
         if url is None or not is_loopback(urlsplit(url).hostname):
             return {}
-        from .access import headers_for_url  # only for requests to this machine
+        from .security.ports import headers_for_url  # only for requests to this machine
 
         return headers_for_url(url, wait=True)

@@ -34,6 +34,14 @@ def use_tracking_server(tracking_uri: str, registry_uri: str | None = None) -> N
     mlflow.set_registry_uri(registry_uri or "")
 
 
+def mlflow_tracking_uri() -> str:
+    """The tracking URI MLflow uses in this process (imports MLflow: call it where MLflow is
+    in use already, as inside one of its requests)."""
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
 def http_tracking_uri() -> str | None:
     """The tracking server this process already uses, if MLflow points at one over HTTP."""
     uri = os.environ.get(TRACKING_ENV, "")

@@ -47,13 +47,17 @@ import services  # noqa: E402
 from services import free_port  # noqa: E402 - tests import it from here
 
 import mlflow_magic  # noqa: E402
-from mlflow_magic import access, manager  # noqa: E402
+from mlflow_magic.front import render  # noqa: E402
+from mlflow_magic.lifecycle import launch  # noqa: E402
+from mlflow_magic.security import ports  # noqa: E402
+
+render.install()  # results read as the front ends show them (the API and magics install it too)
 
 
 def owner(url: str, **headers: str) -> dict[str, str]:
     """``headers`` plus what the owner's own MLflow calls send to ``url`` (the folder's key),
     as mlflow_magic's request hook adds it."""
-    return {**access.headers_for_url(url), **headers}
+    return {**ports.headers_for_url(url), **headers}
 
 
 def rest(url: str, path: str = "", body: dict | None = None) -> dict:
@@ -193,19 +197,19 @@ def _a_lived_in_machine():
     the records of other folders whose servers died without a stop (a reboot, kill -9), on
     the very ports the next starts take, their pids since reused by other processes; and
     another program listens a few ports further on."""
-    from mlflow_magic import registry
-    from mlflow_magic.registry import ServerRecord
+    from mlflow_magic.state import records
+    from mlflow_magic.state.records import ServerRecord
 
     first = int(os.environ["MLFLOW_MAGIC_FIRST_PORT"])
     for i in range(STALE_RECORDS):
         data_dir = _RUN_DIR / f"crashed-before-the-tests-{i}"
-        registry.prepare_folder(data_dir)
+        records.prepare_folder(data_dir)
         port = first + i
-        registry.write_record(ServerRecord(
+        records.write_record(ServerRecord(
             data_dir=str(data_dir), pid=os.getpid(), create_time=1.0, host="127.0.0.1",
             port=port, url=f"http://127.0.0.1:{port}", started_at=1.0,
             mlflow_version="3.17.2", settings={"port": port}, command=["mlflow", "server"],
-            log_path=str(registry.log_path(data_dir)), token="long-gone", private=True,
+            log_path=str(records.log_path(data_dir)), token="long-gone", private=True,
             listener={"pid": os.getpid(), "create_time": 1.0, "fd": 0, "inode": 1}))
     other = socket.socket()
     try:
@@ -223,7 +227,7 @@ def folder(tmp_path: Path):
     data_dir = tmp_path / "mlflow_data"
     yield data_dir
     if data_dir.exists():
-        manager.stop(data_dir)
+        mlflow_magic.stop(data_dir)
 
 
 @pytest.fixture(scope="session")
@@ -232,7 +236,7 @@ def shared_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("shared") / "mlflow_data"
     result = mlflow_magic.start(data_dir, use=False)
     yield result.server
-    manager.stop(data_dir)
+    mlflow_magic.stop(data_dir)
 
 
 @pytest.fixture
@@ -332,7 +336,7 @@ def lure_at(port: int, shared_tmp: Path, mode: str = "serve"):
                                            "--port", str(port)]),
                             env={**os.environ, "STUB_MODE": mode, "STUB_RECORD": str(record)},
                             start_new_session=True, stdout=subprocess.DEVNULL)
-    from mlflow_magic.ownership import port_owner
+    from mlflow_magic.security.ownership import port_owner
 
     try:
         wait_for(lambda: port_owner(port) is not None or proc.poll() is not None)
@@ -350,7 +354,7 @@ def lure_at(port: int, shared_tmp: Path, mode: str = "serve"):
 def stub(monkeypatch):
     """Every start in this process runs tests/stub_server.py; ``stub(mode)`` says how it
     behaves (see that file)."""
-    monkeypatch.setattr(manager, "server_argv",
+    monkeypatch.setattr(launch, "server_argv",
                         lambda config, port: [sys.executable, str(STUB), "--port", str(port)])
 
     def behave(mode: str) -> None:
@@ -628,7 +632,7 @@ def jupyter(tmp_path_factory):
         yield {"url": base, "token": token, "root": root, "data_dir": data_dir, "env": env,
                "auth": {"Authorization": f"token {token}"}, "pid": proc.pid}
     finally:
-        manager.stop(data_dir)
+        mlflow_magic.stop(data_dir)
         stop_group(proc)
         log.close()
-        manager.stop(data_dir)  # in case the launcher started it while Jupyter shut down
+        mlflow_magic.stop(data_dir)  # in case the launcher started it while Jupyter shut down

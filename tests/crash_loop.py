@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow_magic
-from mlflow_magic import process, registry
+from mlflow_magic.state import processes, records
 
 WRITER = textwrap.dedent("""
     import json, os, sys, time
@@ -82,14 +82,14 @@ def run(data_dir: Path, cycles: int = 8, writers: int = 3, every: float = 1.5) -
     try:
         for _ in range(cycles):
             time.sleep(every)
-            record = registry.read_record(data_dir)
-            procs_of_server = process.server_processes(record.pid, record.create_time,
+            record = records.read_record(data_dir)
+            procs_of_server = processes.server_processes(record.pid, record.create_time,
                                                        record.token)
             for proc in procs_of_server:
                 proc.kill()
             for proc in procs_of_server:
                 proc.wait(10)
-            process.reap(record.pid)
+            processes.reap(record.pid)
             outcome.cycles += 1
             again = mlflow_magic.start(data_dir, use=False, port=server.port)
             outcome.restarts_ok += type(again).__name__ == "Launched"

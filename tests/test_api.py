@@ -8,7 +8,7 @@ import pytest
 from IPython.core.error import UsageError
 
 import mlflow_magic
-from mlflow_magic import api, manager
+from mlflow_magic import api
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def status_fails(monkeypatch):
     def fail(data_dir):
         raise OSError(errno.ESTALE, "Stale file handle", str(data_dir))
 
-    monkeypatch.setattr(manager, "status", fail)
+    monkeypatch.setattr(api, "server_status", fail)
 
 
 def test_an_unforeseen_os_error_is_one_paragraph_naming_the_path(status_fails, tmp_path):

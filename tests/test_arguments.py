@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_magic.arguments import build_parser, server_options, split_passthrough
+from mlflow_magic.settings.arguments import build_parser, server_options, split_passthrough
 
 
 @pytest.mark.parametrize(("argv", "ours", "theirs"), [

@@ -15,7 +15,8 @@ from conftest import free_port, serve_processes
 from IPython.core.error import UsageError
 
 import mlflow_magic
-from mlflow_magic import cli, registry
+from mlflow_magic import cli
+from mlflow_magic.state import records
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def untouched(shared_server, tmp_path):
     """After the case: the shared server runs as before, nothing new runs or exists."""
     before = {p.pid for p in serve_processes()}
     yield
-    assert registry.read_record(shared_server.data_dir).pid == shared_server.pid
+    assert records.read_record(shared_server.data_dir).pid == shared_server.pid
     assert mlflow_magic.status(shared_server.data_dir).running
     assert {p.pid for p in serve_processes()} == before
     assert not (tmp_path / "fresh").exists()

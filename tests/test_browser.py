@@ -21,7 +21,8 @@ from browser_helpers import (
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from mlflow_magic import manager, registry
+import mlflow_magic
+from mlflow_magic.state import records
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +38,7 @@ def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
         inline.get_by_text("Experiments").first.wait_for(timeout=60_000)
     finally:
         shot(page, "inline-ui")
-    record = registry.read_record(jupyter["data_dir"])
+    record = records.read_record(jupyter["data_dir"])
     assert record is not None
     src = page.get_attribute("iframe.mlflow-magic-ui", "src")
     assert src.startswith(f"/mlflow-magic/proxy/{record.port}/")  # the extension's route
@@ -53,7 +54,7 @@ def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
     card.wait_for(timeout=30_000)
     card.click()
     expect_mlflow_in(page, f"iframe[src='{jupyter['url']}mlflow-magic/tile/']", "launcher-tab")
-    assert registry.read_record(jupyter["data_dir"]).pid == record.pid
+    assert records.read_record(jupyter["data_dir"]).pid == record.pid
 
 
 TRACE_CELLS = [
@@ -88,7 +89,7 @@ def test_trace_views_render_in_their_cells_through_the_proxy(jupyter, page):
             timeout=30_000)
     finally:
         shot(page, "trace-views")
-    record = registry.read_record(jupyter["data_dir"])
+    record = records.read_record(jupyter["data_dir"])
     srcs = [page.locator(frames).nth(i).get_attribute("src") for i in range(4)]
     assert all(src.startswith(f"/mlflow-magic/proxy/{record.port}/static-files/")
                for src in srcs)
@@ -135,7 +136,7 @@ def test_notebook_7_shows_the_ui_and_trace_views(jupyter, page):
         page.frame_locator(frames).get_by_text("add_numbers").first.wait_for(timeout=60_000)
     finally:
         shot(page, "notebook7")
-    record = registry.read_record(jupyter["data_dir"])
+    record = records.read_record(jupyter["data_dir"])
     plain = page.locator(f"a[href^='/mlflow-magic/proxy/{record.port}/'][target='_blank']")
     assert plain.count() >= 2  # "open in a new browser tab", and the tab link's own href
 
@@ -175,7 +176,7 @@ def test_a_saved_notebook_reopened_without_its_kernel_reads_as_a_record(jupyter,
     try:
         reopened = _run_save_and_reopen(page, jupyter, name, data)
     finally:
-        manager.stop(data)
+        mlflow_magic.stop(data)
     shown = "\n".join(reopened.locator(".jp-OutputArea-output").all_inner_texts())
     assert "Started MLflow server at" in shown and "ready in" in shown
     assert "MLflow run fifty-steps" in shown and "learning_rate" in shown

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_magic import registry
+from mlflow_magic.state import records
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -36,7 +36,7 @@ def test_start_reuse_status_stop(tmp_path):
     finally:
         stop = cli("stop", "--path", data)
     assert "Stopped MLflow server" in stop.stdout
-    assert registry.read_record(tmp_path / "d") is None
+    assert records.read_record(tmp_path / "d") is None
 
 
 @pytest.mark.integration

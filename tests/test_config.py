@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_magic.config import resolve, resolve_data_dir
 from mlflow_magic.errors import ConfigError
-from mlflow_magic.options import ServerOptions
-from mlflow_magic.registry import prepare_folder
-from mlflow_magic.server_command import (
-    server_argv,
-    server_env,
-)
+from mlflow_magic.settings.config import resolve, resolve_data_dir
+from mlflow_magic.settings.options import ServerOptions
+from mlflow_magic.settings.server_command import server_argv, server_env
+from mlflow_magic.state.records import prepare_folder
 
 
 def test_data_dir_precedence(tmp_path, monkeypatch):
@@ -89,7 +86,7 @@ def test_default_driver_follows_sqlalchemy(tmp_path, monkeypatch):
     """``postgresql://`` means psycopg (3) with SQLAlchemy 2.1, psycopg2 with 2.0."""
     import sqlalchemy
 
-    from mlflow_magic import config
+    from mlflow_magic.settings import config
 
     monkeypatch.setitem(config.DB_DRIVERS, "psycopg", ("no_such_mod_a", "pkg-a"))
     monkeypatch.setitem(config.DB_DRIVERS, "psycopg2", ("no_such_mod_b", "pkg-b"))
@@ -139,14 +136,14 @@ def test_named_allowed_hosts_keep_this_machines_clients_allowed(tmp_path):
 ])
 def test_an_installed_driver_stands_in_for_a_missing_default(monkeypatch, installed, uri,
                                                              chosen):
-    from mlflow_magic import config
+    from mlflow_magic.settings import config
 
     monkeypatch.setattr(config, "_module_installed", lambda module: module in installed)
     assert config.with_installed_driver(uri) == chosen
 
 
 def test_no_driver_at_all_names_our_extra(tmp_path, monkeypatch):
-    from mlflow_magic import config
+    from mlflow_magic.settings import config
 
     monkeypatch.setattr(config, "_module_installed", lambda module: False)
     with pytest.raises(ConfigError, match=r"pip install 'mlflow-magic\[postgres\]'"):

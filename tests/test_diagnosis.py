@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_magic.diagnosis import PHASE_ORDER, hint, phase
+from mlflow_magic.lifecycle.diagnosis import PHASE_ORDER, hint, phase
 
 
 def test_the_phase_is_the_latest_the_log_shows():

@@ -11,8 +11,8 @@ from __future__ import annotations
 import requests
 from conftest import as_host, free_port, owner
 
-from mlflow_magic import access
 from mlflow_magic.contract import GATE_HEADER
+from mlflow_magic.security import ports
 
 HUB = "hub.example.test"
 
@@ -37,7 +37,7 @@ def test_the_generic_proxy_route_is_refused_by_mlflow(jupyter, shared_server):
     which wants the folder's key or a login; the generic route adds neither)."""
     refused = through(jupyter, "proxy/", shared_server.port, SEARCH)
     assert refused.status_code == 401 and refused.headers.get(GATE_HEADER)
-    login = access.login_query(shared_server.url)
+    login = ports.login_query(shared_server.url)
     session = requests.Session()
     entered = session.get(f"{jupyter['url']}proxy/{shared_server.port}/{login}",
                           headers={**jupyter["auth"], "Host": HUB}, timeout=30)

@@ -9,23 +9,25 @@ import time
 import own_loop
 import pytest
 
-from mlflow_magic import access, contract, registry
+from mlflow_magic import contract
+from mlflow_magic.security import keys
 from mlflow_magic.server import gate as gate_module
 from mlflow_magic.server.gate import Gate, GateError
+from mlflow_magic.state import records
 
 PORT = 5123
 
 
 @pytest.fixture
 def folder(tmp_path):
-    data_dir = registry.prepare_folder(tmp_path / "data")
-    access.folder_key(data_dir, create=True)
+    data_dir = records.prepare_folder(tmp_path / "data")
+    keys.folder_key(data_dir, create=True)
     return data_dir
 
 
 @pytest.fixture
 def gate(folder) -> Gate:
-    return Gate(registry.record_dir(folder))
+    return Gate(records.record_dir(folder))
 
 
 def ask(gate: Gate, path: str = "/api/2.0/mlflow/experiments/search", query: str = "",
@@ -35,7 +37,7 @@ def ask(gate: Gate, path: str = "/api/2.0/mlflow/experiments/search", query: str
 
 
 def test_only_health_is_open_and_the_key_lets_in(gate, folder):
-    key = access.folder_key(folder)
+    key = keys.folder_key(folder)
     assert ask(gate, "/health").allowed
     refused = ask(gate)
     assert not refused.allowed and refused.status == 401
@@ -56,7 +58,7 @@ def test_a_browser_gets_a_page_and_an_api_client_json(gate):
 
 
 def test_a_login_code_works_once_on_its_own_port_and_sets_a_session(gate, folder):
-    code = access.new_login(folder, PORT)
+    code = keys.new_login(folder, PORT)
     entered = ask(gate, "/", f"{contract.LOGIN_PARAM}={code}&x=1")
     headers = dict(entered.headers)
     assert entered.status == 303 and headers["Location"] == "./?x=1"
@@ -71,7 +73,7 @@ def test_a_login_code_works_once_on_its_own_port_and_sets_a_session(gate, folder
     assert ask(gate, "/", f"{contract.LOGIN_PARAM}={code}", cookie=f"{name}={value}"
                ).status == 303
     # A code made for another port (a link a browser may have sent elsewhere) is useless.
-    other = access.new_login(folder, PORT + 1)
+    other = keys.new_login(folder, PORT + 1)
     assert ask(gate, "/", f"{contract.LOGIN_PARAM}={other}").status == 401
 
 
@@ -80,13 +82,13 @@ def test_sessions_and_codes_expire(gate, folder):
     assert not ask(gate, cookie=f"mlflow-magic-{PORT}={stale}").allowed
     fresh = gate.session_value(PORT)
     assert not ask(gate, cookie=f"mlflow-magic-{PORT + 1}={fresh}").allowed  # another port
-    code = access.new_login(folder, PORT)
-    logins = registry.record_dir(folder) / contract.LOGINS_DIR
+    code = keys.new_login(folder, PORT)
+    logins = records.record_dir(folder) / contract.LOGINS_DIR
     for made in logins.iterdir():
         old = time.time() - contract.LOGIN_TTL - 5
         os.utime(made, (old, old))
     assert ask(gate, "/", f"{contract.LOGIN_PARAM}={code}").status == 401
-    access.new_login(folder, PORT)
+    keys.new_login(folder, PORT)
     assert len(list(logins.iterdir())) == 1  # expired codes are dropped
 
 
@@ -96,7 +98,7 @@ def test_no_key_no_server(tmp_path):
 
 
 def test_mlflows_app_never_sees_the_key(gate, folder):
-    key = access.folder_key(folder)
+    key = keys.folder_key(folder)
     seen = {}
 
     async def app(scope, receive, send):

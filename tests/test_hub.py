@@ -28,7 +28,8 @@ from browser_helpers import (
 )
 from conftest import as_host, free_port, rest, stop_group, wait_for, wait_until_answers
 
-from mlflow_magic import manager, registry
+import mlflow_magic
+from mlflow_magic.state import records
 
 pytestmark = pytest.mark.browser
 
@@ -107,7 +108,7 @@ def hub(tmp_path_factory):
         # stops them on SIGTERM; whatever survives it is ended here.
         with contextlib.suppress(psutil.Error):
             started = psutil.Process(proc.pid).children(recursive=True)
-        manager.stop(data_dir)
+        mlflow_magic.stop(data_dir)
         stop_group(proc)
         for child in started:
             with contextlib.suppress(psutil.Error):
@@ -117,7 +118,7 @@ def hub(tmp_path_factory):
             with contextlib.suppress(psutil.Error):
                 child.kill()
         log.close()
-        manager.stop(data_dir)  # in case a kernel started it again while the hub shut down
+        mlflow_magic.stop(data_dir)  # in case a kernel started it again while the hub shut down
 
 
 def log_in(page, hub) -> str:
@@ -167,7 +168,7 @@ def test_ui_traces_and_writes_behind_a_hub_under_a_public_host(hub, page):
 
     inline = "iframe.mlflow-magic-ui"
     expect_mlflow_in(page, inline, "hub-inline-ui")
-    record = registry.read_record(hub["data_dir"])
+    record = records.read_record(hub["data_dir"])
     assert record is not None
     prefix = f"/user/{USER}/mlflow-magic/proxy/{record.port}/"
     assert page.get_attribute(inline, "src").startswith(prefix)
@@ -198,7 +199,7 @@ def test_ui_traces_and_writes_behind_a_hub_under_a_public_host(hub, page):
 
     # The launcher's MLflow tile shows the same server in a JupyterLab tab.
     open_launcher_tile(page, "hub-launcher-tab")
-    assert registry.read_record(hub["data_dir"]).pid == record.pid
+    assert records.read_record(hub["data_dir"]).pid == record.pid
 
 
 def test_a_write_from_the_launcher_tab_behind_a_hub(hub, page):
@@ -209,4 +210,4 @@ def test_a_write_from_the_launcher_tab_behind_a_hub(hub, page):
         "{'Content-Type': 'application/json'}, body: JSON.stringify({name: 'from-hub-tile'})})"
         ".then(r => r.status)")
     assert status == 200
-    assert experiment(registry.read_record(hub["data_dir"]).url, "from-hub-tile")
+    assert experiment(records.read_record(hub["data_dir"]).url, "from-hub-tile")

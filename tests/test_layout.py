@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mlflow_magic"
 
 #: Our modules that code in the server process may use: its own folder and the shared ones.
 SERVER_MAY_IMPORT = ("mlflow_magic.server", "mlflow_magic.contract", "mlflow_magic.internals",
-                     "mlflow_magic.paths", "mlflow_magic.logfile")
+                     "mlflow_magic.paths", "mlflow_magic.state.logfile")
 #: The entry points the server process starts from (``python -m``, the app uvicorn loads).
 SERVER_ENTRIES = ("mlflow_magic.server.serve", "mlflow_magic.server.app")
 
@@ -92,7 +92,7 @@ def reachable(graph: dict[str, set[str]], starts: tuple[str, ...]) -> set[str]:
 
 
 def allowed_in_server(module: str) -> bool:
-    return module == "mlflow_magic" or any(
+    return module in ("mlflow_magic", "mlflow_magic.state") or any(
         module == allowed or module.startswith(allowed + ".") for allowed in SERVER_MAY_IMPORT)
 
 
@@ -177,3 +177,91 @@ def test_no_module_hides_a_name_of_the_api():
     hidden = [name for name in mlflow_magic._LAZY
               if (PACKAGE / f"{name}.py").exists() or (PACKAGE / name).is_dir()]
     assert not hidden, f"modules named like API functions: {hidden}"
+
+
+# --- one way down ------------------------------------------------------------------------------
+
+#: The core's layers, bottom first. A module imports only from its own package, from lower
+#: layers, or (in the base layer) from other base modules; imports inside functions count.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("contract", "errors", "internals", "paths", "tracking", "results"),
+    ("settings",),
+    ("state",),
+    ("security",),
+    ("remote",),
+    ("lifecycle",),
+    ("api", "hook"),
+    ("front",),
+    ("notebook", "jupyter", "cli"),
+    ("proxy",),  # the launcher's old entry point: a shim over jupyter/launcher.py
+)
+#: The MLflow server process's own code stands apart (see SERVER_MAY_IMPORT).
+APART = ("server",)
+
+
+def layer_of(module: str) -> tuple[int, str] | None:
+    """(layer, unit) of one of our modules: its package under mlflow_magic, or itself."""
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None  # the package itself: the entry of every front end, above them all
+    unit = parts[1]
+    for level, units in enumerate(LAYERS):
+        if unit in units:
+            return level, unit
+    return None
+
+
+def test_every_module_has_a_layer():
+    units = {m.split(".")[1] for m in imports(top_level_only=False) if m.count(".")}
+    placed = {u for layer in LAYERS for u in layer} | set(APART)
+    assert units <= placed, f"modules with no layer: {sorted(units - placed)}"
+
+
+def test_imports_go_one_way_down():
+    wrong = []
+    for module, deps in imports(top_level_only=False).items():
+        here = layer_of(module)
+        if here is None:
+            continue
+        for dep in deps:
+            there = layer_of(dep)
+            if there is None:
+                continue  # the package's __init__ (its lazy API), or the server's own
+            same_unit = there[1] == here[1]
+            if there[0] > here[0] or (there[0] == here[0] and not same_unit and here[0] != 0):
+                wrong.append(f"{module} → {dep}")
+    assert not wrong, "imports against the layers: " + "; ".join(sorted(wrong))
+
+
+def test_no_import_cycle_at_all_lazy_imports_included():
+    graph = imports(top_level_only=False)
+    for package in [m for m in graph if (PACKAGE.parent / m.replace(".", "/")).is_dir()]:
+        for deps in graph.values():
+            deps.discard(package)
+    state: dict[str, int] = {}
+    cycles: list[str] = []
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = 1
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycles.append(" → ".join([*trail[trail.index(dep):], dep]))
+            elif dep not in state:
+                visit(dep, [*trail, dep])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles: " + "; ".join(cycles)
+
+
+def test_a_wrong_way_import_would_be_found(monkeypatch):
+    def fake(top_level_only: bool) -> dict[str, set[str]]:
+        return {"mlflow_magic.state.records": {"mlflow_magic.front.render"},
+                "mlflow_magic.front.render": set()}
+
+    monkeypatch.setattr(sys.modules[__name__], "imports", fake)
+    wrong_way = re.escape("mlflow_magic.state.records → mlflow_magic.front")
+    with pytest.raises(AssertionError, match=wrong_way):
+        test_imports_go_one_way_down()

@@ -23,9 +23,11 @@ import pytest
 from conftest import Kernel, as_host, python, rest, serve_processes, wait_for
 
 import mlflow_magic
-from mlflow_magic import contract, diagnosis, manager, process, registry
+from mlflow_magic import contract
 from mlflow_magic.errors import ForeignHostError, SettingsMismatchError, UnresponsiveError
+from mlflow_magic.lifecycle import diagnosis
 from mlflow_magic.results import Launched, Reused
+from mlflow_magic.state import processes, records
 
 
 def gone(pid: int) -> bool:
@@ -111,7 +113,7 @@ def test_a_server_that_never_answers_is_reported_and_left_running(folder):
     assert f"pid {server.pid}" in message and "left running" in message
     assert "restart" in message and "Uvicorn running" in message  # the log tail
     assert mlflow_magic.status(folder).state == "running"
-    assert registry.read_record(folder).pid == server.pid
+    assert records.read_record(folder).pid == server.pid
 
 
 @pytest.mark.integration
@@ -133,7 +135,7 @@ def test_sigint_to_the_starting_process_group_then_a_new_kernel_reuses(folder):
                 mlflow.log_metric("m", 1.0)
         """))
         assert errors == []
-        pid = registry.read_record(folder).pid
+        pid = records.read_record(folder).pid
         msg_id = kernel.kc.execute("import time; print('sleeping', flush=True); time.sleep(120)")
         wait_for(lambda: kernel.printed(msg_id, "sleeping"))  # ipykernel takes SIGINT now
         kernel.km.interrupt_kernel()
@@ -158,10 +160,10 @@ def test_sigint_to_the_starting_process_group_then_a_new_kernel_reuses(folder):
 def test_kill_9_of_the_whole_server_is_reported_then_recovered(folder):
     first = mlflow_magic.start(folder, use=False).server
     rest(first.url, "/api/2.0/mlflow/experiments/create", {"name": "survivor"})
-    for proc in process.server_processes(first.pid, first.create_time, first.token):
+    for proc in processes.server_processes(first.pid, first.create_time, first.token):
         proc.kill()
     wait_for(lambda: gone(first.pid))
-    process.reap(first.pid)
+    processes.reap(first.pid)
     status = mlflow_magic.status(folder)
     assert status.state == "crashed" and "Uvicorn running" in (status.log_tail or "")
     assert "last lines of its log" in str(status)
@@ -177,7 +179,7 @@ def test_stop_ends_every_worker_even_after_the_leader_died(folder):
                                 if "spawn_main" in " ".join(p.cmdline())] or None)
     os.kill(server.pid, signal.SIGKILL)  # the leader alone
     wait_for(lambda: gone(server.pid))
-    process.reap(server.pid)
+    processes.reap(server.pid)
     assert [w for w in workers if not gone(w.pid)], "the workers should outlive their leader"
     status = mlflow_magic.status(folder)
     assert status.state == "crashed" and "still run" in status.detail
@@ -185,7 +187,7 @@ def test_stop_ends_every_worker_even_after_the_leader_died(folder):
     stopped = mlflow_magic.stop(folder)
     assert stopped.server is not None
     assert all(gone(w.pid) for w in workers)
-    wait_for(lambda: process.port_is_free("127.0.0.1", server.port), timeout=5)
+    wait_for(lambda: processes.port_is_free("127.0.0.1", server.port), timeout=5)
     assert time.monotonic() - t0 < 15
     assert not serve_processes(str(folder))
 
@@ -193,10 +195,10 @@ def test_stop_ends_every_worker_even_after_the_leader_died(folder):
 @pytest.mark.integration
 def test_stop_frees_the_port_and_leaves_no_process(folder):
     server = mlflow_magic.start(folder, use=False, workers=2).server
-    procs = process.server_processes(server.pid, server.create_time, server.token)
+    procs = processes.server_processes(server.pid, server.create_time, server.token)
     assert len(procs) >= 3  # leader + 2 workers (+ multiprocessing's helper)
     mlflow_magic.stop(folder)
-    wait_for(lambda: process.port_is_free("127.0.0.1", server.port), timeout=5)
+    wait_for(lambda: processes.port_is_free("127.0.0.1", server.port), timeout=5)
     assert all(gone(p.pid) for p in procs)
 
 
@@ -225,7 +227,7 @@ def test_restart_keeps_every_setting_and_changes_only_what_is_named(folder, post
     assert third.settings["backend_store_uri"] == first.settings["backend_store_uri"]
     assert third.settings["artifacts_destination"] == str(artifacts)
     assert as_host(third.url, "hub.example.org")[0] == 200
-    shown = [registry.record_path(folder).read_text(), str(mlflow_magic.status(folder)),
+    shown = [records.record_path(folder).read_text(), str(mlflow_magic.status(folder)),
              " ".join(psutil.Process(third.pid).cmdline()), str(mlflow_magic.logs(folder, 200))]
     assert not [text for text in shown if password in text]
 
@@ -240,14 +242,14 @@ def test_restart_is_one_critical_section(folder):
             rival.append(subprocess.Popen(
                 [sys.executable, "-c", textwrap.dedent(f"""
                     import mlflow_magic
-                    from mlflow_magic import registry
-                    taking = registry.folder_lock
+                    from mlflow_magic.state import records
+                    taking = records.folder_lock
 
                     def announced(*args):  # says when it goes for the folder's lock
                         print("waiting", flush=True)
                         return taking(*args)
 
-                    registry.folder_lock = announced
+                    records.folder_lock = announced
                     r = mlflow_magic.start({str(folder)!r}, use=False)
                     print(type(r).__name__, r.server.pid)
                 """)], stdout=subprocess.PIPE, text=True))
@@ -282,7 +284,7 @@ def test_attached_server_is_shared_once_another_kernel_reuses_it(folder):
     wait_for(lambda: contract.SHARED_MARKER in mlflow_magic.logs(folder, 50).lines)
     assert not gone(pid)
     assert mlflow_magic.status(folder).state == "running"
-    assert registry.read_record(folder).pid == pid
+    assert records.read_record(folder).pid == pid
 
 
 @pytest.mark.integration
@@ -297,14 +299,14 @@ def test_attached_server_alone_stops_with_its_kernel(folder):
     assert mlflow_magic.status(folder).state == "crashed"
 
 
-def foreign_record(folder, server=None) -> registry.ServerRecord:
-    registry.prepare_folder(folder)
-    record = registry.ServerRecord(
+def foreign_record(folder, server=None) -> records.ServerRecord:
+    records.prepare_folder(folder)
+    record = records.ServerRecord(
         data_dir=str(folder), pid=os.getpid(), create_time=psutil.Process().create_time(),
         host="127.0.0.1", port=5999, url="http://127.0.0.1:5999", started_at=time.time(),
         mlflow_version="3", settings={}, command=[], log_path="", hostname="gpu-node-7",
         token="x")
-    registry.write_record(record)
+    records.write_record(record)
     return record
 
 
@@ -320,7 +322,7 @@ def test_a_server_of_another_host_is_never_doubled(folder):
     assert mlflow_magic.status(folder).state == "elsewhere"
     assert not serve_processes(str(folder))
     forgot = mlflow_magic.stop(folder, force=True)
-    assert "gpu-node-7" in str(forgot) and registry.read_record(folder) is None
+    assert "gpu-node-7" in str(forgot) and records.read_record(folder) is None
 
 
 @pytest.mark.integration
@@ -344,8 +346,8 @@ def test_stop_all_goes_on_past_failures_and_recreates_nothing(folder, tmp_path, 
 
 @pytest.mark.integration
 def test_a_corrupted_record_means_stale_and_is_replaced(folder):
-    registry.prepare_folder(folder)
-    registry.record_path(folder).write_text('{"pid": "not a number", "port": [1]}')
+    records.prepare_folder(folder)
+    records.record_path(folder).write_text('{"pid": "not a number", "port": [1]}')
     assert mlflow_magic.status(folder).state == "stopped"
     assert isinstance(mlflow_magic.start(folder, use=False), Launched)
     assert mlflow_magic.status(folder).running
@@ -355,7 +357,7 @@ def test_a_corrupted_record_means_stale_and_is_replaced(folder):
 def test_restart_of_a_record_without_options_rebuilds_them(folder, tmp_path):
     """A server started by an earlier version kept no options file."""
     first = mlflow_magic.start(folder, use=False, artifacts_destination=str(tmp_path / "a"))
-    registry.options_path(folder).unlink()
+    records.options_path(folder).unlink()
     again = mlflow_magic.restart(folder, use=False).server
     assert again.settings["artifacts_destination"] == str(tmp_path / "a")
     assert again.port == first.server.port
@@ -366,7 +368,7 @@ def test_restart_with_bad_flags_leaves_the_server_running(folder):
     server = mlflow_magic.start(folder, use=False).server
     with pytest.raises(mlflow_magic.MlflowMagicError, match="--workers"):
         mlflow_magic.restart(folder, use=False, workers=0)
-    assert registry.read_record(folder).pid == server.pid
+    assert records.read_record(folder).pid == server.pid
     assert mlflow_magic.status(folder).running
 
 
@@ -437,7 +439,7 @@ def small_disk(tmp_path):
         yield mount, remount
     finally:
         if (mount / "data").exists():
-            manager.stop(mount / "data")
+            mlflow_magic.stop(mount / "data")
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
@@ -471,7 +473,7 @@ def test_full_disk_is_explained_and_leaves_nothing_running(small_disk):
         mlflow_magic.start(data, use=False, timeout=60)
     assert "disk" in str(info.value) and "space" in str(info.value)
     assert not serve_processes(str(data))
-    assert registry.read_record(data) is None
+    assert records.read_record(data) is None
 
 
 @pytest.mark.integration

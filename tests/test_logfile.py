@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from mlflow_magic import logfile
+from mlflow_magic.state import logfile
 
 
 def test_tail_reads_the_last_lines_after_an_offset(tmp_path):

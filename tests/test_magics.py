@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from IPython.core.error import UsageError
 
-from mlflow_magic import registry
+from mlflow_magic.state import records
 
 
 def ipython(*lines: str, **env: str) -> subprocess.CompletedProcess:
@@ -55,7 +55,7 @@ def test_bad_input_is_a_usage_error(ip, line, words):
     for word in words:
         assert word in str(info.value)
     assert default_folder.exists() == existed  # nothing created for the folder the line names
-    assert registry.read_record(default_folder) is None
+    assert records.read_record(default_folder) is None
 
 
 @pytest.mark.integration
@@ -87,7 +87,7 @@ def test_start_status_stop_through_the_magic(tmp_path):
     assert "URI http://127.0.0.1:" in out and "EXP 1" in out
     assert "MLflow server is running" in out
     assert "Stopped MLflow server" in out
-    assert registry.read_record(data) is None
+    assert records.read_record(data) is None
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_magic.masking import mask_args, mask_text, mask_uri
+from mlflow_magic.settings.masking import mask_args, mask_text, mask_uri
 
 
 @pytest.mark.parametrize(("uri", "masked"), [

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import mlflow_magic
-from mlflow_magic import manager, registry
 from mlflow_magic.contract import CACHE_DIR_ENV, DATABASE_COPIED
 from mlflow_magic.server import newdb
+from mlflow_magic.state import records
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +119,13 @@ def test_a_second_folder_starts_from_the_template_and_keeps_its_own_artifacts(
 
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "fresh-cache"))
     first = mlflow_magic.start(folder, use=False).server
-    first_log = registry.log_path(folder).read_text()
+    first_log = records.log_path(folder).read_text()
     assert "Creating initial MLflow database tables" in first_log  # MLflow made the template
     assert DATABASE_COPIED in first_log
     second_folder = tmp_path / "second"
     try:
         second = mlflow_magic.start(second_folder, use=False).server
-        log = registry.log_path(second_folder).read_text()
+        log = records.log_path(second_folder).read_text()
         assert DATABASE_COPIED in log and "Creating initial" not in log
         client = MlflowClient(tracking_uri=second.url)
         assert client.get_experiment("0").name == "Default"
@@ -137,4 +137,4 @@ def test_a_second_folder_starts_from_the_template_and_keeps_its_own_artifacts(
         assert [r.info.run_id for r in client.search_runs(["0"])] == [run.info.run_id]
         assert MlflowClient(tracking_uri=first.url).search_runs(["0"]) == []
     finally:
-        manager.stop(second_folder)
+        mlflow_magic.stop(second_folder)

@@ -16,7 +16,7 @@ import pytest
 from browser_helpers import record_cells, write_notebook
 from nbconvert import HTMLExporter
 
-from mlflow_magic import manager
+import mlflow_magic
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 #: What a viewer without widget state would show of a widget: none may appear.
@@ -42,7 +42,7 @@ def run_notebook(name: str, data_dir: Path, monkeypatch, tmp_path: Path) -> nbfo
                                    cwd=str(NOTEBOOKS), progress_bar=False,
                                    request_save_on_cell_execute=False)
     finally:
-        manager.stop(data_dir)
+        mlflow_magic.stop(data_dir)
     return nbformat.read(saved, as_version=4)
 
 
@@ -175,7 +175,7 @@ def test_a_notebook_run_headless_reads_as_a_record(tmp_path, monkeypatch):
                                str(tmp_path / "record.ipynb")], capture_output=True, text=True,
                               timeout=300)
     finally:
-        manager.stop(data)
+        mlflow_magic.stop(data)
     assert done.returncode == 0, done.stderr
     nb = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
     assert errors(nb) == []
@@ -206,7 +206,7 @@ def test_a_start_whose_next_cells_need_no_server_still_saves_its_result(tmp_path
         papermill.execute_notebook(str(tmp_path / "quick.ipynb"), str(tmp_path / "out.ipynb"),
                                    kernel_name="python3", progress_bar=False)
     finally:
-        manager.stop(data)
+        mlflow_magic.stop(data)
     start = outputs(nbformat.v4.new_notebook(
         cells=[nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[1]]))
     assert "Started MLflow server at" in start and "ready in" in start, start

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from mlflow_magic.options import ServerOptions, merge_options
+from mlflow_magic.settings.options import ServerOptions, merge_options
 
 
 def test_restart_options_change_only_what_is_named():

@@ -12,8 +12,9 @@ import psutil
 import pytest
 from conftest import OTHER_USER, free_port, lure_at, wait_for
 
-from mlflow_magic import ownership
+from mlflow_magic.security import ownership
 from mlflow_magic.server import serve
+from mlflow_magic.state import processes
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_a_port_owner_is_its_listeners_user(listening, shared_tmp):
     with lure_at(other, shared_tmp):
         uid = ownership.port_owner(other)
         assert uid is not None and uid != os.geteuid()
-        assert ownership.user_name(uid) == OTHER_USER
+        assert processes.user_name(uid) == OTHER_USER
 
 
 def test_wildcard_and_mapped_listeners_cover_loopback():

@@ -7,10 +7,11 @@ import threading
 import pytest
 from conftest import stubs_running
 
-from mlflow_magic import api, registry
+from mlflow_magic import api
 from mlflow_magic.errors import MlflowMagicError
 from mlflow_magic.notebook.panel import ServerPanel
-from mlflow_magic.options import ServerOptions
+from mlflow_magic.settings.options import ServerOptions
+from mlflow_magic.state import records
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +34,7 @@ def test_panel_start_open_ui_stop(folder):
         panel.starting.result(timeout=120)
         assert panel.message.value == ""
         assert panel.progress.children[0].children[1].value.startswith("ready in")
-        record = registry.read_record(folder)
+        record = records.read_record(folder)
         assert record is not None
         assert "running" in panel.header.value and record.url in panel.header.value
         assert panel.buttons["start"].disabled and not panel.buttons["stop"].disabled
@@ -47,10 +48,10 @@ def test_panel_start_open_ui_stop(folder):
         panel.buttons["restart"].click()
         panel.starting.result(timeout=120)
         assert panel.message.value == ""
-        assert registry.read_record(folder).pid != record.pid
+        assert records.read_record(folder).pid != record.pid
 
         panel.buttons["stop"].click()
-        assert registry.read_record(folder) is None
+        assert records.read_record(folder) is None
         assert "stopped" in panel.header.value
         assert panel.buttons["ui"].disabled
         panel._act(panel.open_ui)  # as if clicked anyway: explained, not raised
@@ -82,7 +83,7 @@ def test_a_start_that_fails_in_the_background_shows_its_error_in_the_panel(
             panel.starting.result(timeout=60)
         assert "refused its arguments" in panel.message.value
         assert "stopped" in panel.header.value and not panel.buttons["start"].disabled
-        assert registry.read_record(folder) is None and stubs_running() == []
+        assert records.read_record(folder) is None and stubs_running() == []
     finally:
         panel.close()
 
@@ -96,7 +97,7 @@ def test_panel_restart_keeps_the_servers_own_settings(folder, tmp_path):
         panel.buttons["restart"].click()
         panel.starting.result(timeout=120)
         assert panel.message.value == ""
-        again = registry.read_record(folder)
+        again = records.read_record(folder)
         assert again.pid != first.pid and again.port == first.port
         assert again.settings["artifacts_destination"] == str(elsewhere)
         assert again.workers == 2

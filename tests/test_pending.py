@@ -19,9 +19,11 @@ import pytest
 from conftest import STUB, Kernel, python, stub_at, stubs_running, wait_for
 
 import mlflow_magic
-from mlflow_magic import pending, process, registry, rest
 from mlflow_magic.errors import ConfigError, StartFailedError
+from mlflow_magic.lifecycle import pending
+from mlflow_magic.remote import rest
 from mlflow_magic.results import Launched, Reused, Starting
+from mlflow_magic.state import processes, records
 
 URL = "http://127.0.0.1:5999"
 
@@ -45,7 +47,6 @@ def test_mlflow_finds_the_waiting_point_through_its_entry_point():
     from mlflow_magic.hook import RequestHook
 
     assert any(isinstance(p, RequestHook) for p in _request_header_provider_registry)
-    assert pending.WaitForStart is RequestHook  # where older installs' metadata points
 
 
 def test_waiters_are_released_after_the_done_callbacks():
@@ -142,7 +143,7 @@ def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call
     result = mlflow_magic.start(folder, wait=False)
     taken = int(result.url.rsplit(":", 1)[1])
     # ... another program binds first (another user's server starting at the same moment)
-    wait_for(lambda: process.port_is_free("127.0.0.1", taken))
+    wait_for(lambda: processes.port_is_free("127.0.0.1", taken))
     with stub_at(taken) as other:
         waiting = []  # a call of this process, made for the old address, waiting meanwhile
 
@@ -158,7 +159,7 @@ def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call
         # A script started meanwhile (`!python train.py`) was pointed at the old address too.
         script = python("""
             import os
-            from mlflow_magic import pending
+            from mlflow_magic.lifecycle import pending
             try:
                 pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
                 print("sent")
@@ -171,7 +172,7 @@ def test_a_background_start_that_loses_its_port_moves_and_stops_the_waiting_call
         final = result.pending.result(0)
         assert final.url != result.url and os.environ["MLFLOW_TRACKING_URI"] == final.url
         pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])  # goes through
-        assert registry.read_record(folder).url == final.url
+        assert records.read_record(folder).url == final.url
         mlflow_magic.stop(folder)
         assert other.poll() is None  # the other program's server is not ours to stop
 
@@ -192,7 +193,7 @@ def test_a_background_start_on_the_stub(folder, stub, clean_tracking_env):
     # A script started now (`!python train.py`) waits for the server as the kernel does.
     script = python("""
         import os, urllib.request
-        from mlflow_magic import pending
+        from mlflow_magic.lifecycle import pending
         pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
         print(urllib.request.urlopen(os.environ["MLFLOW_TRACKING_URI"] + "/health").status)
     """)
@@ -202,7 +203,7 @@ def test_a_background_start_on_the_stub(folder, stub, clean_tracking_env):
     assert pending.STARTING_ENV not in os.environ  # scripts started from now on do not wait
     final = result.pending.result(0)
     assert isinstance(final, Launched) and final.url == result.url
-    assert registry.read_record(folder).pid == final.server.pid
+    assert records.read_record(folder).pid == final.server.pid
     mlflow_magic.stop(folder)
 
 
@@ -211,8 +212,8 @@ def test_a_kernel_killed_during_a_background_start_leaves_a_server_the_next_star
     stub("slow:2")
     died = python(f"""
         import os, sys, mlflow_magic
-        from mlflow_magic import manager
-        manager.server_argv = lambda config, port: [sys.executable, {str(STUB)!r}, "--port",
+        from mlflow_magic.lifecycle import launch
+        launch.server_argv = lambda config, port: [sys.executable, {str(STUB)!r}, "--port",
                                                     str(port)]
         starting = mlflow_magic.start({str(folder)!r}, wait=False)
         print(starting.url, flush=True)
@@ -220,12 +221,12 @@ def test_a_kernel_killed_during_a_background_start_leaves_a_server_the_next_star
     """)
     url = died.stdout.strip()
     assert url.startswith("http://127.0.0.1:"), died.stderr
-    record = registry.read_record(folder)
+    record = records.read_record(folder)
     assert record is not None and record.url == url and not record.mlflow_version
     assert mlflow_magic.status(folder).state in ("starting", "running")  # never "unresponsive"
     again = mlflow_magic.start(folder, use=False)  # waits for that server: no second one
     assert isinstance(again, Reused) and again.server.pid == record.pid
-    assert registry.read_record(folder).mlflow_version == "0.0-stub"
+    assert records.read_record(folder).mlflow_version == "0.0-stub"
     mlflow_magic.stop(folder)
     assert stubs_running() == []
 
@@ -235,7 +236,7 @@ def test_a_background_start_that_fails_leaves_nothing(folder, stub, clean_tracki
     result = mlflow_magic.start(folder, wait=False)
     with pytest.raises(pending.ServerStartFailed, match=r"exited with code 2.*after `--`"):
         pending.wait_for_server(lambda: result.url)
-    assert registry.read_record(folder) is None and stubs_running() == []
+    assert records.read_record(folder) is None and stubs_running() == []
     # Starting again (here: blocking) replaces the failed start for this process.
     stub("serve")
     mlflow_magic.start(folder)
@@ -249,7 +250,7 @@ def test_a_script_started_during_a_start_that_then_failed_stops_waiting(folder):
     instead of waiting out the start's whole timeout (an hour here)."""
     script = python("""
         import os
-        from mlflow_magic import pending
+        from mlflow_magic.lifecycle import pending
         pending.wait_for_server(lambda: os.environ["MLFLOW_TRACKING_URI"])
         print("went ahead")
     """, env={"MLFLOW_TRACKING_URI": URL,
@@ -340,7 +341,7 @@ def test_three_kernels_starting_fresh_folders_at_once_lose_no_first_call(tmp_pat
                 assert start_errors == [] and first_errors == [], (start_errors, first_errors)
                 url = shown.split("URL ")[-1].strip()
                 assert f"RUN {url} FINISHED" in first, first
-                assert registry.read_record(these[i]).url == url  # served where it was shown
+                assert records.read_record(these[i]).url == url  # served where it was shown
                 urls.append(url)
             assert len(set(urls)) == 3
     finally:

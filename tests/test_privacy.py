@@ -31,9 +31,11 @@ from conftest import (
 )
 
 import mlflow_magic
-from mlflow_magic import access, commands, manager, registry
 from mlflow_magic.contract import GATE_HEADER, KEY_HEADER
 from mlflow_magic.errors import ConfigError, ConnectError
+from mlflow_magic.front import commands
+from mlflow_magic.security import keys, ports
+from mlflow_magic.state import processes, records
 
 #: What another user tries against a server: (method, path, body).
 ATTEMPTS = [
@@ -82,7 +84,7 @@ def busy_server(tmp_path_factory):
     server = mlflow_magic.start(data_dir, use=False, workers=2,
                                 extra_args=("--expose-prometheus", str(metrics))).server
     yield server
-    manager.stop(data_dir)
+    mlflow_magic.stop(data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +92,7 @@ def artifacts_only_server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("artifacts_only") / "mlflow_data"
     server = mlflow_magic.start(data_dir, use=False, artifacts_only=True).server
     yield server
-    manager.stop(data_dir)
+    mlflow_magic.stop(data_dir)
 
 
 @pytest.mark.parametrize("which", ["in-process", "workers and MLflow's launcher",
@@ -100,7 +102,8 @@ def test_another_user_gets_nothing_from_any_route(which, other_user, request):
               "artifacts only": "artifacts_only_server"}[which]
     server = request.getfixturevalue(server)
     if which == "workers and MLflow's launcher":  # both workers, MLflow's own uvicorn
-        assert len(manager._processes(server)) >= 3
+        procs = processes.server_processes(server.pid, server.create_time, server.token)
+        assert len(procs) >= 3
     artifacts = Path(server.settings["artifacts_destination"])
     kept = artifacts / "0" / "kept" / "artifacts" / "secret.txt"
     kept.parent.mkdir(parents=True, exist_ok=True)
@@ -133,10 +136,10 @@ def test_another_user_cannot_read_the_data_at_rest(other_user, folder):
             except OSError as exc:
                 print(path, type(exc).__name__)
     """, str(folder / "mlflow.db"), str(folder / ".mlflow_magic" / "key"),
-        str(registry.record_path(folder)), str(registry.log_path(folder)))
+        str(records.record_path(folder)), str(records.log_path(folder)))
     assert "READ" not in reads.stdout and reads.stdout.count("PermissionError") == 4, reads
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    for path in (folder / "mlflow.db", access.key_path(folder), registry.log_path(folder)):
+    for path in (folder / "mlflow.db", keys.key_path(folder), records.log_path(folder)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     # What the server writes (umask 077): an artifact and its folders are the owner's alone.
     urllib.request.urlopen(urllib.request.Request(
@@ -196,20 +199,20 @@ def test_the_owner_keeps_every_path_with_no_step(shared_server, tmp_path):
     lines = other.stdout.split()
     assert other.returncode == 0 and lines[0] == "Reused" and lines[-1] == "hello", other.stderr
     # The key itself never shows: not in the environment, a result, the record or a command.
-    key = access.folder_key(Path(shared_server.data_dir))
+    key = keys.folder_key(Path(shared_server.data_dir))
     shown = [str(mlflow_magic.status(shared_server.data_dir)), json.dumps(dict(os.environ)),
-             registry.record_path(Path(shared_server.data_dir)).read_text(),
+             records.record_path(Path(shared_server.data_dir)).read_text(),
              " ".join(psutil.Process(shared_server.pid).cmdline()),
-             registry.log_path(Path(shared_server.data_dir)).read_text()]
+             records.log_path(Path(shared_server.data_dir)).read_text()]
     assert key and not [text for text in shown if key in text]
 
 
 @pytest.mark.integration
 def test_restart_keeps_the_key_and_other_kernels_keep_working(folder):
     first = mlflow_magic.start(folder, use=False).server
-    key = access.folder_key(folder)
+    key = keys.folder_key(folder)
     again = mlflow_magic.restart(folder, use=False).server
-    assert again.pid != first.pid and access.folder_key(folder) == key
+    assert again.pid != first.pid and keys.folder_key(folder) == key
     assert again.url == first.url
     # A process that had verified the first server is sent to the new one after a check.
     assert rest(again.url, "/api/2.0/mlflow/experiments/search?max_results=1")
@@ -378,15 +381,15 @@ def test_a_symlinked_record_folder_is_refused(tmp_path):
 
 
 def test_private_files_are_written_without_following_symlinks(tmp_path):
-    folder = registry.prepare_folder(tmp_path / "data")
+    folder = records.prepare_folder(tmp_path / "data")
     target = tmp_path / "victim.txt"
     target.write_text("untouched")
-    link = registry.record_dir(folder) / "options.json"
+    link = records.record_dir(folder) / "options.json"
     link.symlink_to(target)
-    registry.write_options(folder, mlflow_magic.ServerOptions(port=5001))
+    records.write_options(folder, mlflow_magic.ServerOptions(port=5001))
     assert target.read_text() == "untouched" and not link.is_symlink()
-    registry.record_path(folder).symlink_to(target)
-    assert registry.read_record(folder) is None  # a symlinked record is no record
+    records.record_path(folder).symlink_to(target)
+    assert records.read_record(folder) is None  # a symlinked record is no record
 
 
 # --- teams -------------------------------------------------------------------------------
@@ -396,7 +399,7 @@ def test_private_files_are_written_without_following_symlinks(tmp_path):
 def test_a_team_server_has_no_gate_and_a_warning_without_a_login(folder):
     result = mlflow_magic.start(folder, use=False, host="0.0.0.0")
     server = result.server
-    assert not server.private and not access.key_path(folder).exists()
+    assert not server.private and not keys.key_path(folder).exists()
     assert any("beyond this machine" in w and "--app-name basic-auth" in w
                for w in result.warnings)
     assert "beyond this machine" in str(mlflow_magic.status(folder))
@@ -404,7 +407,7 @@ def test_a_team_server_has_no_gate_and_a_warning_without_a_login(folder):
     with urllib.request.urlopen(f"{server.url}/api/2.0/mlflow/experiments/search"
                                 "?max_results=1", timeout=10) as resp:
         assert resp.status == 200 and not resp.headers.get(GATE_HEADER)
-    assert access.headers_for_url(server.url) == {}
+    assert ports.headers_for_url(server.url) == {}
 
 
 def test_the_server_does_not_inherit_jupyters_credentials(folder, stub, monkeypatch):
@@ -441,7 +444,7 @@ def test_the_cli_shows_a_one_time_link_and_never_the_key(folder):
     done = subprocess.run([str(Path(sys.executable).with_name("mlflow-magic")), "start",
                            "--path", str(folder)], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
-    key = access.folder_key(folder)
+    key = keys.folder_key(folder)
     assert key not in done.stdout and "mlflow_magic_login=" in done.stdout
     link = next(w for w in done.stdout.split() if "mlflow_magic_login=" in w)
     assert requests.get(link, timeout=30).status_code == 200

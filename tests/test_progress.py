@@ -9,10 +9,10 @@ import pytest
 from conftest import Kernel
 
 import mlflow_magic
-from mlflow_magic.diagnosis import PHASE_ORDER
+from mlflow_magic.front.terminal import TextProgress
+from mlflow_magic.lifecycle.diagnosis import PHASE_ORDER
 from mlflow_magic.notebook.progress import GUARDS, WidgetProgress
 from mlflow_magic.results import Starting
-from mlflow_magic.terminal import TextProgress
 
 
 def test_text_progress_rewrites_one_line():
@@ -58,11 +58,10 @@ def test_the_start_cell_replies_while_the_server_starts_and_the_next_cell_waits(
     """In a real ipykernel, with the IPython and ipykernel that the install resolves: the
     start's own cell replies at once (its server still "starting"); the next cell replies
     only once the start is over, so a headless run saves the start's final output."""
-    import ipykernel
-    import IPython
+    from importlib.metadata import version
 
-    folder = tmp_path / "mlflow_data"
-    versions = f"IPython {IPython.__version__}, ipykernel {ipykernel.__version__}"
+    folder = tmp_path / "mlflow_data"  # (ipykernel is not imported here: this is no kernel)
+    versions = f"IPython {version('ipython')}, ipykernel {version('ipykernel')}"
     kernel = Kernel({})
     try:
         kernel.run("%load_ext mlflow_magic")

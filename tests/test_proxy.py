@@ -12,8 +12,9 @@ import requests
 from conftest import serve_processes
 
 import mlflow_magic
-from mlflow_magic import access, manager, registry
 from mlflow_magic.jupyter.launcher import setup_mlflow
+from mlflow_magic.security import ports
+from mlflow_magic.state import records
 
 
 def test_entry_point_is_a_valid_server_process():
@@ -46,7 +47,7 @@ def test_launcher_route_and_magic_share_one_server(jupyter):
     # The launcher tile first: /mlflow/ starts the folder's server, detached and shared.
     page = requests.get(f"{base}mlflow/", headers=auth, timeout=150)
     assert page.status_code == 200 and "<title>MLflow</title>" in page.text
-    record = registry.read_record(data)
+    record = records.read_record(data)
     assert record is not None
 
     # Then the magic (any kernel): it reuses that server.
@@ -64,11 +65,11 @@ def test_launcher_route_and_magic_share_one_server(jupyter):
     assert len(serve_processes(str(data))) == 1
 
     # After a stop, the tile brings the folder's server back.
-    manager.stop(data)
+    mlflow_magic.stop(data)
     again = requests.get(f"{base}mlflow/api/2.0/mlflow/experiments/get-by-name",
                          params={"experiment_name": "via-proxy"}, headers=auth, timeout=150)
     assert again.status_code == 200
-    assert registry.read_record(data).pid != record.pid
+    assert records.read_record(data).pid != record.pid
 
 
 def test_the_tile_opens_the_folders_server_on_the_loopback_route(jupyter):
@@ -76,11 +77,11 @@ def test_the_tile_opens_the_folders_server_on_the_loopback_route(jupyter):
     anonymous = requests.get(f"{base}mlflow-magic/tile/", allow_redirects=False, timeout=30)
     assert anonymous.status_code in (302, 401, 403)
     page = requests.get(f"{base}mlflow-magic/tile/", headers=auth, timeout=150)
-    record = registry.read_record(data)
+    record = records.read_record(data)
     assert page.status_code == 200 and "<title>MLflow</title>" in page.text
     assert page.url == f"{base}mlflow-magic/proxy/{record.port}/"
     again = requests.get(f"{base}mlflow-magic/tile/", headers=auth, timeout=30)
-    assert again.url == page.url and registry.read_record(data).pid == record.pid  # reused
+    assert again.url == page.url and records.read_record(data).pid == record.pid  # reused
 
 
 def test_proxy_serves_ui_and_rest_and_requires_the_token(jupyter, shared_server):
@@ -102,7 +103,7 @@ def test_proxy_serves_ui_and_rest_and_requires_the_token(jupyter, shared_server)
     generic = f"{base}proxy/{shared_server.port}/"
     assert requests.get(generic, headers=auth, timeout=30).status_code == 401
     browser = requests.Session()
-    page = browser.get(generic + access.login_query(shared_server.url), headers=auth,
+    page = browser.get(generic + ports.login_query(shared_server.url), headers=auth,
                        timeout=30)
     assert page.status_code == 200 and "<title>MLflow</title>" in page.text
     assert page.url == generic  # the code is gone from the address

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from mlflow_magic.config import resolve
-from mlflow_magic.options import ServerOptions
-from mlflow_magic.server_command import (
+from mlflow_magic.settings.config import resolve
+from mlflow_magic.settings.options import ServerOptions
+from mlflow_magic.settings.server_command import (
     equivalent_command,
     inherited_settings,
     server_argv,

@@ -1,6 +1,6 @@
 """The failure paths of a start, on a stub server that fails in milliseconds.
 
-What MLflow itself prints is checked on real servers elsewhere (test_manager,
+What MLflow itself prints is checked on real servers elsewhere (test_start,
 test_lifecycle); here the manager's side: exit codes, hints, log tails, port
 retries, timeouts and interrupts, and that nothing is left running.
 """
@@ -13,8 +13,9 @@ import pytest
 from conftest import free_port, stub_at, stubs_running, wait_for
 
 import mlflow_magic
-from mlflow_magic import manager, process, registry
 from mlflow_magic.errors import PortInUseError, StartFailedError, StartTimeoutError
+from mlflow_magic.lifecycle import launch
+from mlflow_magic.state import processes, records
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +43,7 @@ def test_an_early_exit_names_its_cause(folder, stub, log_line, hint):
     message = str(info.value)
     assert info.value.exit_code == 3 and "exited with code 3" in message
     assert hint in message and log_line.splitlines()[0] in message  # the log tail
-    assert registry.read_record(folder) is None
+    assert records.read_record(folder) is None
 
 
 def test_no_answer_within_the_timeout_stops_the_server(folder, stub):
@@ -50,7 +51,7 @@ def test_no_answer_within_the_timeout_stops_the_server(folder, stub):
     with pytest.raises(StartTimeoutError, match=r"did not answer .* within 1 s, so it was "
                                                 r"stopped.*--timeout"):
         mlflow_magic.start(folder, use=False, timeout=1)
-    assert registry.read_record(folder) is None
+    assert records.read_record(folder) is None
 
 
 def test_an_interrupted_start_leaves_nothing(folder, stub):
@@ -62,22 +63,22 @@ def test_an_interrupted_start_leaves_nothing(folder, stub):
 
     with pytest.raises(KeyboardInterrupt):
         mlflow_magic.start(folder, use=False, on_progress=interrupt)
-    assert registry.read_record(folder) is None
+    assert records.read_record(folder) is None
 
 
 def test_a_port_taken_meanwhile_is_retried_on_the_next_one(folder, stub, monkeypatch):
     ports = []
-    real = manager._launch_on
+    real = launch._launch_on
 
     def count(config, port, *rest):
         ports.append(port)
         return real(config, port, *rest)
 
-    monkeypatch.setattr(manager, "_launch_on", count)
+    monkeypatch.setattr(launch, "_launch_on", count)
     stub("exit:1:OSError: [Errno 98] error while attempting to bind: address already in use")
     with pytest.raises(StartFailedError, match="taken by another process"):
         mlflow_magic.start(folder, use=False)
-    assert len(ports) == manager.PORT_RETRIES and len(set(ports)) == manager.PORT_RETRIES
+    assert len(ports) == launch.PORT_RETRIES and len(set(ports)) == launch.PORT_RETRIES
     ports.clear()
     with pytest.raises(StartFailedError):  # a port the user named is not swapped silently
         mlflow_magic.start(folder, use=False, port=free_port())
@@ -97,7 +98,7 @@ def test_connect_explains_a_403(monkeypatch, clean_tracking_env):
     port = free_port()
     with stub_at(port, "forbidden"):
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: not process.port_is_free("127.0.0.1", port))
+        wait_for(lambda: not processes.port_is_free("127.0.0.1", port))
         with pytest.raises(mlflow_magic.MlflowMagicError, match="403 Forbidden") as info:
             mlflow_magic.connect(url)
         assert "--allowed-hosts" in str(info.value)
@@ -115,12 +116,12 @@ def test_a_port_taken_after_the_first_check_is_refused_before_anything_starts(
     the early check's message, and nothing runs."""
     port = free_port()
     with stub_at(port) as other:
-        wait_for(lambda: not process.port_is_free("127.0.0.1", port))
-        monkeypatch.setattr(process, "port_is_free", lambda host, p: True)  # the race
+        wait_for(lambda: not processes.port_is_free("127.0.0.1", port))
+        monkeypatch.setattr(processes, "port_is_free", lambda host, p: True)  # the race
         stub("serve")
         with pytest.raises(PortInUseError, match=f"Port {port} is already used by an MLflow"):
             mlflow_magic.start(folder, use=False, port=port)
-        assert registry.read_record(folder) is None
+        assert records.read_record(folder) is None
         assert [p.pid for p in stubs_running()] == [other.pid]  # none of ours started
         assert other.poll() is None  # the other server is not ours to stop
 
@@ -131,7 +132,7 @@ def test_a_rival_that_binds_in_the_window_gets_nothing(folder, stub):
     stub("slow:1.5")
     result = mlflow_magic.start(folder, use=False, wait=False)
     port = int(result.url.rsplit(":", 1)[1])
-    rival = process.listen_on("127.0.0.1", port)
+    rival = processes.listen_on("127.0.0.1", port)
     assert rival is None  # taken: by our start, from the first moment
     final = result.pending.result(60)
     assert final.url == result.url and final.server.port == port

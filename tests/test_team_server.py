@@ -16,7 +16,7 @@ import pytest
 from conftest import owner
 
 import mlflow_magic
-from mlflow_magic import registry
+from mlflow_magic.state import records
 
 
 def test_postgres_backend_and_s3_artifacts(folder, postgres, s3, monkeypatch):
@@ -49,9 +49,9 @@ def test_postgres_backend_and_s3_artifacts(folder, postgres, s3, monkeypatch):
     # The password is nowhere to be seen: not in results, record, command line or log.
     status = mlflow_magic.status(folder)
     assert "postgres:***@127.0.0.1" in str(status)
-    shown = [str(status), status._repr_html_(), registry.record_path(folder).read_text(),
+    shown = [str(status), status._repr_html_(), records.record_path(folder).read_text(),
              " ".join(psutil.Process(server.pid).cmdline()),
-             registry.log_path(folder).read_text(), json.dumps(server.settings)]
+             records.log_path(folder).read_text(), json.dumps(server.settings)]
     assert not [text for text in shown if password in text]
 
 
@@ -125,7 +125,7 @@ def test_sql_backend_with_s3_keeps_everything_across_restart(backend, folder, s3
     assert any(k.endswith(f"{run_id}/artifacts/model/card.md") for k in keys)
     assert not (folder / "mlflow.db").exists()
     password = uri.split(":")[2].split("@")[0]
-    shown = [str(mlflow_magic.status(folder)), registry.record_path(folder).read_text(),
+    shown = [str(mlflow_magic.status(folder)), records.record_path(folder).read_text(),
              str(mlflow_magic.logs(folder, 500)), str(mlflow_magic.list_servers()),
              " ".join(psutil.Process(again.pid).cmdline())]
     assert not [text for text in shown if password in text or "secret" in text]
@@ -192,7 +192,7 @@ def test_two_servers_on_one_store_serve_the_same_experiments(folder, tmp_path, p
 
 def test_psycopg2_stands_in_for_a_missing_psycopg(folder, postgres, monkeypatch):
     """MLflow's docs say `pip install psycopg2-binary`; SQLAlchemy 2.1 wants psycopg 3."""
-    from mlflow_magic import config
+    from mlflow_magic.settings import config
 
     installed = config._module_installed
     monkeypatch.setattr(config, "_module_installed",
@@ -249,8 +249,8 @@ def test_basic_auth_server_and_connect(folder, monkeypatch, clean_tracking_env):
     monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD")
     again = mlflow_magic.restart(folder, use=False).server
     assert again.settings["app_name"] == "basic-auth" and status_of(None) == 401
-    shown = [str(mlflow_magic.status(folder)), registry.record_path(folder).read_text(),
-             registry.options_path(folder).read_text(), str(mlflow_magic.logs(folder, 500)),
+    shown = [str(mlflow_magic.status(folder)), records.record_path(folder).read_text(),
+             records.options_path(folder).read_text(), str(mlflow_magic.logs(folder, 500)),
              " ".join(psutil.Process(again.pid).cmdline())]
     assert not [text for text in shown if admin_password in text]
 
@@ -262,4 +262,4 @@ def test_basic_auth_without_an_admin_password_is_explained(folder, monkeypatch):
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "short")
     with pytest.raises(mlflow_magic.MlflowMagicError, match="too short"):
         mlflow_magic.start(folder, use=False, app_name="basic-auth")
-    assert registry.read_record(folder) is None
+    assert records.read_record(folder) is None

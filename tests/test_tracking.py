@@ -1,5 +1,5 @@
 """tracking.py: environment variables set for a while (pointing the process at a server is
-checked wherever a kernel starts one: test_magics.py, test_manager.py)."""
+checked wherever a kernel starts one: test_magics.py, test_start.py)."""
 
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ import pytest
 from conftest import free_port, wait_for
 
 import mlflow_magic
-from mlflow_magic import manager, transfer
 from mlflow_magic.contract import PUSH_SOURCE_TAG
+from mlflow_magic.remote import transfer
+from mlflow_magic.remote.transfer import copying, reading
 from mlflow_magic.tracking import TRACKING_ENV, environment
 
 DATA = Path(__file__).with_name("push_data.py")
@@ -46,7 +47,7 @@ def laptop(tmp_path_factory):
                           text=True, env=env, timeout=600)
     assert made.returncode == 0, made.stderr[-3000:]
     yield folder, json.loads(made.stdout.strip().splitlines()[-1])
-    manager.stop(folder)
+    mlflow_magic.stop(folder)
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def team(tmp_path, postgres, s3, monkeypatch):
     try:
         yield server.url
     finally:
-        manager.stop(folder)
+        mlflow_magic.stop(folder)
 
 
 # --- pure logic ------------------------------------------------------------------------------
@@ -90,27 +91,27 @@ def point(value: float, timestamp: int, step: int) -> SimpleNamespace:
 def test_parents_come_before_the_runs_nested_in_them_whatever_the_order_found():
     runs = [fake_run("grandchild", "child"), fake_run("child", "root"), fake_run("root"),
             fake_run("orphan", "not-pushed")]
-    order = [r.info.run_id for r in transfer._parents_first(runs)]
+    order = [r.info.run_id for r in reading.parents_first(runs)]
     assert order.index("root") < order.index("child") < order.index("grandchild")
     assert sorted(order) == ["child", "grandchild", "orphan", "root"]
 
 
 def test_metric_points_compare_by_step_time_and_value_with_nan_equal_to_nan():
     nan_a, nan_b = point(float("nan"), 5, 1), point(float("nan"), 5, 1)
-    assert transfer._point(nan_a) == transfer._point(nan_b)
-    assert transfer._point(point(1.0, 5, 1)) != transfer._point(point(1.0, 6, 1))
-    assert transfer._point(point(1.0, 5, 1)) != transfer._point(point(1.0, 5, 2))
-    assert Counter([transfer._point(nan_a)]) == Counter([transfer._point(nan_b)])
+    assert reading.point(nan_a) == reading.point(nan_b)
+    assert reading.point(point(1.0, 5, 1)) != reading.point(point(1.0, 6, 1))
+    assert reading.point(point(1.0, 5, 1)) != reading.point(point(1.0, 5, 2))
+    assert Counter([reading.point(nan_a)]) == Counter([reading.point(nan_b)])
 
 
 def test_a_versions_source_points_at_the_copied_model_or_run():
     found = transfer.Plan(run_ids={"r1": "t1"}, model_ids={"m-abc": "m-xyz"})
     version = SimpleNamespace(source="models:/m-abc", run_id="r1")
-    assert transfer._version_source(version, found, None) == "models:/m-xyz"
+    assert copying._version_source(version, found, None) == "models:/m-xyz"
     version = SimpleNamespace(source="runs:/r1/model", run_id="r1")
-    assert transfer._version_source(version, found, None) == "runs:/t1/model"
+    assert copying._version_source(version, found, None) == "runs:/t1/model"
     version = SimpleNamespace(source="s3://elsewhere/model", run_id=None)
-    assert transfer._version_source(version, found, None) == "s3://elsewhere/model"
+    assert copying._version_source(version, found, None) == "s3://elsewhere/model"
 
 
 def test_the_plans_line_names_only_what_is_missing():
@@ -167,7 +168,7 @@ def test_the_notebook_progress_is_plain_html_replaced_in_place_then_by_the_repor
 def test_the_terminal_line_is_rewritten_in_place_and_ends_with_a_newline():
     import io
 
-    from mlflow_magic.terminal import PushLine
+    from mlflow_magic.front.terminal import PushLine
 
     out = io.StringIO()
     line = PushLine(out)

@@ -29,9 +29,10 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import iostream, web
 
-from .. import access, registry
-from ..config import start_command
 from ..contract import INFO_PATH, PROXY_PATH, ROUTE_ENV, TILE_PATH
+from ..security import ports
+from ..settings.config import start_command
+from ..state import records
 from .relay import Relay
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -69,8 +70,8 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
             raise web.HTTPError(403, "mlflow_magic: cross-origin request refused")
         taken = False
         try:
-            server = access.server_on_port(port)  # microseconds once verified
-        except access.PortTaken:
+            server = ports.server_on_port(port)  # microseconds once verified
+        except ports.PortTaken:
             server, taken = None, True
         if server is None:
             return self._not_ours(port, taken)
@@ -78,7 +79,7 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
         try:
             await self.open_relay(port, path, server.key, same_origin)
         except (OSError, iostream.StreamClosedError):  # it stopped a moment ago
-            access.forget(port)
+            ports.forget(port)
             return self._not_ours(port, False)
 
     async def get(self, *_args: str) -> None:
@@ -104,7 +105,7 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
 
     def _not_ours(self, port: int, taken: bool) -> None:
         """A page that says why, instead of a proxy error: which folder to start, how."""
-        folder = registry.folder_last_on(port)
+        folder = records.folder_last_on(port)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
         if folder is None:
@@ -155,13 +156,13 @@ class TileHandler(JupyterHandler):
 
     @web.authenticated
     async def get(self) -> None:
-        from .. import manager
-        from ..config import resolve
         from ..errors import MlflowMagicError
-        from ..options import ServerOptions
+        from ..lifecycle.start import start as start_server
+        from ..settings.config import resolve
+        from ..settings.options import ServerOptions
 
         try:
-            result = await asyncio.to_thread(lambda: manager.start(resolve(ServerOptions())))
+            result = await asyncio.to_thread(lambda: start_server(resolve(ServerOptions())))
         except MlflowMagicError as exc:
             self.set_status(500)
             self.set_header("Content-Type", "text/plain; charset=utf-8")

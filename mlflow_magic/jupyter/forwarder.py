@@ -24,11 +24,12 @@ from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
-from .. import access, manager
-from ..config import resolve
 from ..contract import ROUTE_ENV
 from ..errors import MlflowMagicError
-from ..options import ServerOptions
+from ..lifecycle.start import start as start_server
+from ..security import ports
+from ..settings.config import resolve
+from ..settings.options import ServerOptions
 from .relay import MAX_BODY, Relay
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,16 +47,16 @@ class Forwarder:
 
     def _ensure_server(self) -> int:
         """Reuse the folder's server if it is alive, else start it (blocking)."""
-        return urlsplit(manager.start(resolve(self.options)).server.url).port or 80
+        return urlsplit(start_server(resolve(self.options)).server.url).port or 80
 
-    async def target(self) -> access.OwnServer:
+    async def target(self) -> ports.OwnServer:
         """The folder's server, verified to hold its port (MlflowMagicError if it cannot
         start)."""
         async with self._lock:
-            found = access.server_on_port(self._port) if self._port else None
+            found = ports.server_on_port(self._port) if self._port else None
             if found is None:
                 self._port = await asyncio.to_thread(self._ensure_server)
-                found = access.server_on_port(self._port)
+                found = ports.server_on_port(self._port)
             if found is None:
                 raise MlflowMagicError(f"The MLflow server on port {self._port} does not hold "
                                        "its port any more; reload to start it again.")
@@ -75,7 +76,7 @@ class ForwardHandler(Relay, web.RequestHandler):
     async def prepare(self) -> None:
         try:
             server = await self.forwarder.target()
-        except (MlflowMagicError, access.PortTaken) as exc:
+        except (MlflowMagicError, ports.PortTaken) as exc:
             self.set_status(502)
             self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.finish(f"mlflow_magic could not start the MLflow server:\n\n{exc}\n")

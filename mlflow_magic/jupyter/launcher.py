@@ -1,7 +1,7 @@
 """jupyter-server-proxy entry point: the MLflow tile in JupyterLab's launcher.
 
-The tile opens ``mlflow-magic/tile/`` (serverext.py), which reuses or starts the
-folder's server and shows it through the loopback route; ``/mlflow/`` itself
+The tile opens ``mlflow-magic/tile/`` (:mod:`mlflow_magic.jupyter.extension`), which
+reuses or starts the folder's server and shows it through the loopback route; ``/mlflow/`` itself
 stays a plain proxied view of the same server (forwarder.py).
 """
 

@@ -1,15 +1,15 @@
 """One HTTP request relayed to this user's own MLflow server, streamed both ways.
 
 Both Jupyter-side ways to the UI use it: the server extension's route
-(``mlflow-magic/proxy/<port>/``, serverext.py) and the launcher tile's
-forwarder (forwarder.py). For each request it:
+(``mlflow-magic/proxy/<port>/``, :mod:`mlflow_magic.jupyter.extension`) and the launcher
+tile's forwarder (:mod:`mlflow_magic.jupyter.forwarder`). For each request it:
 
 - connects to ``127.0.0.1`` itself (jupyter-server-proxy connects to
   ``localhost``, which Debian resolves to ``::1`` first, where anyone may listen);
 - sends none of Jupyter's credentials: no cookies but MLflow's own, no
   ``Authorization`` but MLflow's basic auth, no ``token=`` in the query;
 - adds the folder's key, which the caller looked up only after checking that
-  the port is held by that very server (:mod:`mlflow_magic.access`);
+  the port is held by that very server (:mod:`mlflow_magic.security.ports`);
 - streams the request body up and the response down chunk by chunk, each
   chunk written only once the other side took the last one, so a 300 MB
   artifact never sits in Jupyter's memory, and a slow MLflow response holds

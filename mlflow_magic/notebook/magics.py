@@ -1,12 +1,13 @@
-"""The ``%mlflow_server`` line magic: parse, run the command, display the result.
+"""The ``%mlflow_server`` line magic and the ``%%mlflow_run`` cell magic: parse, run the
+command, display the result.
 
-A thin shell: everything it does is in :mod:`commands` and below. Errors the
-user can fix become IPython ``UsageError`` (one paragraph, no traceback).
+A thin shell: what a command does is :mod:`mlflow_magic.front.commands` and below; how
+a result reads is :mod:`mlflow_magic.front.render`; whether this kernel shows rich
+output is :mod:`mlflow_magic.front.context`. Errors the user can fix become IPython
+``UsageError`` (one paragraph, no traceback).
 """
 
 from __future__ import annotations
-
-import sys
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -14,8 +15,8 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from IPython.display import display
 from IPython.utils.process import arg_split
 
-from ..arguments import build_parser, build_run_parser, split_passthrough
 from ..errors import MlflowMagicError
+from ..settings.arguments import build_parser, build_run_parser, split_passthrough
 
 PROG = "%mlflow_server"
 
@@ -38,16 +39,18 @@ class MlflowMagics(Magics):
 
     @line_magic
     def mlflow_server(self, line: str = "") -> None:
-        # The manager and its libraries load on first use, not at %load_ext.
-        from .. import commands
+        # The lifecycle and its libraries load on first use, not at %load_ext.
+        from ..front import commands, context
+        from ..front.render import shown_with
+        from ..front.ui import UiView, trace_renderer_base
         from ..results import Connected, Launched, Reused, Starting
         from ..tracking import set_trace_renderer_base
-        from .progress import GUARDS, CellProgress, follow, for_this_shell, in_notebook
-        from .view import UiView, trace_renderer_base
+        from .progress import GUARDS, CellProgress, follow, for_this_shell
 
         argv, extra = split_passthrough(arg_split(line))
         ns = PARSER.parse_args(argv)
-        if ns.command in (None, "panel") and in_notebook():
+        here = context.current()
+        if ns.command in (None, "panel") and here.notebook and here.widgets:
             return self._panel(ns)
         if ns.command == "push":
             return self._push(ns)
@@ -87,12 +90,12 @@ class MlflowMagics(Magics):
 
     def _push(self, ns) -> None:
         """A push, with its progress in place (a bar in a notebook, a line in a terminal)."""
-        from .. import commands
-        from ..results import Renders
-        from ..terminal import PushLine
+        from ..front import commands, context
+        from ..front.terminal import PushLine
+        from ..results import Result
         from .progress import PushProgress
 
-        shown = PushProgress() if "ipykernel" in sys.modules else None
+        shown = PushProgress() if context.current().notebook else None
         try:
             result = commands.run(ns, on_push=shown or PushLine())
         except MlflowMagicError as exc:
@@ -101,13 +104,13 @@ class MlflowMagics(Magics):
             raise UsageError(
                 "The push was interrupted. What was copied is kept; run the same push again "
                 "to go on from where it stopped (nothing is copied twice).") from None
-        if shown is not None and isinstance(result, Renders):
+        if shown is not None and isinstance(result, Result):
             shown.show(result)
         else:
             display(result)
 
     def _panel(self, ns) -> None:
-        from ..options import ServerOptions
+        from ..settings.options import ServerOptions
         from .panel import ServerPanel
 
         display(ServerPanel(ServerOptions(path=getattr(ns, "path", None)),
@@ -115,23 +118,16 @@ class MlflowMagics(Magics):
 
     @cell_magic
     def mlflow_run(self, line: str, cell: str) -> None:
-        from .. import commands
+        from ..front import commands, context
+        from ..front.ui import deep_link
         from . import runs
-        from .view import deep_link
+        from .progress import InPlace
 
         ns = RUN_PARSER.parse_args(arg_split(line))
-        shown: list = []
-
-        def show(card) -> None:
-            """The card, at the top of the cell's output, redrawn in place."""
-            if shown:
-                shown[0].update(card)
-            else:
-                shown.append(display(card, display_id=True))
-
+        card_output = InPlace()  # the card, at the top of the cell's output, redrawn in place
         shell = self.shell
         assert shell is not None  # a registered magic runs in its shell
-        live = "ipykernel" in sys.modules  # a front end to redraw it in
+        live = context.current().notebook  # a front end to redraw it in
         try:
             tags = runs.parse_tags(ns.tags)
             server_url = self._tracking_server(ns.path)
@@ -140,12 +136,12 @@ class MlflowMagics(Magics):
                 lambda: shell.run_cell(cell).success,
                 experiment=ns.experiment, name=ns.name, tags=tags, autolog=ns.autolog,
                 link_for=lambda exp, run: view.link(deep_link(exp, run)),
-                show=show if live else None, server_url=server_url,
+                show=card_output.show if live else None, server_url=server_url,
             )
         except MlflowMagicError as exc:
             raise UsageError(str(exc)) from None
-        if shown:
-            shown[0].update(card)
+        if card_output.placed:
+            card_output.show(card)
         else:
             display(card)
 
@@ -154,13 +150,11 @@ class MlflowMagics(Magics):
         """The server MLflow uses; the folder's server is started (or reused) if none."""
         from .. import api
         from ..tracking import http_tracking_uri
-        from .progress import for_this_shell
+        from .progress import CellProgress, for_this_shell
 
         uri = http_tracking_uri()
         if path is None and uri:
             return uri
-        from .progress import CellProgress
-
         progress = for_this_shell()
         try:
             result = api.start(path, on_progress=progress)
@@ -172,15 +166,6 @@ class MlflowMagics(Magics):
         else:
             display(result)
         return result.url
-
-
-def shown_with(result, view=None):
-    """A result and, below it, the inline UI: one output, HTML and text."""
-    from .progress import Shown
-
-    html = result._repr_html_() + (view._repr_html_() if view is not None else "")
-    text = str(result) + (f"\n{view}" if view is not None else "")
-    return Shown(html, text)
 
 
 MlflowMagics.mlflow_server.__doc__ = PARSER.format_help()

@@ -24,20 +24,14 @@ import ipywidgets as widgets
 from IPython.display import display
 
 from .. import api
-from ..commands import ui_view
 from ..errors import MlflowMagicError
-from ..options import ServerOptions
-from ..pending import PendingStart
-from ..results import (
-    STATE_COLOURS,
-    ServerStatus,
-    Starting,
-    code_html,
-    human_duration,
-    warnings_html,
-)
-from .progress import Shown, WidgetProgress
-from .view import UiView
+from ..front.commands import ui_view
+from ..front.render import Shown, status_line
+from ..front.ui import UiView
+from ..lifecycle.pending import PendingStart
+from ..results import ServerStatus, Starting
+from ..settings.options import ServerOptions
+from .progress import InPlace, WidgetProgress
 
 _log = logging.getLogger(__name__)
 
@@ -51,21 +45,7 @@ def _pending(result: object) -> PendingStart | None:
     return result.pending if isinstance(result, Starting) else None
 
 
-def status_html(status: ServerStatus) -> str:
-    """The panel's header: state in colour, then the facts that matter."""
-    colour = STATE_COLOURS.get(status.state, STATE_COLOURS["stopped"])
-    parts = [f'<b style="color:{colour}">&#9679; {html.escape(status.state)}</b>',
-             f"data folder <code>{html.escape(status.data_dir)}</code>"]
-    server = status.server
-    if server is not None and status.state != "crashed":
-        parts += [
-            f"{code_html(server.url)} (pid {server.pid}, up {human_duration(server.uptime)})",
-            f"backend <code>{html.escape(str(server.backend_store_uri or 'none'))}</code>",
-        ]
-    return " &middot; ".join(parts) + warnings_html(status.warnings)
-
-
-class _Shown:
+class _Redrawn:
     """Text the panel's record output shows; setting it redraws that output."""
 
     def __init__(self, changed: Callable[[], None]) -> None:
@@ -104,10 +84,10 @@ class ServerPanel:
         self.options = options
         self.proxy_url = proxy_url
         #: the record output: status and last message, plain HTML that a saved notebook keeps
-        self._record = None
+        self._record = InPlace()
         self.status: ServerStatus | None = None
-        self.header = _Shown(self._publish)
-        self.message = _Shown(self._publish)
+        self.header = _Redrawn(self._publish)
+        self.message = _Redrawn(self._publish)
         self.buttons = {
             "start": widgets.Button(description="Start", icon="play", button_style="success"),
             "stop": widgets.Button(description="Stop", icon="stop", button_style="danger"),
@@ -199,7 +179,8 @@ class ServerPanel:
         api.stop(self.options.path)
 
     def restart(self) -> PendingStart | None:
-        """Restart the same server: every setting it runs with is kept (see manager.restart)."""
+        """Restart the same server: every setting it runs with is kept (see
+        :func:`mlflow_magic.lifecycle.start.restart`)."""
         self.ui.clear_output()
         self.progress.children = ()
         return _pending(api.launch(self.options, restart=True, wait=False,
@@ -221,7 +202,7 @@ class ServerPanel:
     def refresh(self) -> ServerStatus:
         """Read the folder's state and show it; buttons follow the state."""
         status = self.status = api.status(self.options.path)
-        self.header.value = status_html(status)
+        self.header.value = status_line(status)
         if not self._busy:
             running = status.running
             self.buttons["start"].disabled = running
@@ -249,8 +230,8 @@ class ServerPanel:
 
     def _publish(self) -> None:
         """Redraw the record output (status and message), if it is shown."""
-        if self._record is not None:
-            self._record.update(self._record_form())
+        if self._record.placed:
+            self._record.show(self._record_form())
 
     def _record_form(self) -> Shown:
         text = self.status.text() if self.status is not None else ""
@@ -260,7 +241,8 @@ class ServerPanel:
 
     def _ipython_display_(self) -> None:
         """Show the panel; its one refresh timer starts with the first display."""
-        self._record = display(self._record_form(), display_id=True)
+        self._record = InPlace()  # a new output for each display of the panel
+        self._record.show(self._record_form())
         display(_Controls(self.widget))
         if not self.timer_running and not self._stop_timer.is_set():
             self._timer = threading.Thread(target=self._tick, name="mlflow-magic-panel",

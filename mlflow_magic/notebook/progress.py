@@ -1,7 +1,7 @@
 """Live progress of a server start: one output of its cell in notebooks, replaced in place,
 one updating line in terminals, a widget bar in the control panel.
 
-All three are :data:`~mlflow_magic.manager.Progress` callbacks. Nothing is shown
+All three are :data:`~mlflow_magic.lifecycle.launch.Progress` callbacks. Nothing is shown
 until the first phase arrives, so reusing a running server shows no progress.
 
 In a notebook the start's output is plain HTML with a text form, replaced in place
@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import html
-import importlib.util
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..diagnosis import PHASE_ORDER
-from ..results import Renders, Starting
-from ..terminal import TextProgress
+from ..front import context
+from ..front.render import Shown, failed
+from ..front.terminal import TextProgress
+from ..lifecycle.diagnosis import PHASE_ORDER
+from ..results import Result, Starting
 
 
 def _step(phase: str) -> int:
@@ -130,28 +130,39 @@ class StartProgress:
         printer.text(repr(self))
 
 
-@dataclass(frozen=True)
-class Shown:
-    """What a start's output ends as: HTML for notebooks and viewers, text for the rest."""
+class InPlace:
+    """One output of a cell, replaced in place (IPython's ``display_id``): what a live front
+    end redraws, and what a saved notebook keeps (its latest form). Redraws come at most
+    every ``every`` seconds unless forced, so a fast loop does not flood the front end."""
 
-    html_body: str
-    text_body: str
+    def __init__(self, display: Callable[..., Any] | None = None, every: float = 0.0) -> None:
+        self._display = display
+        self.every = every
+        self.handle: Any = None
+        self._last = 0.0
 
-    def _repr_html_(self) -> str:
-        return self.html_body
+    @property
+    def placed(self) -> bool:
+        return self.handle is not None
 
-    def __repr__(self) -> str:
-        return self.text_body
+    def due(self) -> bool:
+        """A redraw now would respect the pace (the first showing always does)."""
+        return self.handle is None or time.monotonic() - self._last >= self.every
 
-    def _repr_pretty_(self, printer, cycle: bool) -> None:
-        printer.text(self.text_body)
+    def show(self, obj: object, raw: bool = False) -> None:
+        """Show ``obj`` now: as a new output the first time, in place of it afterwards."""
+        self._last = time.monotonic()
+        if self.handle is None:
+            self.handle = self._show(obj, raw)
+        else:
+            self.handle.update(obj, raw=raw)
 
+    def _show(self, obj: object, raw: bool) -> Any:
+        if self._display is not None:
+            return self._display(obj, raw=raw, display_id=True)
+        from IPython.display import display
 
-def failed(error: BaseException | str, elapsed: float | None = None) -> Shown:
-    """A failed start, as its cell keeps it: the message (with the log's tail) in red."""
-    after = f"MLflow: failed after {elapsed:.1f} s\n" if elapsed else ""
-    return Shown(f'<pre style="white-space:pre-wrap;color:#c62828">{html.escape(after)}'
-                 f"{html.escape(str(error))}</pre>", f"{after}{error}")
+        return display(obj, raw=raw, display_id=True)
 
 
 class CellProgress:
@@ -165,18 +176,17 @@ class CellProgress:
     every = 0.25
 
     def __init__(self, display: Callable[..., object] | None = None) -> None:
-        self._display = display
-        self.handle = None
+        self.output = InPlace(display, self.every)
         self.elapsed = 0.0
         self.head: tuple[str, str] = ("", "")
         self._deferred = False
         self._latest: tuple[str, float] | None = None
-        self._sent: tuple[str, float] = ("", 0.0)
+        self._phase = ""
         self._lock = threading.Lock()
 
     @property
     def placed(self) -> bool:
-        return self.handle is not None
+        return self.output.placed
 
     def defer(self) -> None:
         """Keep phases until :meth:`place`: for a start that may go on in the background.
@@ -193,67 +203,43 @@ class CellProgress:
             self._deferred = False
             self.head = (html_head, text_head)
             latest = self._latest or (PHASE_ORDER[0], 0.0)
-            if self.handle is None:
-                self.handle = self._show(StartProgress(*latest, *self.head), new=True)
-                self._sent = (latest[0], time.monotonic())
+            if not self.output.placed:
+                self._phase = latest[0]
+                self.output.show(StartProgress(*latest, *self.head))
 
     def __call__(self, phase: str, elapsed: float) -> None:
         with self._lock:
             self.elapsed, self._latest = elapsed, (phase, elapsed)
-            if self._deferred:
+            if self._deferred or (phase == self._phase and not self.output.due()):
                 return
-            if self.handle is None:
-                self.handle = self._show(StartProgress(phase, elapsed, *self.head), new=True)
-                self._sent = (phase, time.monotonic())
-                return
-            if phase == self._sent[0] and time.monotonic() - self._sent[1] < self.every:
-                return
-            self._sent = (phase, time.monotonic())
-        self.handle.update(StartProgress(phase, elapsed, *self.head))
+            self._phase = phase
+            self.output.show(StartProgress(phase, elapsed, *self.head))
 
     def show(self, final: object) -> None:
         """End as ``final`` (the result, the error): in place of the progress if shown."""
         with self._lock:
-            handle = self.handle
-        if handle is None:
-            self._show(final, new=False)
-        else:
-            handle.update(final)
+            self.output.show(final)
 
     def fail(self, error: BaseException | str | None = None) -> None:
         """The start failed: its output turns red (with ``error``, if given)."""
         if error is not None:
             self.show(failed(error, self.elapsed))
-        elif self.handle is not None:
+        elif self.output.placed:
             self.show(failed("see the message below", self.elapsed))
-
-    def _show(self, obj: object, new: bool):
-        if self._display is not None:
-            return self._display(obj, display_id=new)
-        from IPython.display import display
-
-        return display(obj, display_id=new)
-
-
-def in_notebook() -> bool:
-    """True in a Jupyter kernel whose front end can show widgets."""
-    if "ipykernel" not in sys.modules:
-        return False
-    # find_spec, not import: ipywidgets costs ~100 ms, paid only when a widget is shown.
-    return importlib.util.find_spec("ipywidgets") is not None
 
 
 def for_this_shell() -> TextProgress | CellProgress:
-    return CellProgress() if "ipykernel" in sys.modules else TextProgress()
+    """A start's progress where this process shows it: a cell's output, or a line."""
+    return CellProgress() if context.current().notebook else TextProgress()
 
 
 def follow(starting: Starting, progress: CellProgress,
-           when_ready: Callable[[Renders], Shown]) -> None:
+           when_ready: Callable[[Result], Shown]) -> None:
     """Show a background start in its cell: "starting" now, then (from the start's thread)
     ``when_ready(result)`` (e.g. the result and the inline UI) or the start's error."""
     progress.place(starting.html(), starting.text())
 
-    def ended(result: Renders | None, error: BaseException | None) -> None:
+    def ended(result: Result | None, error: BaseException | None) -> None:
         if error is not None:
             progress.fail(error)
         elif result is not None:
@@ -327,41 +313,27 @@ GUARDS: dict[int, PendingStartGuard] = {}
 
 class PushProgress:
     """A push's progress as one output of its cell: a bar and the line of numbers (runs,
-    metric points, bytes, rates, time left), replaced in place (``display_id``) at most
-    every :attr:`every` seconds, then by the push's report. Plain HTML, no widget: a saved
-    notebook keeps the last state readable."""
+    metric points, bytes, rates, time left), replaced in place at most every :attr:`every`
+    seconds, then by the push's report. Plain HTML, no widget: a saved notebook keeps the
+    last state readable."""
 
     every = 0.5
 
     def __init__(self, display: Callable[..., Any] | None = None) -> None:
-        if display is None:
-            from IPython.display import display as shown_by_ipython
-
-            display = shown_by_ipython
-        self._display = display
-        self.handle: Any = None
-        self._last = 0.0
+        self.output = InPlace(display, self.every)
 
     def __call__(self, tally) -> None:
-        now = time.monotonic()
-        if self.handle is not None and tally.phase != "done" and now - self._last < self.every:
+        if tally.phase != "done" and not self.output.due():
             return
-        self._last = now
         width = f"{100 * min(tally.fraction, 1.0):.0f}%"
         line = tally.text()
-        self._place({
+        self.output.show({
             "text/plain": line,
             "text/html": ("<div><div style='width:360px;height:8px;background:#e5e5e5;"
                           "border-radius:4px'><div style='height:8px;border-radius:4px;"
                           f"background:#0194e2;width:{width}'></div></div>"
-                          f"<code>{html.escape(line)}</code></div>")})
+                          f"<code>{html.escape(line)}</code></div>")}, raw=True)
 
-    def show(self, result: Renders) -> None:
+    def show(self, result: Result) -> None:
         """The push's report, in place of the progress."""
-        self._place({"text/plain": result.text(), "text/html": result.html()})
-
-    def _place(self, bundle: dict[str, str]) -> None:
-        if self.handle is None:
-            self.handle = self._display(bundle, raw=True, display_id=True)
-        else:
-            self.handle.update(bundle, raw=True)
+        self.output.show({"text/plain": result.text(), "text/html": result.html()}, raw=True)

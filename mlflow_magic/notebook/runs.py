@@ -26,11 +26,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
-from .. import rest
 from ..errors import ConfigError
-from ..results import Renders, link_html, table_html
+from ..front.render import link_html, table_html
+from ..front.ui import lab_tab_link
+from ..remote import rest
+from ..results import Result
+from ..tracking import mlflow_tracking_uri
 from . import charts
-from .view import lab_tab_link
 
 MAX_ARTIFACTS = 1000
 #: How often the card of a running cell is redrawn, and its children looked up.
@@ -69,7 +71,7 @@ class ChildRun:
 
 
 @dataclass(frozen=True, repr=False)
-class RunCard(Renders):
+class RunCard(Result):
     """What a run did: status, params, metrics and their charts, nested runs, artifacts."""
 
     run_id: str
@@ -229,7 +231,7 @@ class LiveCard:
 
     def redraw(self, with_children: bool = False) -> RunCard:
         """The card as the server has the run now."""
-        from ..access import headers_for_url
+        from ..security.ports import headers_for_url
 
         headers = headers_for_url(self.url)
         data = rest.get_json(f"{self.url}/api/2.0/mlflow/runs/get?run_id="
@@ -338,7 +340,7 @@ def _count_artifacts(client, run_id: str, path: str | None = None, seen: int = 0
 
 
 @dataclass(frozen=True, repr=False)
-class Comparison(Renders):
+class Comparison(Result):
     """Several runs' metric histories, overlaid: one chart per metric, one colour per run."""
 
     title: str
@@ -425,9 +427,3 @@ def _label(run, everyone: Sequence) -> str:
     name = run.info.run_name or run.info.run_id
     same = [r for r in everyone if (r.info.run_name or r.info.run_id) == name]
     return f"{name} ({run.info.run_id[:6]})" if len(same) > 1 else name
-
-
-def mlflow_tracking_uri() -> str:
-    import mlflow
-
-    return mlflow.get_tracking_uri()

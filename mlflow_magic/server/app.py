@@ -9,7 +9,7 @@ puts this module in its place and the original string in
 (in-process, ``--workers N``, MLflow's own launcher), refuses requests without
 the folder's key (:mod:`mlflow_magic.server.gate`), says a full disk clearly
 (:mod:`mlflow_magic.server.failures`) and serves the renderer under any path
-prefix (see :func:`mlflow_magic.server.serve.relative_renderer_page`).
+prefix (see :func:`mlflow_magic.server.renderer.relative_renderer_page`).
 """
 
 from __future__ import annotations

@@ -246,10 +246,10 @@ def watch_parent(pid: int, attach_file: str | None, interval: float = 1.0) -> No
 
 
 def keep_log_small(path: str, interval: float = ROTATE_EVERY) -> None:
-    """Rotate the server's own log while it runs (see :mod:`mlflow_magic.logfile`)."""
+    """Rotate the server's own log while it runs (see :mod:`mlflow_magic.state.logfile`)."""
     from pathlib import Path
 
-    from ..logfile import rotate
+    from ..state.logfile import rotate
 
     def loop() -> None:
         while True:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from . import access, rest
-from .errors import ConnectError
-from .masking import mask_uri
-from .results import Connected
+from ..errors import ConnectError
+from ..results import Connected
+from ..security import ports
+from ..settings.masking import mask_uri
+from . import rest
 
 
 def check(uri: str, registry_uri: str | None = None, timeout: float = 10.0,
@@ -25,8 +26,8 @@ def check(uri: str, registry_uri: str | None = None, timeout: float = 10.0,
     user, password = (os.environ.get("MLFLOW_TRACKING_USERNAME"),
                       os.environ.get("MLFLOW_TRACKING_PASSWORD"))
     try:  # a local address of ours gets the folder's key; one of another user's, nothing
-        headers = access.headers_for_url(uri)
-    except access.PortTaken as exc:
+        headers = ports.headers_for_url(uri)
+    except ports.PortTaken as exc:
         raise ConnectError(str(exc).replace("This MLflow call was not sent", "Not connected")
                            ) from None
     found = rest.probe(uri, timeout=timeout, headers=headers,

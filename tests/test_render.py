@@ -1,4 +1,4 @@
-"""What the manager's results say, as text (terminals, saved notebooks) and HTML (pure)."""
+"""How results read, as text (terminals, saved notebooks) and HTML (front/render.py, pure)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from mlflow_magic.registry import ServerRecord
-from mlflow_magic.results import ServerList, ServerStatus, human_duration
+from mlflow_magic.front.render import human_duration
+from mlflow_magic.results import ServerList, ServerStatus
+from mlflow_magic.state.records import ServerRecord
 
 
 @pytest.mark.parametrize(("seconds", "said"), [

@@ -1,4 +1,5 @@
-"""The manager against real MLflow servers: start, reuse, stop, recover, refuse bad input."""
+"""Start, reuse, stop and status against real MLflow servers (lifecycle/start.py, stop.py,
+status.py): recover, refuse bad input."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ import pytest
 from conftest import free_port, python, rest, serve_processes, wait_for
 
 import mlflow_magic
-from mlflow_magic import config, manager, process, registry
-from mlflow_magic.config import resolve
 from mlflow_magic.errors import (
     ConfigError,
     ConnectError,
@@ -23,8 +22,11 @@ from mlflow_magic.errors import (
     StartFailedError,
     StartTimeoutError,
 )
-from mlflow_magic.options import ServerOptions
 from mlflow_magic.results import Launched, Reused
+from mlflow_magic.settings import config
+from mlflow_magic.settings.config import resolve
+from mlflow_magic.settings.options import ServerOptions
+from mlflow_magic.state import processes, records
 
 
 def tree_pids(pid: int) -> set[int]:
@@ -60,7 +62,7 @@ def test_start_log_and_find_the_run(folder, clean_tracking_env):
     assert {m["key"]: m["value"] for m in run["data"]["metrics"]} == {"rmse": 1.0 / 3}
     stored = list(folder.glob(f"artifacts/*/{run_id}/artifacts/notes/hello.txt"))
     assert [p.read_text() for p in stored] == ["hello"]
-    assert registry.read_record(folder).pid == server.pid
+    assert records.read_record(folder).pid == server.pid
 
 
 def test_reuse_from_another_process(shared_server):
@@ -102,8 +104,8 @@ def test_stop_leaves_no_process_and_frees_the_port(folder):
     assert stopped.server is not None and stopped.server.pid == server.pid
     assert not [p for p in pids if psutil.pid_exists(p)
                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-    assert process.port_is_free("127.0.0.1", server.port)
-    assert registry.read_record(folder) is None
+    assert processes.port_is_free("127.0.0.1", server.port)
+    assert records.read_record(folder) is None
     assert "No MLflow server is running" in str(mlflow_magic.stop(folder))
     assert mlflow_magic.status(folder).state == "stopped"
 
@@ -111,16 +113,16 @@ def test_stop_leaves_no_process_and_frees_the_port(folder):
 @pytest.mark.integration
 def test_stale_record_with_a_reused_pid_never_kills_that_process(folder):
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    registry.prepare_folder(folder)
+    records.prepare_folder(folder)
     try:
-        record = registry.ServerRecord(
+        record = records.ServerRecord(
             data_dir=str(folder), pid=bystander.pid, create_time=1.0, host="127.0.0.1",
             port=free_port(), url="http://127.0.0.1:1", started_at=0.0, mlflow_version="x",
             settings={}, command=[], log_path="")
-        registry.write_record(record)
+        records.write_record(record)
         assert mlflow_magic.status(folder).state == "crashed"
         assert mlflow_magic.stop(folder).server is None
-        registry.write_record(record)
+        records.write_record(record)
         assert isinstance(mlflow_magic.start(folder, use=False), Launched)
         assert bystander.poll() is None
     finally:
@@ -134,12 +136,12 @@ def test_settings_mismatch_is_reported_not_reused(shared_server, tmp_path):
                            artifacts_destination=str(tmp_path / "other"))
     assert "--artifacts-destination" in str(info.value)
     assert "restart" in str(info.value)
-    assert registry.read_record(shared_server.data_dir).pid == shared_server.pid
+    assert records.read_record(shared_server.data_dir).pid == shared_server.pid
 
 
 @pytest.mark.integration
 def test_auto_port_skips_a_busy_port(folder):
-    probe = process.listen_on_first_free("127.0.0.1", config.first_port())
+    probe = processes.listen_on_first_free("127.0.0.1", config.first_port())
     first_free = probe.getsockname()[1]
     probe.close()
     with socket.socket() as holder:
@@ -174,7 +176,7 @@ def test_crash_during_start_shows_exit_code_and_log(folder):
     assert "No such option '--no-such-flag'" in info.value.log_tail
     assert "after `--`" in str(info.value)
     assert not serve_processes(str(folder))
-    assert registry.read_record(folder) is None
+    assert records.read_record(folder) is None
 
 
 @pytest.mark.integration
@@ -188,7 +190,7 @@ def test_unreachable_database_times_out_with_a_hint(folder):
     assert "Connection refused" in info.value.log_tail
     assert ":pw@" not in message
     assert not serve_processes(str(folder))
-    assert registry.read_record(folder) is None
+    assert records.read_record(folder) is None
 
 
 @pytest.mark.integration
@@ -224,7 +226,7 @@ def test_status_list_logs_and_stop_all(folder, tmp_path, monkeypatch):
         assert not serve_processes(str(folder)) and not serve_processes(str(other))
         assert mlflow_magic.list_servers().servers == []
     finally:
-        manager.stop(other)
+        mlflow_magic.stop(other)
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ that the request can work (drivers installed, flags consistent), but it creates
 nothing and starts nothing. Every problem is reported here, before any folder
 or process exists, so a bad flag never leaves anything half-started. What the
 user asked for is :mod:`options`; the launch command and environment derived
-from a config are :mod:`launch`; secrets are masked by :mod:`masking`.
+from a config are :mod:`server_command`; secrets are masked by :mod:`masking`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .contract import FIRST_PORT_ENV
-from .errors import ConfigError
+from ..contract import BASIC_AUTH_APP, FIRST_PORT_ENV
+from ..errors import ConfigError
 from .masking import mask_args, mask_uri
 from .options import SETTING_FLAGS, ServerOptions
 
@@ -133,7 +133,7 @@ class ServerConfig:
     @property
     def exposed(self) -> bool:
         """Listening beyond loopback with no login: anyone who reaches the port may write."""
-        return not self.private and self.app_name != "basic-auth"
+        return not self.private and self.app_name != BASIC_AUTH_APP
 
     def settings(self) -> dict[str, object]:
         """Every setting that defines which server this is, secrets masked.
@@ -173,7 +173,7 @@ def resolve_data_dir(path: str | os.PathLike[str] | None = None,
                      environ: Mapping[str, str] | None = None) -> Path:
     """The data folder: ``path``, else ``$MLFLOW_PATH``, else ``~/mlflow_data``.
 
-    Only resolves; :func:`mlflow_magic.registry.prepare_folder` creates it. Keeping the
+    Only resolves; :func:`mlflow_magic.state.records.prepare_folder` creates it. Keeping the
     two apart lets ``status`` and ``stop`` name a folder without creating it.
     """
     environ = os.environ if environ is None else environ
@@ -206,6 +206,17 @@ def first_port(environ: Mapping[str, str] | None = None) -> int:
     return FIRST_PORT
 
 
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses: wildcard hosts become loopback."""
+    if host in ("0.0.0.0", "", "*"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 def start_command(data_dir: Path, port: int | None = None) -> str:
     """The cell that starts ``data_dir``'s server again (on ``port``: the address open UIs
     and kernels still use)."""
@@ -236,7 +247,7 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
             check_artifact_uri(uri, flag)
     if options.registry_store_uri is not None:
         check_backend_uri(options.registry_store_uri, "--registry-store-uri")
-    if options.app_name == "basic-auth":
+    if options.app_name == BASIC_AUTH_APP:
         _require_module("flask_wtf", _pip("'mlflow-magic[auth]'", "'mlflow[auth]'"),
                         "--app-name basic-auth (MLflow's login)")
     if options.upgrade_db and not (backend or "").startswith("sqlite:"):

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from .config import DEFAULT_TIMEOUT, FIRST_PORT
 from .options import ServerOptions
 
-#: What ``ui --view`` opens (see display.deep_link); an experiment opens its runs by default.
+#: What ``ui --view`` opens (see :func:`mlflow_magic.front.ui.deep_link`); an experiment opens
+#: its runs by default.
 VIEWS = ("runs", "traces", "overview", "models")
 
 DESCRIPTION = """\

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .contract import GATE_HEADER
+from ..contract import GATE_HEADER
 
 
 @dataclass(frozen=True)

@@ -31,17 +31,27 @@ import socket
 import stat
 import threading
 import time
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from .contract import LOCK_FILE, LOG_FILE, OPTIONS_FILE, RECORD_DIR, RECORD_FILE, STATE_DIR_ENV
-from .errors import BusyError, ConfigError
-from .options import ServerOptions
-from .paths import state_dir
-from .process import same_process
+from ..contract import (
+    ATTACH_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    OPTIONS_FILE,
+    RECORD_DIR,
+    RECORD_FILE,
+    STATE_DIR_ENV,
+)
+from ..errors import BusyError, ConfigError, ForeignHostError
+from ..paths import state_dir
+from ..settings.options import ServerOptions
+from .processes import same_process, user_name
 
 
 @dataclass(frozen=True)
@@ -114,14 +124,20 @@ class ServerRecord:
             raise ValueError(str(exc)) from None
 
 
+def _json_types(hint: object) -> tuple[type, ...]:
+    """The JSON value types a field's annotation admits (``float`` admits ints, ``list[str]``
+    any list): what a record read back must hold, from the dataclass's own declarations."""
+    if hint is float:
+        return (int, float)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return tuple(t for arg in typing.get_args(hint) for t in _json_types(arg))
+    origin = typing.get_origin(hint)
+    return (origin if isinstance(origin, type) else hint,)  # type: ignore[return-value]
+
+
 #: The JSON types of the record's fields, checked when it is read back.
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "data_dir": str, "pid": int, "create_time": (int, float), "host": str, "port": int,
-    "url": str, "started_at": (int, float), "mlflow_version": str, "settings": dict,
-    "command": list, "log_path": str, "workers": int, "jobs": bool, "attached": bool,
-    "hostname": str, "token": str, "attached_pid": (int, type(None)), "inherited_env": list,
-    "private": bool, "listener": (dict, type(None)),
-}
+_FIELD_TYPES = {name: _json_types(hint)
+                for name, hint in typing.get_type_hints(ServerRecord).items()}
 
 
 def record_dir(data_dir: str | os.PathLike[str]) -> Path:
@@ -138,6 +154,11 @@ def log_path(data_dir: Path) -> Path:
 
 def options_path(data_dir: Path) -> Path:
     return record_dir(data_dir) / OPTIONS_FILE
+
+
+def attach_file(data_dir: Path) -> Path:
+    """While it exists, an ``--attached`` server stops when its kernel exits."""
+    return record_dir(data_dir) / ATTACH_FILE
 
 
 def prepare_folder(data_dir: Path) -> Path:
@@ -185,8 +206,6 @@ def foreign_owner(data_dir: Path) -> str | None:
             except OSError:
                 return None
         if info.st_uid != me:
-            from .ownership import user_name
-
             return f"{path} belongs to {user_name(info.st_uid)}"
     return None
 
@@ -341,6 +360,19 @@ def forget_folder(data_dir: Path) -> None:
 def on_this_host(record: ServerRecord) -> bool:
     """Records on a shared home (NFS) may come from another host, where we can't look."""
     return record.hostname == socket.gethostname()
+
+
+def refuse_foreign_host(record: ServerRecord, action: str) -> None:
+    """A shared home (NFS) seen from two hosts: never start a second server on one store."""
+    if on_this_host(record):
+        return
+    hint = ("Stop it there (`%mlflow_server stop` on that host), or use another --path here. "
+            "If that host is gone for good, `%mlflow_server stop --force` forgets its record.")
+    raise ForeignHostError(
+        f"The MLflow server for {record.data_dir} was started on host {record.hostname!r} "
+        f"(pid {record.pid}, {record.url}), not on this host ({socket.gethostname()!r}), so "
+        f"it cannot be checked or {'stopped' if action == 'stop' else 'reused'} from here, "
+        f"and a second server on the same store would corrupt it. {hint}")
 
 
 def process_of(record: ServerRecord) -> psutil.Process | None:

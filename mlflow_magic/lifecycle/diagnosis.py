@@ -8,9 +8,14 @@ The log lines it looks for are MLflow's, uvicorn's and mlflow_magic's own
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from .contract import DATABASE_TABLES, OUT_OF_DATE, SERVER_PROCESS_STARTED, UVICORN_RUNNING
-from .masking import mask_uri
+from ..contract import DATABASE_TABLES, OUT_OF_DATE, SERVER_PROCESS_STARTED, UVICORN_RUNNING
+from ..settings.masking import mask_text, mask_uri
+from ..state import logfile
+
+#: How many lines of the log an error message or a status shows.
+LOG_TAIL_LINES = 30
 
 #: The start-up phases, in order, as reported to a Progress callback.
 PHASE_ORDER = ("starting Python and MLflow", "preparing database", "starting web server",
@@ -62,3 +67,9 @@ def hint(log_tail: str, backend_store_uri: str | None) -> str | None:
     if missing:
         return f"A Python module is missing: install it with `pip install {missing.group(1)}`."
     return None
+
+
+def log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
+    """The end of the log (from ``offset``, where a start began), secrets masked, for an
+    error message or a status."""
+    return mask_text(logfile.tail(log, lines, offset))

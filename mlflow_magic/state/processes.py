@@ -1,4 +1,4 @@
-"""The server's processes: spawn detached, wait until ready, find them all, stop them all.
+"""The server's processes: spawn detached, find them all, stop them all; ports on this machine.
 
 A server is spawned as the leader of a new session, and every process of it
 carries a random token in its environment. The server is then "the leader,
@@ -13,19 +13,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import pwd
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
 
-from . import logfile, rest
-from .contract import TOKEN_ENV
+from ..contract import TOKEN_ENV
+from . import logfile
 
-POLL_INTERVAL = 0.1
 STOP_GRACE = 10.0
 #: Two create times closer than this are the same process (they are rounded).
 SAME_PROCESS = 1.0
@@ -141,68 +139,6 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], log_file: Path,
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class Exited:
-    """The process ended before it answered."""
-
-    exit_code: int | None
-
-
-@dataclass(frozen=True)
-class Ready:
-    """The server answered ``/health`` and ``/version``."""
-
-    version: str
-
-
-@dataclass(frozen=True)
-class Taken:
-    """Something answers on the port, but not a process of this server: someone else's."""
-
-
-@dataclass(frozen=True)
-class TimedOut:
-    """Neither ready nor exited within the timeout."""
-
-    last_error: str | None
-
-
-def wait_ready(
-    poll: Callable[[], int | None],
-    url: str,
-    timeout: float,
-    on_tick: Callable[[float], None] | None = None,
-    credentials: Callable[[], Mapping[str, str] | None] | None = None,
-) -> Ready | Exited | Taken | TimedOut:
-    """Poll ``url`` until the server answers, ``poll()`` reports an exit, or time runs out.
-
-    ``poll`` is ``Popen.poll`` for a server we just spawned, or a liveness check
-    for one we found running. Once ``/health`` (open on every server) answers,
-    ``credentials()`` gives the headers ``/version`` needs (the folder's key), or
-    None if the port is not held by our server: then the answer is someone
-    else's (:class:`Taken`), and nothing of ours is sent there.
-    """
-    start = time.monotonic()
-    while True:
-        code = poll()
-        if code is not None:
-            return Exited(code)
-        last = rest.health(url, timeout=1.0)
-        if last.healthy:
-            headers = credentials() if credentials is not None else {}
-            if headers is None:
-                return Taken()
-            last = rest.version(url, timeout=1.0, headers=headers)
-            if last.answering:
-                return Ready(last.version or "unknown (login required)")
-        elapsed = time.monotonic() - start
-        if on_tick is not None:
-            on_tick(elapsed)
-        if elapsed > timeout:
-            return TimedOut(last.error)
-        time.sleep(POLL_INTERVAL)
-
-
 def same_process(pid: int, create_time: float) -> psutil.Process | None:
     """The process ``pid`` if it runs and was created at ``create_time`` (not a reused pid)."""
     try:
@@ -264,3 +200,11 @@ def reap(pid: int) -> None:
     """Collect the exit status if ``pid`` is our child, so no zombie remains."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def user_name(uid: int) -> str:
+    """``alice`` for a uid, or ``uid 1001`` if it has no name."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return f"uid {uid}"

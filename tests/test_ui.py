@@ -6,8 +6,8 @@ import html as htmllib
 import json
 import re
 
-from mlflow_magic.notebook.view import PROXY_URL_ENV as PROXY
-from mlflow_magic.notebook.view import UiLocation, UiView, deep_link, ui_location
+from mlflow_magic.front.ui import PROXY_URL_ENV as PROXY
+from mlflow_magic.front.ui import UiLocation, UiView, deep_link, ui_location
 
 DIRECT = "http://127.0.0.1:5007"
 

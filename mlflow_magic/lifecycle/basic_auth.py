@@ -16,10 +16,10 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import registry
-from .errors import ConfigError
+from ..contract import BASIC_AUTH_APP
+from ..errors import ConfigError
+from ..state import records
 
-BASIC_AUTH = "basic-auth"
 MIN_PASSWORD = 12
 PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
@@ -40,13 +40,13 @@ def user_database(data_dir: Path) -> Path:
 def server_env(app_name: str | None, data_dir: Path,
                environ: Mapping[str, str]) -> dict[str, str]:
     """What the server's environment needs for ``app_name`` (nothing for other apps)."""
-    if app_name != BASIC_AUTH:
+    if app_name != BASIC_AUTH_APP:
         return {}
     env = {SECRET_KEY_ENV: environ.get(SECRET_KEY_ENV) or _secret_key(data_dir)}
     if environ.get(CONFIG_ENV):  # the user's own auth config decides everything
         return env
-    config = registry.record_dir(data_dir) / "basic_auth.ini"
-    registry.write_private(config, _CONFIG.format(database=user_database(data_dir)))
+    config = records.record_dir(data_dir) / "basic_auth.ini"
+    records.write_private(config, _CONFIG.format(database=user_database(data_dir)))
     env[CONFIG_ENV] = str(config)
     if not user_database(data_dir).exists():
         password = environ.get(PASSWORD_ENV, "")
@@ -63,10 +63,10 @@ def server_env(app_name: str | None, data_dir: Path,
 
 def _secret_key(data_dir: Path) -> str:
     """The folder's Flask secret key: made once, kept private, stable across restarts."""
-    path = registry.record_dir(data_dir) / "flask_secret_key"
+    path = records.record_dir(data_dir) / "flask_secret_key"
     try:
         return path.read_text().strip()
     except OSError:
         key = secrets.token_hex(32)
-        registry.write_private(path, key)
+        records.write_private(path, key)
         return key

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from .process import same_process
+from ..state.processes import same_process
 
 
 @dataclass(frozen=True)
@@ -137,11 +136,3 @@ def _covers_loopback(address: str) -> bool:
     # IPv6: any (::), loopback (::1), or IPv4-mapped loopback (::ffff:127.x.x.x)
     return (address == "0" * 32 or address == "0" * 24 + "01000000"
             or (address.startswith("0000000000000000FFFF0000") and address.endswith("7F")))
-
-
-def user_name(uid: int) -> str:
-    """``alice`` for a uid, or ``uid 1001`` if it has no name."""
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except (KeyError, OverflowError):
-        return f"uid {uid}"

@@ -1,4 +1,4 @@
-"""Whose server is on a port, and what a request to it carries (mlflow_magic/access.py).
+"""Whose server is on a port, and what a request to it carries (mlflow_magic/ports.py).
 
 A machine's list of servers holds stale records: a server killed with -9, by the OOM
 killer or by a reboot leaves its record behind, and its port goes to the next server
@@ -20,8 +20,9 @@ import pytest
 from conftest import wait_for
 
 import mlflow_magic
-from mlflow_magic import access, process, registry
-from mlflow_magic.registry import ServerRecord
+from mlflow_magic.security import ports
+from mlflow_magic.state import processes, records
+from mlflow_magic.state.records import ServerRecord
 
 #: A fresh terminal's MLflow code: nothing but MLFLOW_TRACKING_URI points it at the server.
 LOGS_A_RUN = """
@@ -51,7 +52,7 @@ def listed_before(tmp_path: Path, name: str, then: str) -> tuple[Path, Path]:
     one's stale record is met first when a port is looked up."""
     for i in range(1000):
         first, second = tmp_path / f"{name}-{i}", tmp_path / f"{then}-{i}"
-        if registry.index_entry(first).name < registry.index_entry(second).name:
+        if records.index_entry(first).name < records.index_entry(second).name:
             return first, second
     raise AssertionError("no such pair of names")
 
@@ -59,13 +60,13 @@ def listed_before(tmp_path: Path, name: str, then: str) -> tuple[Path, Path]:
 def kill_9(record: ServerRecord) -> None:
     """kill -9 every process of a server, as the OOM killer or a reboot would: its record
     stays behind."""
-    procs = process.server_processes(record.pid, record.create_time, record.token)
+    procs = processes.server_processes(record.pid, record.create_time, record.token)
     assert procs
     for proc in procs:
         proc.kill()
     psutil.wait_procs(procs, timeout=10)
-    process.reap(record.pid)
-    wait_for(lambda: process.port_is_free("127.0.0.1", record.port))
+    processes.reap(record.pid)
+    wait_for(lambda: processes.port_is_free("127.0.0.1", record.port))
 
 
 # --- on real servers --------------------------------------------------------------------------
@@ -85,9 +86,9 @@ def test_a_crashed_servers_record_does_not_lock_the_next_server_on_its_port_out(
         assert states[str(x)] == "crashed" and states[str(y)] == "running"
         done = logs_a_run(now.url)
         assert done.returncode == 0 and "STATUS FINISHED" in done.stdout, done.stderr[-3000:]
-        found = access.server_on_port(now.port)
+        found = ports.server_on_port(now.port)
         assert found is not None and found.record.data_dir == str(y)
-        assert access.login_query(now.url)  # a browser link for y's own server
+        assert ports.login_query(now.url)  # a browser link for y's own server
     finally:
         mlflow_magic.stop(x)
         mlflow_magic.stop(y)
@@ -140,22 +141,22 @@ def test_the_record_whose_server_holds_the_port_wins_over_stale_ones():
         return "its listener" if r is live else None
 
     for order in ([stale, live], [live, stale]):
-        assert access.choose(order, holds, alive=lambda r: r is live) == (live, "its listener")
+        assert ports.choose(order, holds, alive=lambda r: r is live) == (live, "its listener")
 
 
 def test_a_starting_server_comes_before_a_stale_record_and_a_stale_one_is_last():
     stale, starting = record("/stale"), record("/starting", pid=2)
-    assert access.choose([stale, starting], holds=lambda r: None,
+    assert ports.choose([stale, starting], holds=lambda r: None,
                          alive=lambda r: r is starting) == (starting, None)
-    assert access.choose([stale], holds=lambda r: None, alive=lambda r: False) == (stale, None)
-    assert access.choose([], holds=lambda r: "x", alive=lambda r: True) == (None, None)
+    assert ports.choose([stale], holds=lambda r: None, alive=lambda r: False) == (stale, None)
+    assert ports.choose([], holds=lambda r: "x", alive=lambda r: True) == (None, None)
 
 
 def test_records_on_a_port_come_from_every_known_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_MAGIC_STATE_DIR", str(tmp_path / "state"))
     folders = [tmp_path / name for name in ("a", "b", "c")]
     for folder, port in zip(folders, (5077, 5077, 5078), strict=True):
-        registry.prepare_folder(folder)
-        registry.write_record(record(str(folder), port=port))
-    on_port = access.records_on(5077)
+        records.prepare_folder(folder)
+        records.write_record(record(str(folder), port=port))
+    on_port = ports.records_on(5077)
     assert sorted(Path(r.data_dir).name for r in on_port) == ["a", "b"]

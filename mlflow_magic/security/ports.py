@@ -1,27 +1,23 @@
-"""Who may talk to a folder's server: its key, one-time login links, and what a request to
-a local address carries.
+"""Whose server is on a local port, and what a request to it carries: the one lookup.
 
-Every data folder has a key (``.mlflow_magic/key``, 0600), made with its first
-server and kept across restarts, so other kernels keep working. The server's
-gate (:mod:`mlflow_magic.server.gate`) refuses every request without it. The
-owner never handles it: :func:`headers_for_url` adds it to the owner's MLflow
+The folder's key (:mod:`mlflow_magic.security.keys`) must go to the folder's own
+server and nowhere else. The owner never handles it: :func:`headers_for_url` adds it
+to the owner's MLflow
 calls (through MLflow's request-header entry point, :mod:`mlflow_magic.hook`),
 to the Jupyter routes' requests and to mlflow_magic's own probes, but only
 after checking that the port is held by that very server
-(:mod:`mlflow_magic.ownership`). A port taken over by someone else gets
+(:mod:`mlflow_magic.security.ownership`). A port taken over by someone else gets
 neither the key nor the request: :class:`PortTaken` says what happened.
 
-A browser gets in by a one-time login link (``?mlflow_magic_login=<code>``,
-valid for minutes and for one use) that sets a session cookie, as Jupyter's
-``?token=`` login does; the key itself never appears in a URL, an output or a
-command line.
+After a crash or a reboot, several records may name one port: the record whose
+server holds the port speaks for it (:func:`choose`); a stale one only names the
+folder to start again. The hook, the Jupyter routes, the one-time links and the
+manager all ask :func:`server_on_port`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
 import socket
 import threading
 import time
@@ -30,46 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import contract, ownership, registry
-from .config import is_loopback, start_command
-from .errors import CellMessage
-from .registry import ServerRecord
-
-
-def key_path(data_dir: Path) -> Path:
-    return registry.record_dir(data_dir) / contract.KEY_FILE
-
-
-def folder_key(data_dir: Path, create: bool = False) -> str | None:
-    """The folder's key; with ``create``, made now if the folder has none yet."""
-    try:
-        return registry.read_private(key_path(data_dir)).strip() or None
-    except FileNotFoundError:
-        if not create:
-            return None
-    except OSError:
-        return None
-    key = secrets.token_urlsafe(32)
-    registry.write_private(key_path(data_dir), key)
-    return key
-
-
-def new_login(data_dir: Path, port: int) -> str:
-    """A one-time login code for the folder's server on ``port`` (see the gate), which
-    accepts it only there: a code a browser sent to another program is useless to it.
-    Old codes are dropped."""
-    folder = registry.record_dir(data_dir) / contract.LOGINS_DIR
-    folder.mkdir(mode=0o700, exist_ok=True)
-    now = time.time()
-    for old in folder.iterdir():
-        try:
-            if now - old.lstat().st_mtime > contract.LOGIN_TTL:
-                old.unlink()
-        except OSError:
-            continue
-    code = secrets.token_urlsafe(24)
-    registry.write_private(folder / hashlib.sha256(code.encode()).hexdigest(), str(port))
-    return code
+from .. import contract
+from ..errors import CellMessage
+from ..settings.config import is_loopback, start_command
+from ..state import processes, records
+from ..state.records import ServerRecord
+from . import ownership
+from .keys import folder_key, new_login
 
 
 def login_query(url: str) -> str:
@@ -165,16 +128,16 @@ def _find(port: int, wait: bool) -> OwnServer | None:
     deadline = time.monotonic() + RESTART_WAIT
     while True:
         record, listener = choose(records_on(port), record_listener,
-                                  lambda r: registry.process_of(r) is not None)
+                                  lambda r: records.process_of(r) is not None)
         if record is not None and listener is not None:
             key = folder_key(Path(record.data_dir)) if record.private else None
             return OwnServer(record, listener, key)
         _refuse_foreign(port)
-        data_dir = Path(record.data_dir) if record is not None else registry.folder_last_on(port)
+        data_dir = Path(record.data_dir) if record is not None else records.folder_last_on(port)
         if not wait or data_dir is None or _answers_connect(port):
             return None  # never ours, or another program of this user's listens there
-        coming_back = (record is not None and registry.process_of(record) is not None) \
-            or registry.lock_held(data_dir)
+        coming_back = (record is not None and records.process_of(record) is not None) \
+            or records.lock_held(data_dir)
         if not coming_back or time.monotonic() > deadline:
             raise ServerNotRunning(data_dir, port, crashed=record is not None)
         time.sleep(0.2)
@@ -184,9 +147,9 @@ def records_on(port: int) -> list[ServerRecord]:
     """Every record of this host that names ``port``: after a crash or a reboot, stale
     records of other folders may name it too."""
     found = []
-    for data_dir in registry.known_data_dirs():
-        record = registry.read_record(data_dir)
-        if record is not None and record.port == port and registry.on_this_host(record):
+    for data_dir in records.known_data_dirs():
+        record = records.read_record(data_dir)
+        if record is not None and record.port == port and records.on_this_host(record):
             found.append(record)
     return found
 
@@ -251,12 +214,10 @@ def record_listener(record: ServerRecord) -> ownership.Listener | None:
     listener = ownership.Listener.from_dict(record.listener)
     if listener is not None and ownership.still_listening(listener):
         return listener
-    if registry.process_of(record) is None:
+    if records.process_of(record) is None:
         return None
-    from .process import server_processes  # a record of an older version: look it up
-
-    return ownership.find_listener(
-        server_processes(record.pid, record.create_time, record.token), record.port)
+    return ownership.find_listener(  # a record of an older version: look it up
+        processes.server_processes(record.pid, record.create_time, record.token), record.port)
 
 
 def _refuse_foreign(port: int) -> None:
@@ -266,7 +227,7 @@ def _refuse_foreign(port: int) -> None:
         return
     raise PortTaken(
         f"This MLflow call was not sent: port {port} on this machine is held by another "
-        f"user ({ownership.user_name(uid)}), not by an MLflow server of yours, so neither "
+        f"user ({processes.user_name(uid)}), not by an MLflow server of yours, so neither "
         "your runs nor your data folder's key go there. If it was your server's address, "
         "that server has stopped and someone else took its port. Start your server again "
         "with `%mlflow_server start` (or `mlflow-magic start`; it takes a free port and "

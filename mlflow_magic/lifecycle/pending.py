@@ -5,9 +5,9 @@ known (the tracking URI is set at once); the rest of the start runs in a
 thread of the kernel. An MLflow call made meanwhile waits for exactly what is
 left of the start: MLflow asks every request-header provider registered under
 the ``mlflow.request_header_provider`` entry point before each REST request
-(``mlflow/tracking/request_header/registry.py``), and :class:`WaitForStart`
-blocks there until the start is over. So no connection is refused and no
-request is retried.
+(``mlflow/tracking/request_header/registry.py``), and :mod:`mlflow_magic.hook`
+calls :func:`wait_for_server`, which blocks until the start is over. So no
+connection is refused and no request is retried.
 
 If the start failed, the call raises the start's own message instead. MLflow
 catches ``Exception`` from header providers and only logs it, so that error is
@@ -28,11 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from .contract import STARTING_ENV
-from .errors import CellMessage
+from ..contract import STARTING_ENV
+from ..errors import CellMessage
 
 if TYPE_CHECKING:
-    from .registry import ServerRecord
+    from ..state.records import ServerRecord
 
 T = TypeVar("T")
 #: A folder's record missing this long (s) in a started process: the start failed (a retry
@@ -256,7 +256,7 @@ def _wait_for_the_parents_start(tracking_uri: str) -> None:
 
 def _record(data_dir: Path) -> ServerRecord | None:
     """The folder's server record (written at spawn; its version is set once ready)."""
-    from .registry import read_record
+    from ..state.records import read_record
 
     return read_record(data_dir)
 
@@ -270,18 +270,3 @@ def _answers(url: str) -> str | None:
             return url
     except OSError:
         return None
-
-
-def mlflow_tracking_uri() -> str:
-    import mlflow  # imported already: this runs inside an MLflow request
-
-    return mlflow.get_tracking_uri()
-
-
-def __getattr__(name: str):
-    """``WaitForStart``: where older installs' entry point metadata points (now hook.py)."""
-    if name == "WaitForStart":
-        from .hook import RequestHook
-
-        return RequestHook
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,14 +10,16 @@ import argparse
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from . import access, api, transfer
-from .arguments import server_options
-from .config import is_loopback
-from .errors import ConfigError
-from .manager import Progress
-from .notebook.view import DEFAULT_HEIGHT, UiLocation, UiView, deep_link, ui_location
-from .rest import experiment_id_by_name, experiment_id_of_run
-from .tracking import http_tracking_uri
+from .. import api
+from ..errors import ConfigError
+from ..lifecycle.launch import Progress
+from ..remote import transfer
+from ..remote.rest import experiment_id_by_name, experiment_id_of_run
+from ..security import ports
+from ..settings.arguments import server_options
+from ..settings.config import is_loopback
+from ..tracking import http_tracking_uri
+from .ui import DEFAULT_HEIGHT, UiLocation, UiView, deep_link, ui_location
 
 START_COMMANDS = ("start", "restart")
 UI_COMMANDS = ("start", "restart", "connect")
@@ -28,8 +30,8 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
         on_push: transfer.Progress | None = None) -> object:
     """Execute the command in ``ns`` and return its typed result.
 
-    ``wait=False`` lets a launch finish in the background (see :mod:`pending`);
-    ``on_push`` follows a push.
+    ``wait=False`` lets a launch finish in the background (see
+    :mod:`mlflow_magic.lifecycle.pending`); ``on_push`` follows a push.
     """
     command = ns.command or "status"
     if extra_args and command not in START_COMMANDS:
@@ -78,7 +80,7 @@ def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = 
         direct = server_url.rstrip("/") + "/"
         location = UiLocation(direct, direct, False, needs_login=False)
     experiment_id, run = _resolve_route(server_url, experiment, run)
-    login = access.login_query(server_url) if location.needs_login else ""
+    login = ports.login_query(server_url) if location.needs_login else ""
     return UiView(location, deep_link(experiment_id, run, view), height or DEFAULT_HEIGHT,
                   login)
 
@@ -103,9 +105,9 @@ def _resolve_route(url: str, experiment: str | None,
     """Experiment names and bare run ids become the ids the UI's deep links need."""
     try:
         if run and not experiment:
-            experiment = experiment_id_of_run(url, run, access.headers_for_url(url))
+            experiment = experiment_id_of_run(url, run, ports.headers_for_url(url))
         elif experiment and not experiment.isdigit():
-            experiment = experiment_id_by_name(url, experiment, access.headers_for_url(url))
+            experiment = experiment_id_by_name(url, experiment, ports.headers_for_url(url))
     except (OSError, KeyError, ValueError):
         what = f"run {run}" if run and not experiment else f"experiment {experiment!r}"
         raise ConfigError(
