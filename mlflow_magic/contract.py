@@ -98,11 +98,6 @@ APP_ENV = "MLFLOW_MAGIC_APP"
 #: ``asgi`` (uvicorn) or ``wsgi`` (gunicorn, waitress): how the gate wraps that app.
 APP_KIND_ENV = "MLFLOW_MAGIC_APP_KIND"
 
-# The Jupyter server's:
-#: Set by the server extension in the Jupyter server's process (so its children, the
-#: launcher's forwarder among them, see it): the route's path, ``<base_url>mlflow-magic/proxy/``.
-ROUTE_ENV = "MLFLOW_MAGIC_ROUTE"
-
 # --- the server's log: what it says, and what the manager reads in it ---------------------
 
 #: The one-process launch serves.

@@ -608,12 +608,16 @@ def jupyter(tmp_path_factory):
     root = tmp_path_factory.mktemp("jupyter")
     data_dir = root / "mlflow_data"
     port, token = free_port(), "test-token-123"
-    env = {**os.environ, "MLFLOW_PATH": str(data_dir), "JUPYTER_RUNTIME_DIR": str(root / "rt")}
+    # The folder comes from Jupyter's own configuration, as an admin sets it: the tile's
+    # server uses it, and the kernels get it as $MLFLOW_PATH (jupyter/config.py).
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_PATH"},
+           "JUPYTER_RUNTIME_DIR": str(root / "rt")}
     log = open(root / "jupyter.log", "wb")  # noqa: SIM115 - closed in the finalizer
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--allow-root",
          f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+         f"--MlflowMagic.data_dir={data_dir}",
          # Its own workspace and settings: a workspace restored from an earlier run would
          # reopen tabs that point at that run's (dead) Jupyter port.
          f"--LabApp.workspaces_dir={root / 'workspaces'}",

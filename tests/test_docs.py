@@ -93,8 +93,9 @@ def test_the_fast_path_installs_what_it_runs():
 
 PACKAGE = ROOT / "mlflow_magic"
 ROLE = re.compile(r":(mod|func|class|data|meth|attr|exc):`~?([\w.]+)`")
-#: Scripts of the user's own that the README's examples run (``!python train.py``).
-USERS_SCRIPTS = {"train.py"}
+#: Files of the user's own that the docs name: a script the examples run (``!python
+#: train.py``), the Jupyter config an admin writes.
+USERS_FILES = {"train.py", "jupyter_server_config.py"}
 
 
 def module_of(path: Path) -> str:
@@ -178,7 +179,7 @@ def files_named(text: str) -> set[str]:
 def test_every_file_the_readme_and_contributing_name_exists():
     ours = [p for p in ROOT.rglob("*.py") if not any(part.startswith(".venv")
                                                       for part in p.parts)]
-    names = {p.name for p in ours} | USERS_SCRIPTS
+    names = {p.name for p in ours} | USERS_FILES
     tails = {"/".join(p.relative_to(ROOT).parts[-k:]) for p in ours for k in (2, 3, 4)}
     missing = []
     for doc in ("README.md", "CONTRIBUTING.md"):

@@ -28,10 +28,13 @@ def test_entry_point_is_a_valid_server_process():
         server = ServerProcess(name="mlflow", **setup_mlflow())
     assert server.timeout >= 60 and not server.new_browser_tab
     assert server.launcher_entry.title == "MLflow"
-    assert server.launcher_entry.path_info == "mlflow-magic/tile/"  # serverext.TileHandler
+    assert server.launcher_entry.path_info == "mlflow-magic/tile/"  # extension.TileHandler
     assert Path(server.launcher_entry.icon_path).read_text().lstrip().startswith("<svg")
-    assert server.command[-1] == "{unix_socket}"
-    assert "mlflow_magic.jupyter.forwarder" in server.command
+    command = server.command
+    assert command[command.index("--unix-socket") + 1] == "{unix_socket}"
+    assert "mlflow_magic.jupyter.forwarder" in command
+    # Its settings are its arguments (here no Jupyter server runs: the defaults).
+    assert command[command.index("--route") + 1] == "/mlflow-magic/proxy/"
     assert server.unix_socket is True  # no port another user could take or reach
 
 

@@ -29,7 +29,7 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import iostream, web
 
-from ..contract import INFO_PATH, PROXY_PATH, ROUTE_ENV, TILE_PATH
+from ..contract import INFO_PATH, PROXY_PATH, TILE_PATH
 from ..security import ports
 from ..settings.config import start_command
 from ..state import records
@@ -147,8 +147,8 @@ class TileHandler(JupyterHandler):
     """``mlflow-magic/tile/``: where the launcher's MLflow tile opens its tab.
 
     It reuses (or starts, detached and shared, as ``%mlflow_server start`` does)
-    the server of ``$MLFLOW_PATH``, then sends the tab to the loopback route
-    above, so the tile's UI can write behind a public host name as the inline
+    the server of ``c.MlflowMagic.data_dir`` (else ``$MLFLOW_PATH``), then sends the tab
+    to the loopback route above, so the tile's UI can write behind a public host name as the inline
     UI can. (jupyter-server-proxy's own ``/mlflow/`` route, which the tile used,
     can only override headers with fixed values: it cannot tell a same-origin
     write from a cross-site one.)
@@ -159,10 +159,10 @@ class TileHandler(JupyterHandler):
         from ..errors import MlflowMagicError
         from ..lifecycle.start import start as start_server
         from ..settings.config import resolve
-        from ..settings.options import ServerOptions
 
+        options = self.settings["mlflow_magic"].options()
         try:
-            result = await asyncio.to_thread(lambda: start_server(resolve(ServerOptions())))
+            result = await asyncio.to_thread(lambda: start_server(resolve(options)))
         except MlflowMagicError as exc:
             self.set_status(500)
             self.set_header("Content-Type", "text/plain; charset=utf-8")
@@ -183,10 +183,13 @@ class InfoHandler(APIHandler):
 
 
 def _load_jupyter_server_extension(serverapp) -> None:
+    from .config import from_server
+
     base = serverapp.web_app.settings["base_url"]
-    # The launcher's forwarder (a child of this process) sends the browser here: this
-    # route streams, jupyter-server-proxy's own buffers whole responses in memory.
-    os.environ[ROUTE_ENV] = url_path_join(base, PROXY_PATH)
+    settings = from_server(serverapp)
+    settings.options()  # a bad c.MlflowMagic.start_flags is said at start, not on a click
+    settings.export(os.environ)  # the kernels' defaults (they inherit this environment)
+    serverapp.web_app.settings["mlflow_magic"] = settings
     serverapp.web_app.add_handlers(".*", [
         (url_path_join(base, PROXY_PATH, r"(\d+)(.*)"), LoopbackProxyHandler),
         (url_path_join(base, INFO_PATH), InfoHandler),

@@ -6,7 +6,7 @@ a folder only this user can enter: no other user can reach this process, and
 no port of it can be taken over. Starting a second MLflow server here would put
 two servers on one SQLite file, so this process starts nothing of its own: it
 reuses (or starts, detached and shared, exactly like ``%mlflow_server start``)
-the server of ``$MLFLOW_PATH`` and relays each request to it (jupyter/relay.py):
+the server of ``$MLFLOW_PATH`` and relays each request to it (:mod:`mlflow_magic.jupyter.relay`):
 to ``127.0.0.1``, only while that server holds its port, without Jupyter's
 credentials, with the folder's key. Whichever comes first, the magic or the
 tile, both show the same server, and it survives a Jupyter restart.
@@ -19,17 +19,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
-from ..contract import ROUTE_ENV
+from ..contract import FIRST_PORT_ENV
 from ..errors import MlflowMagicError
 from ..lifecycle.start import start as start_server
 from ..security import ports
 from ..settings.config import resolve
 from ..settings.options import ServerOptions
+from .config import MlflowMagic
 from .relay import MAX_BODY, Relay
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -40,8 +42,10 @@ _log = logging.getLogger(__name__)
 class Forwarder:
     """The folder's server, (re)started when needed, and verified for each request."""
 
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, route: str | None = None) -> None:
         self.options = options
+        #: the server extension's route (``<base_url>mlflow-magic/proxy/``), if it is there
+        self.route = route
         self._lock = asyncio.Lock()
         self._port: int | None = None
 
@@ -81,20 +85,20 @@ class ForwardHandler(Relay, web.RequestHandler):
             self.set_header("Content-Type", "text/plain; charset=utf-8")
             self.finish(f"mlflow_magic could not start the MLflow server:\n\n{exc}\n")
             return
-        if os.environ.get(ROUTE_ENV):  # the server extension's route: it streams
+        if self.forwarder.route:  # the server extension's route: it streams
             return self._to_the_route(server.record.port)
         same_origin = self._same_origin()
         if self.request.method not in SAFE_METHODS and not same_origin:
             raise web.HTTPError(403, "mlflow_magic: cross-origin request refused")
         await self.open_relay(server.record.port, self.request.path, server.key, same_origin)
 
-    def _to_the_route(self, port: int) -> None:
+    def _to_the_route(self, port: int) -> None:  # only called with a route
         """Send the browser to ``mlflow-magic/proxy/<port>/`` for the same path (307: the
         same method and body). jupyter-server-proxy, in front of this process, holds whole
         responses in Jupyter's memory; that route streams them. The Location is relative,
         so it stays under any base URL and jupyter-server-proxy leaves it alone."""
         path = self.request.path
-        route = os.environ[ROUTE_ENV].strip("/").rsplit("/", 2)[-2:]  # mlflow-magic/proxy
+        route = (self.forwarder.route or "").strip("/").rsplit("/", 2)[-2:]  # mlflow-magic/proxy
         up = "../" * path.count("/")
         query = f"?{self.request.query}" if self.request.query else ""
         self.redirect(f"{up}{'/'.join(route)}/{port}{path}{query}", status=307)
@@ -120,8 +124,8 @@ def _log_warm_up_failure(task: asyncio.Task) -> None:
         _log.warning("mlflow_magic: the MLflow server did not start: %s", task.exception())
 
 
-async def serve(unix_socket: str, options: ServerOptions) -> None:
-    forwarder = Forwarder(options)
+async def serve(unix_socket: str, options: ServerOptions, route: str | None = None) -> None:
+    forwarder = Forwarder(options, route)
     application = web.Application([(r"/.*", ForwardHandler, {"forwarder": forwarder})])
     server = httpserver.HTTPServer(application, max_body_size=MAX_BODY)
     server.add_socket(netutil.bind_unix_socket(unix_socket, mode=0o600))
@@ -139,13 +143,21 @@ async def serve(unix_socket: str, options: ServerOptions) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: the settings come as arguments (from ``c.MlflowMagic.*`` and the Jupyter
+    server's route, see :func:`mlflow_magic.jupyter.launcher.setup_mlflow`)."""
     parser = argparse.ArgumentParser(prog="python -m mlflow_magic.jupyter.forwarder")
     parser.add_argument("--unix-socket", required=True,
                         help="the socket jupyter-server-proxy connects to")
     parser.add_argument("--path", help="data folder (default: $MLFLOW_PATH or ~/mlflow_data)")
+    parser.add_argument("--route", help="the server extension's route, which streams")
+    parser.add_argument("--first-port", type=int, help="where a start looks for a free port")
+    parser.add_argument("--start-flags", default="", help="flags of `start`, shell-quoted")
     args = parser.parse_args(argv)
+    if args.first_port:
+        os.environ[FIRST_PORT_ENV] = str(args.first_port)  # this process's own starts
+    settings = MlflowMagic(data_dir=args.path or "", start_flags=shlex.split(args.start_flags))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.unix_socket, ServerOptions(path=args.path)))
+        asyncio.run(serve(args.unix_socket, settings.options(), args.route))
 
 
 if __name__ == "__main__":

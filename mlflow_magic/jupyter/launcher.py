@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..contract import TILE_PATH
+from ..contract import PROXY_PATH, TILE_PATH
 
 ICON = Path(__file__).with_name("icons") / "mlflow.svg"
 
@@ -25,10 +25,19 @@ def setup_mlflow() -> dict:
     The forwarder listens on a Unix socket in a folder of its own (0700) that
     jupyter-server-proxy makes: no port another user could take or reach. It sees the
     browser's Host and Origin, so it can tell a same-origin write from a cross-site one.
+    Its settings (``c.MlflowMagic.*``, the route it sends the browser to) are its
+    arguments.
     """
+    from jupyter_server.utils import url_path_join
+
+    from .config import from_server, server_app
+
+    app = server_app()
+    route = url_path_join(app.base_url if app is not None else "/", PROXY_PATH)
     return {
         "command": [sys.executable, "-m", "mlflow_magic.jupyter.forwarder",
-                    "--unix-socket", "{unix_socket}"],
+                    "--unix-socket", "{unix_socket}", "--route", route,
+                    *from_server(app).argv()],
         "unix_socket": True,
         "timeout": START_TIMEOUT,
         "absolute_url": False,
