@@ -75,12 +75,10 @@ _LOADED: dict[int, TraceDisplay] = {}
 def load_ipython_extension(ipython) -> None:
     """``%load_ext mlflow_magic``: the magics, the trace display hooks and the guard that lets
     a background start's output reach a saved notebook (no mlflow import)."""
-    from .front import render
+    from .notebook.guard import GUARDS, PendingStartGuard
     from .notebook.magics import MlflowMagics
-    from .notebook.progress import GUARDS, PendingStartGuard
     from .notebook.traces import TraceDisplay
 
-    render.install()
     ipython.register_magics(MlflowMagics)
     if id(ipython) not in _LOADED:
         traces = TraceDisplay(ipython)
@@ -100,7 +98,7 @@ def unload_ipython_extension(ipython) -> None:
     traces = _LOADED.pop(id(ipython), None)
     if traces is not None:
         traces.unregister()
-    from .notebook.progress import GUARDS
+    from .notebook.guard import GUARDS
 
     guard = GUARDS.pop(id(ipython), None)
     if guard is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..contract import BASIC_AUTH_APP
 from ..results import (
@@ -34,7 +34,9 @@ from ..results import (
     install as install_renderer,
 )
 from ..settings.masking import mask_uri
-from ..state.records import ServerRecord
+
+if TYPE_CHECKING:  # only the type: %load_ext installs this renderer and stays light
+    from ..state.records import ServerRecord
 
 #: One colour per server state, for every HTML rendering (results and the panel).
 STATE_COLOURS = {"running": "#2e7d32", "starting": "#1565c0", "unresponsive": "#ef6c00",

@@ -37,15 +37,29 @@ RUN_PARSER = build_run_parser(_Parser)
 class MlflowMagics(Magics):
     """``%mlflow_server``: one shared MLflow server per data folder."""
 
+    def __init__(self, shell=None, **kwargs) -> None:
+        super().__init__(shell, **kwargs)
+        self._rendering = False
+
+    def _render_results(self) -> None:
+        """Results read as HTML and text in cells (loaded on first use, not at %load_ext)."""
+        if not self._rendering:
+            from ..front import render
+
+            render.install()
+            self._rendering = True
+
     @line_magic
     def mlflow_server(self, line: str = "") -> None:
         # The lifecycle and its libraries load on first use, not at %load_ext.
+        self._render_results()
         from ..front import commands, context
         from ..front.render import shown_with
         from ..front.ui import UiView, trace_renderer_base
         from ..results import Connected, Launched, Reused, Starting
         from ..tracking import set_trace_renderer_base
-        from .progress import GUARDS, CellProgress, follow, for_this_shell
+        from .guard import GUARDS
+        from .progress import CellProgress, follow, for_this_shell
 
         argv, extra = split_passthrough(arg_split(line))
         ns = PARSER.parse_args(argv)
@@ -118,6 +132,7 @@ class MlflowMagics(Magics):
 
     @cell_magic
     def mlflow_run(self, line: str, cell: str) -> None:
+        self._render_results()
         from ..front import commands, context
         from ..front.ui import deep_link
         from . import runs
