@@ -590,6 +590,146 @@ def privacy_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
     ]
 
 
+# --- always there: the keeper's costs and what it saves ------------------------------------
+
+#: The release before the keeper (the server process held its own port).
+BEFORE_KEEPER = "ab9390b"
+
+
+def previous_release_server(root: Path, commit: str, folder: Path) -> subprocess.Popen | None:
+    """Start ``folder``'s server with the code of ``commit`` (a git worktree); it keeps
+    running detached. Returns nothing to wait for: stop it with that code too."""
+    tree = root / f"release-{commit}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(tree),
+                        commit], check=True, capture_output=True)
+    code = f"import mlflow_magic; print(mlflow_magic.start({str(folder)!r}, use=False).url)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)
+    if out.returncode:
+        raise RuntimeError(f"the start of {commit} failed: {out.stderr[-2000:]}")
+    return None
+
+
+def remove_worktree(root: Path, commit: str) -> None:
+    subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force",
+                    str(root / f"release-{commit}")], capture_output=True)
+
+
+def folder_rss_mb(folder: Path) -> float:
+    record = records.read_record(folder)
+    procs = processes.server_processes(record.pid, record.create_time, record.token)
+    return sum(p.memory_info().rss for p in procs) / 1e6
+
+
+def wait_asleep(folder: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while mlflow_magic.status(folder).state != "sleeping":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{folder} did not fall asleep")
+        time.sleep(1)
+
+
+def first_answer_s(url: str) -> float:
+    """One REST read, as the owner: the time to its answer."""
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search?max_results=1",
+                                 headers=ports.headers_for_url(url))
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=180) as resp:
+        resp.read()
+    return time.perf_counter() - t0
+
+
+def heal_s(url: str, folder: Path) -> float:
+    """kill -9 of the MLflow server, then ``log_metric`` until one is acknowledged."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(url)
+    run = client.create_run(client.create_experiment(f"heal-{time.time_ns()}")).info.run_id
+    client.log_metric(run, "m", 0.0)
+    os.kill(records.serving_pid(records.read_record(folder)), signal.SIGKILL)
+    t0 = time.perf_counter()
+    while True:
+        try:
+            client.log_metric(run, "m", 1.0, step=1)
+            return time.perf_counter() - t0
+        except Exception:
+            time.sleep(0.05)
+
+
+def always_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
+    """The keeper against the release before it: the hot path, waking against a warm start,
+    healing, and the memory of a shared host."""
+    ours, theirs = root / "keeper-hot", root / "before-keeper-hot"
+    mlflow_magic.start(ours, use=False)
+    previous_release_server(root, BEFORE_KEEPER, theirs)
+    hot: dict[str, list[tuple[float, float]]] = {"ours": [], "theirs": []}
+    try:
+        url_ours = records.read_record(ours).url
+        url_theirs = records.read_record(theirs).url
+        both = [("theirs", url_theirs), ("ours", url_ours)]
+        for r in range(2 * rounds):  # alternated: neither side always goes first
+            for name, url in both if r % 2 else both[::-1]:
+                single, _batch = logging_rates(url)
+                hot[name].append((1000 / single, rest_latency_ms(url, n=200)))
+        awake_before = folder_rss_mb(theirs)
+    finally:
+        mlflow_magic.stop(ours)
+        code = f"import mlflow_magic; mlflow_magic.stop({str(theirs)!r})"
+        subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       env={**os.environ, "PYTHONPATH": str(root / f"release-{BEFORE_KEEPER}")})
+        remove_worktree(root, BEFORE_KEEPER)
+
+    wakes, warms, heals = [], [], []
+    folder = root / "keeper-sleeps"
+    for _ in range(rounds):
+        url = mlflow_magic.start(folder, use=False, idle_timeout=3).url
+        wait_asleep(folder)
+        wakes.append(first_answer_s(url))
+        heals.append(heal_s(url, folder))
+        mlflow_magic.stop(folder)
+        t0 = time.perf_counter()
+        mlflow_magic.start(folder, use=False, idle_timeout=3)
+        warms.append(time.perf_counter() - t0)
+        mlflow_magic.stop(folder)
+
+    folders = [root / f"shared-host-{i}" for i in range(10)]
+    try:
+        for f in folders:
+            mlflow_magic.start(f, use=False, idle_timeout=5)
+        for f in folders:
+            wait_asleep(f)
+        asleep = median([folder_rss_mb(f) for f in folders])
+        first_answer_s(records.read_record(folders[0]).url)
+        awake = folder_rss_mb(folders[0])
+    finally:
+        for f in folders:
+            mlflow_magic.stop(f)
+    shared_with = 45 * asleep + 5 * awake
+    shared_before = 50 * awake_before
+
+    def med(name: str, i: int) -> float:
+        return median([h[i] for h in hot[name]])
+
+    return [
+        ("log_metric, one call (ms): before the keeper vs under it",
+         f"{med('theirs', 0):.2f} ms", f"{med('ours', 0):.2f} ms",
+         f"{med('ours', 0) / med('theirs', 0):.2f}x", "<= 1.02x"),
+        ("a REST read (ms): before the keeper vs under it", f"{med('theirs', 1):.2f} ms",
+         f"{med('ours', 1):.2f} ms", f"{med('ours', 1) / med('theirs', 1):.2f}x", "<= 1.02x"),
+        ("the first request to a sleeping server vs a warm start (existing database)",
+         f"{median(warms):.2f} s", f"{median(wakes):.2f} s",
+         f"{median(wakes) / median(warms):.2f}x", "<= 1.1x"),
+        ("kill -9 of the server to the next acknowledged log_metric (nobody runs start)", "-",
+         f"{median(heals):.2f} s", "", "report"),
+        ("a folder's memory (RSS): awake (keeper + server) vs asleep (the keeper)",
+         f"{awake:.0f} MB", f"{asleep:.1f} MB", f"{asleep / awake:.2f}x", "asleep <= 25 MB"),
+        ("a shared host, 50 folders, 5 in use: today (50 servers) vs 45 asleep + 5 awake",
+         f"{shared_before / 1000:.1f} GB", f"{shared_with / 1000:.2f} GB",
+         f"{shared_with / shared_before:.2f}x", "<= 0.20x"),
+    ]
+
+
 # --- the daily path: parallel starts, big artifacts, slow links, crashes -----------------------
 
 
@@ -1181,6 +1321,8 @@ def main() -> None:
                         help="only the run card: its cost in a training loop, its saved size")
     parser.add_argument("--privacy-only", action="store_true",
                         help="only what the folder's key costs: per request and per start")
+    parser.add_argument("--always-only", action="store_true",
+                        help="only the keeper: hot path, waking, healing, a shared host's memory")
     parser.add_argument("--push-only", action="store_true",
                         help="only a push of 200 runs to PostgreSQL (and export-import)")
     parser.add_argument("--export-import", metavar="BIN", type=Path,
@@ -1201,7 +1343,8 @@ def main() -> None:
             "privacy_only": lambda: privacy_rows(root, args.rounds),
             "cards_only": lambda: card_rows(root, args.rounds),
             "daily_only": lambda: daily_rows(root, args.rounds),
-            "push_only": lambda: push_rows(root, args.postgres_uri, args.export_import)}
+            "push_only": lambda: push_rows(root, args.postgres_uri, args.export_import),
+            "always_only": lambda: always_rows(root, args.rounds)}
     for flag, rows_of in only.items():
         if getattr(args, flag):
             try:
@@ -1213,7 +1356,7 @@ def main() -> None:
     try:
         costs = (start_rows(root, args.rounds) + costs_rows(root, args.rounds)
                  + privacy_rows(root, args.rounds) + card_rows(root, args.rounds)
-                 + daily_rows(root, args.rounds)
+                 + daily_rows(root, args.rounds) + always_rows(root, args.rounds)
                  + writers_rows(root, args.postgres_uri))
         starts = measure_starts(args.rounds, root)
         floor = median(starts["import floor"]["cold"])

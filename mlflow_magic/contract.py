@@ -22,6 +22,14 @@ LOG_FILE = "server.log"
 LOCK_FILE = "server.lock"
 #: While it exists, an ``--attached`` server stops when its kernel exits.
 ATTACH_FILE = "attached"
+#: What the keeper runs (0600, secrets included: the server's command line and
+#: environment), written by the starter and read again on SIGHUP (a restart in place).
+KEEPER_SPEC_FILE = "keeper.spec.json"
+#: What the keeper says it is doing (``KEEPER_STATES``), with since when and its server's pid.
+KEEPER_STATE_FILE = "keeper.json"
+#: Touched by the server on each request that counts (not /health, not a probe): the keeper
+#: puts the server to sleep when it has not been touched for the idle timeout.
+ACTIVITY_FILE = "activity"
 #: The folder's key (0600), made once and kept across restarts: every request to the
 #: folder's server must carry it (``/health`` aside). See ``mlflow_magic/security/keys.py``.
 KEY_FILE = "key"
@@ -40,6 +48,9 @@ KEY_HEADER = "X-Mlflow-Magic-Key"
 LOGIN_PARAM = "mlflow_magic_login"
 #: The session cookie a login sets, one per server port (cookies ignore ports).
 SESSION_COOKIE = "mlflow-magic-{port}"
+#: Sent by mlflow_magic's own probes (readiness, status, the panel): they are no activity, so
+#: they neither keep a server awake nor count towards its idle timeout.
+PROBE_HEADER = "X-Mlflow-Magic-Probe"
 #: Set on the gate's own refusals, so a client can tell them from MLflow's basic auth.
 GATE_HEADER = "X-Mlflow-Magic-Gate"
 #: The only path the gate lets through without the key (readiness checks).
@@ -67,6 +78,9 @@ CACHE_DIR_ENV = "MLFLOW_MAGIC_CACHE_DIR"
 PROXY_URL_ENV = "MLFLOW_MAGIC_PROXY_URL"
 #: Where a start without ``--port`` begins looking for a free port.
 FIRST_PORT_ENV = "MLFLOW_MAGIC_FIRST_PORT"
+#: How long a server may go without a request before it sleeps, when ``--idle-timeout`` is
+#: not given (``30m``, ``2h``, ``0`` for never).
+IDLE_TIMEOUT_ENV = "MLFLOW_MAGIC_IDLE_TIMEOUT"
 #: Marks every process of one server (a random token in each one's environment).
 TOKEN_ENV = "MLFLOW_MAGIC_SERVER_TOKEN"
 #: Set while a background start runs, for the processes started meanwhile
@@ -92,6 +106,11 @@ PRIVATE_DIR_ENV = "MLFLOW_MAGIC_PRIVATE_DIR"
 #: The listening socket the starter bound and handed to the server (a file descriptor
 #: number): the port is held from the moment it is chosen, so no other start can take it.
 LISTEN_FD_ENV = "MLFLOW_MAGIC_LISTEN_FD"
+#: The activity file (see ACTIVITY_FILE) the server's workers touch.
+ACTIVITY_FILE_ENV = "MLFLOW_MAGIC_ACTIVITY_FILE"
+#: The keeper's pid, in its server's environment: the server ends itself when its keeper is
+#: gone (killed with -9), so the port is free for the next start to bring the folder back.
+KEEPER_PID_ENV = "MLFLOW_MAGIC_KEEPER_PID"
 #: The app the server's workers wrap, as ``mlflow server`` named it (``module:attr``, or
 #: ``module:factory()`` for an app factory); set by ``server/serve.py`` for ``server/app.py``.
 APP_ENV = "MLFLOW_MAGIC_APP"
@@ -123,3 +142,24 @@ UVICORN_RUNNING = "Uvicorn running"
 #: On every run, logged model, model version and trace a push copies: the source's id
 #: (a model version: its number), so a later push finds the copy again (transfer.py).
 PUSH_SOURCE_TAG = "mlflow_magic.push.source"
+
+
+# --- the keeper: the process that holds a folder's port while its server is wanted ---------
+
+#: What the keeper's state file says: its server serves (or starts); it sleeps (no server
+#: process, the port held, the next connection wakes it); it waits to start its server again
+#: after a crash; it gave up after the server died right after each start; it stopped.
+KEEPER_RUNNING = "running"
+KEEPER_SLEEPING = "sleeping"
+KEEPER_RESTARTING = "restarting"
+KEEPER_CRASH_LOOP = "crash loop"
+KEEPER_STOPPED = "stopped"
+KEEPER_STATES = (KEEPER_RUNNING, KEEPER_SLEEPING, KEEPER_RESTARTING, KEEPER_CRASH_LOOP,
+                 KEEPER_STOPPED)
+#: The keeper's exit code when it gives up on a server in a crash loop.
+CRASH_LOOP_EXIT = 75
+#: A server that dies within this many seconds of its start, having served no request,
+#: died "right after" it; that many such deaths in a row are a crash loop (the keeper gives
+#: up; ``status`` says so).
+QUICK_DEATH = 30.0
+CRASH_LOOP_AFTER = 5

@@ -4,12 +4,14 @@ MLflow asks every request-header provider registered under the
 ``mlflow.request_header_provider`` entry point before each request
 (``mlflow/tracking/request_header/registry.py``): the kernel, ``!python
 train.py``, a fresh terminal, MLflow's own CLI. :class:`RequestHook` is
-mlflow_magic's, and does two things, in order:
+mlflow_magic's, and does three things, in order:
 
 1. waits for a server start still under way (:mod:`mlflow_magic.lifecycle.pending`);
 2. adds the data folder's key to a request for this user's own private server,
    once that server is verified to hold its port, and stops a request for a
-   local port that another user holds (:mod:`mlflow_magic.security.ports`).
+   local port that another user holds (:mod:`mlflow_magic.security.ports`);
+3. brings a folder's server back on its port when it is down and nobody stopped
+   it (its keeper died in a reboot or with kill -9), with its own settings.
 
 A request to any other address gets nothing and costs a URL parse: the key is
 never sent to a ``connect``-ed or remote server. Imports stay light: MLflow
@@ -19,12 +21,16 @@ a server of ours.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .internals import mlflow_request_url
 from .lifecycle import pending
 from .settings.config import is_loopback
 from .tracking import mlflow_tracking_uri
+
+if TYPE_CHECKING:
+    from .security.ports import ServerNotRunning
 
 
 class RequestHook:
@@ -38,6 +44,29 @@ class RequestHook:
         url = mlflow_request_url()
         if url is None or not is_loopback(urlsplit(url).hostname):
             return {}
-        from .security.ports import headers_for_url  # only for requests to this machine
+        from .security.ports import ServerNotRunning, headers_for_url  # requests to here only
 
-        return headers_for_url(url, wait=True)
+        try:
+            return headers_for_url(url, wait=True)
+        except ServerNotRunning as down:
+            if not down.revivable:
+                raise
+            bring_back(down)
+            return headers_for_url(url, wait=True)
+
+
+def bring_back(down: ServerNotRunning) -> None:
+    """Start a folder's server again on its port, with its own settings: its keeper died (a
+    reboot, kill -9) and nobody stopped it. A start that cannot is said in one paragraph,
+    and the call is not sent (a ``BaseException``: MLflow drops an ``Exception`` of a hook,
+    and the request would then meet the gate's 401)."""
+    from .errors import CellMessage, MlflowMagicError
+    from .lifecycle.start import revive
+
+    try:
+        revive(down.data_dir, down.port)
+    except MlflowMagicError as exc:
+        raise CellMessage(
+            f"This MLflow call was not sent: the MLflow server of the data folder "
+            f"{down.data_dir} (port {down.port}) was down (a reboot, or its processes were "
+            f"killed), and starting it again failed: {exc}") from None

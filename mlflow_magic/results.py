@@ -129,7 +129,11 @@ class StoppedAll(Result):
 
 
 #: The states of a folder's server, as ``status`` tells them.
-STATES = ("running", "starting", "unresponsive", "crashed", "elsewhere", "stopped", "foreign")
+STATES = ("running", "starting", "sleeping", "restarting", "unresponsive", "crashed",
+          "crash loop", "elsewhere", "stopped", "foreign")
+#: The states in which the server is there for its clients (a request is answered, at the
+#: latest once it has woken up or started again).
+UP = ("running", "starting", "sleeping", "restarting")
 
 
 @dataclass(frozen=True, repr=False)
@@ -148,6 +152,11 @@ class ServerStatus(Result):
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def up(self) -> bool:
+        """There for its clients: running, or coming back by itself (see :data:`UP`)."""
+        return self.state in UP
 
 
 @dataclass(frozen=True, repr=False)

@@ -101,6 +101,15 @@ def ours(proc: psutil.Process) -> bool:
         return False
 
 
+def serving(record) -> psutil.Process:
+    """The MLflow server process of a record (its keeper's child): what ``ps`` shows with
+    the server's flags, what a test pauses or kills as "the server"."""
+    from mlflow_magic.state.records import serving_pid
+
+    pid = wait_for(lambda: serving_pid(record), timeout=30)
+    return psutil.Process(pid)
+
+
 def serve_processes(marker: str = "") -> list[psutil.Process]:
     """This run's mlflow_magic server processes whose command line contains ``marker``."""
     found = []

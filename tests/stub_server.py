@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -78,6 +79,9 @@ def main() -> None:
     if mode.startswith("binds-itself:") and fd is not None:
         os.close(int(fd))
         fd = None
+        keeper = os.environ.get("MLFLOW_MAGIC_KEEPER_PID")
+        if keeper:  # as mlflow_magic's launcher does for such a server: the keeper lets go
+            os.kill(int(keeper), signal.SIGUSR2)
         time.sleep(float(mode.split(":", 1)[1]))
         try:
             probe = socket.socket()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlflow_magic.errors import ConfigError
-from mlflow_magic.settings.config import resolve, resolve_data_dir
+from mlflow_magic.settings.config import duration, resolve, resolve_data_dir
 from mlflow_magic.settings.options import ServerOptions
 from mlflow_magic.settings.server_command import server_argv, server_env
 from mlflow_magic.state.records import prepare_folder
@@ -150,3 +150,19 @@ def test_no_driver_at_all_names_our_extra(tmp_path, monkeypatch):
         resolve(ServerOptions(path=tmp_path, backend_store_uri="postgresql://u:p@h/db"))
     with pytest.raises(ConfigError, match=r"pip install 'mlflow-magic\[s3\]'"):
         resolve(ServerOptions(path=tmp_path, artifacts_destination="s3://bucket/p"))
+
+
+@pytest.mark.parametrize(("said", "seconds"), [("30m", 1800), ("2h", 7200), ("90s", 90),
+                                               ("1d", 86400), ("0", 0), ("45", 45)])
+def test_an_idle_timeout_is_a_duration(said, seconds):
+    assert duration(said) == seconds
+
+
+def test_the_idle_timeout_defaults_to_an_hour_or_the_admins_setting(tmp_path):
+    assert resolve(ServerOptions(path=tmp_path)).idle_timeout == 3600
+    assert resolve(ServerOptions(path=tmp_path),
+                   {"MLFLOW_MAGIC_IDLE_TIMEOUT": "30m"}).idle_timeout == 1800
+    assert resolve(ServerOptions(path=tmp_path, idle_timeout=0),
+                   {"MLFLOW_MAGIC_IDLE_TIMEOUT": "30m"}).idle_timeout == 0
+    with pytest.raises(ConfigError, match="MLFLOW_MAGIC_IDLE_TIMEOUT='soon'"):
+        resolve(ServerOptions(path=tmp_path), {"MLFLOW_MAGIC_IDLE_TIMEOUT": "soon"})

@@ -195,8 +195,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("notebook", "jupyter", "cli"),
     ("proxy",),  # the launcher's old entry point: a shim over jupyter/launcher.py
 )
-#: The MLflow server process's own code stands apart (see SERVER_MAY_IMPORT).
-APART = ("server",)
+#: The MLflow server's and the keeper's own code stand apart (see SERVER_MAY_IMPORT and
+#: KEEPER_MAY_IMPORT).
+APART = ("server", "keeper")
+#: The keeper lives as long as a folder's server is wanted, in 10 to 15 MB: the standard
+#: library and the names between processes, nothing else of ours.
+KEEPER_MAY_IMPORT = ("mlflow_magic.keeper", "mlflow_magic.contract")
 
 
 def layer_of(module: str) -> tuple[int, str] | None:
@@ -265,3 +269,12 @@ def test_a_wrong_way_import_would_be_found(monkeypatch):
     wrong_way = re.escape("mlflow_magic.state.records → mlflow_magic.front")
     with pytest.raises(AssertionError, match=wrong_way):
         test_imports_go_one_way_down()
+
+
+def test_the_keeper_imports_only_itself_and_the_contract():
+    graph = imports(top_level_only=False)
+    graph["mlflow_magic"] = imports(top_level_only=True)["mlflow_magic"]
+    loaded = reachable(graph, ("mlflow_magic.keeper.main",))
+    outside = sorted(m for m in loaded if m != "mlflow_magic" and not any(
+        m == allowed or m.startswith(allowed + ".") for allowed in KEEPER_MAY_IMPORT))
+    assert not outside, f"the keeper would import {outside}"

@@ -20,7 +20,7 @@ import time
 import crash_loop
 import psutil
 import pytest
-from conftest import Kernel, as_host, python, rest, serve_processes, wait_for
+from conftest import Kernel, as_host, python, rest, serve_processes, serving, wait_for
 
 import mlflow_magic
 from mlflow_magic import contract
@@ -84,8 +84,9 @@ def test_eight_writers_lose_no_point(shared_server):
 @pytest.mark.integration
 def test_a_paused_server_is_waited_for_never_replaced(folder):
     server = mlflow_magic.start(folder, use=False).server
-    os.kill(server.pid, signal.SIGSTOP)
-    resumer = threading.Timer(6.0, os.kill, (server.pid, signal.SIGCONT))
+    paused = serving(server).pid  # the MLflow server itself (its keeper only holds the port)
+    os.kill(paused, signal.SIGSTOP)
+    resumer = threading.Timer(6.0, os.kill, (paused, signal.SIGCONT))
     resumer.start()
     phases = []
     try:
@@ -93,7 +94,7 @@ def test_a_paused_server_is_waited_for_never_replaced(folder):
                                    on_progress=lambda phase, _: phases.append(phase))
     finally:
         resumer.join()
-        os.kill(server.pid, signal.SIGCONT)
+        os.kill(paused, signal.SIGCONT)
     assert isinstance(again, Reused) and again.server.pid == server.pid
     assert diagnosis.BUSY_PHASE in phases
     assert len(serve_processes(str(folder))) == 1
@@ -102,13 +103,14 @@ def test_a_paused_server_is_waited_for_never_replaced(folder):
 @pytest.mark.integration
 def test_a_server_that_never_answers_is_reported_and_left_running(folder):
     server = mlflow_magic.start(folder, use=False).server
-    os.kill(server.pid, signal.SIGSTOP)
+    paused = serving(server).pid
+    os.kill(paused, signal.SIGSTOP)
     try:
         with pytest.raises(UnresponsiveError) as info:
             mlflow_magic.start(folder, use=False, timeout=3)
         assert mlflow_magic.status(folder).state == "unresponsive"
     finally:
-        os.kill(server.pid, signal.SIGCONT)
+        os.kill(paused, signal.SIGCONT)
     message = str(info.value)
     assert f"pid {server.pid}" in message and "left running" in message
     assert "restart" in message and "Uvicorn running" in message  # the log tail
@@ -175,10 +177,12 @@ def test_kill_9_of_the_whole_server_is_reported_then_recovered(folder):
 @pytest.mark.integration
 def test_stop_ends_every_worker_even_after_the_leader_died(folder):
     server = mlflow_magic.start(folder, use=False, workers=2).server
-    workers = wait_for(lambda: [p for p in psutil.Process(server.pid).children()
+    leader = serving(server)
+    workers = wait_for(lambda: [p for p in leader.children()
                                 if "spawn_main" in " ".join(p.cmdline())] or None)
-    os.kill(server.pid, signal.SIGKILL)  # the leader alone
-    wait_for(lambda: gone(server.pid))
+    os.kill(server.pid, signal.SIGKILL)  # the keeper and the server's leader, not its workers
+    os.kill(leader.pid, signal.SIGKILL)
+    wait_for(lambda: gone(server.pid) and gone(leader.pid))
     processes.reap(server.pid)
     assert [w for w in workers if not gone(w.pid)], "the workers should outlive their leader"
     status = mlflow_magic.status(folder)
@@ -210,9 +214,10 @@ def test_restart_keeps_every_setting_and_changes_only_what_is_named(folder, post
                                allowed_hosts="hub.example.org",
                                extra_args=("--uvicorn-opts", "--timeout-keep-alive 7")).server
     exp = rest(first.url, "/api/2.0/mlflow/experiments/create", {"name": "on-postgres"})
+    before = serving(first).pid
 
     again = mlflow_magic.restart(folder, use=False).server
-    assert again.pid != first.pid and again.port == first.port
+    assert serving(again).pid != before and again.port == first.port  # a new server
     for key in ("backend_store_uri", "artifacts_destination", "allowed_hosts", "extra_args"):
         assert again.settings[key] == first.settings[key], key
     assert again.workers == 2
@@ -220,7 +225,7 @@ def test_restart_keeps_every_setting_and_changes_only_what_is_named(folder, post
     assert got["experiment"]["name"] == "on-postgres"  # still on PostgreSQL, not SQLite
     assert not (folder / "mlflow.db").exists()
     assert as_host(again.url, "hub.example.org")[0] == 200
-    assert "--timeout-keep-alive 7" in " ".join(psutil.Process(again.pid).cmdline())
+    assert "--timeout-keep-alive 7" in " ".join(serving(again).cmdline())
 
     third = mlflow_magic.restart(folder, use=False, workers=1).server
     assert third.workers == 1
@@ -228,17 +233,21 @@ def test_restart_keeps_every_setting_and_changes_only_what_is_named(folder, post
     assert third.settings["artifacts_destination"] == str(artifacts)
     assert as_host(third.url, "hub.example.org")[0] == 200
     shown = [records.record_path(folder).read_text(), str(mlflow_magic.status(folder)),
-             " ".join(psutil.Process(third.pid).cmdline()), str(mlflow_magic.logs(folder, 200))]
+             " ".join(serving(third).cmdline()), str(mlflow_magic.logs(folder, 200))]
     assert not [text for text in shown if password in text]
 
 
 @pytest.mark.integration
 def test_restart_is_one_critical_section(folder):
+    """A restart replaces the server in place (its keeper keeps the port): another kernel
+    starting meanwhile waits for the folder's lock or reuses, and never starts a second
+    server; it ends on the new one."""
     first = mlflow_magic.start(folder, use=False).server
+    before = serving(first).pid
     rival: list[subprocess.Popen] = []
 
     def on_progress(phase, _):
-        if not rival:  # the old server is stopped, the new one not yet up: another kernel
+        if not rival:  # the old server is stopping, the new one not yet up: another kernel
             rival.append(subprocess.Popen(
                 [sys.executable, "-c", textwrap.dedent(f"""
                     import mlflow_magic
@@ -253,13 +262,12 @@ def test_restart_is_one_critical_section(folder):
                     r = mlflow_magic.start({str(folder)!r}, use=False)
                     print(type(r).__name__, r.server.pid)
                 """)], stdout=subprocess.PIPE, text=True))
-            # It found no server running and goes for the lock this restart holds.
-            assert rival[0].stdout.readline().strip() == "waiting"
 
     second = mlflow_magic.restart(folder, use=False, on_progress=on_progress).server
     out, _ = rival[0].communicate(timeout=120)
-    assert out.split() == ["Reused", str(second.pid)]
-    assert second.pid != first.pid
+    assert out.split()[-2:] == ["Reused", str(second.pid)]
+    assert second.pid == first.pid and second.port == first.port  # the same keeper, port
+    assert serving(second).pid != before  # a new server
     assert len(serve_processes(str(folder))) == 1
 
 
@@ -417,7 +425,7 @@ def test_a_record_keeps_what_the_server_inherited(folder, monkeypatch):
     monkeypatch.setenv("MLFLOW_DEFAULT_ARTIFACT_ROOT", "/must/not/leak")
     server = mlflow_magic.start(folder, use=False).server
     assert "MLFLOW_S3_UPLOAD_EXTRA_ARGS" in server.inherited_env
-    environ = psutil.Process(server.pid).environ()
+    environ = serving(server).environ()
     assert "MLFLOW_DEFAULT_ARTIFACT_ROOT" not in environ
     assert "MLFLOW_S3_UPLOAD_EXTRA_ARGS" in str(mlflow_magic.status(folder))
     assert dataclasses.asdict(server)["settings"]["default_artifact_root"] is None

@@ -45,10 +45,12 @@ def test_panel_start_open_ui_stop(folder):
         assert panel.shown_view is not None  # the UI view, in the panel
         assert panel.shown_view.location.direct_url == record.url + "/"
 
+        served_before = records.serving_pid(record)
+        assert served_before is not None
         panel.buttons["restart"].click()
         panel.starting.result(timeout=120)
         assert panel.message.value == ""
-        assert records.read_record(folder).pid != record.pid
+        assert records.serving_pid(records.read_record(folder)) != served_before
 
         panel.buttons["stop"].click()
         assert records.read_record(folder) is None
@@ -94,11 +96,13 @@ def test_panel_restart_keeps_the_servers_own_settings(folder, tmp_path):
     first = api.start(folder, use=False, artifacts_destination=str(elsewhere), workers=2).server
     panel = ServerPanel(ServerOptions(path=folder), refresh_seconds=3600)
     try:
+        served_before = records.serving_pid(first)
+        assert served_before is not None
         panel.buttons["restart"].click()
         panel.starting.result(timeout=120)
         assert panel.message.value == ""
         again = records.read_record(folder)
-        assert again.pid != first.pid and again.port == first.port
+        assert records.serving_pid(again) != served_before and again.port == first.port
         assert again.settings["artifacts_destination"] == str(elsewhere)
         assert again.workers == 2
     finally:

@@ -17,7 +17,6 @@ import textwrap
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 from conftest import (
@@ -27,6 +26,7 @@ from conftest import (
     lure_at,
     owner,
     rest,
+    serving,
     wait_for,
 )
 
@@ -202,7 +202,7 @@ def test_the_owner_keeps_every_path_with_no_step(shared_server, tmp_path):
     key = keys.folder_key(Path(shared_server.data_dir))
     shown = [str(mlflow_magic.status(shared_server.data_dir)), json.dumps(dict(os.environ)),
              records.record_path(Path(shared_server.data_dir)).read_text(),
-             " ".join(psutil.Process(shared_server.pid).cmdline()),
+             " ".join(serving(shared_server).cmdline()),
              records.log_path(Path(shared_server.data_dir)).read_text()]
     assert key and not [text for text in shown if key in text]
 
@@ -210,9 +210,10 @@ def test_the_owner_keeps_every_path_with_no_step(shared_server, tmp_path):
 @pytest.mark.integration
 def test_restart_keeps_the_key_and_other_kernels_keep_working(folder):
     first = mlflow_magic.start(folder, use=False).server
+    before = serving(first).pid
     key = keys.folder_key(folder)
     again = mlflow_magic.restart(folder, use=False).server
-    assert again.pid != first.pid and keys.folder_key(folder) == key
+    assert serving(again).pid != before and keys.folder_key(folder) == key
     assert again.url == first.url
     # A process that had verified the first server is sent to the new one after a check.
     assert rest(again.url, "/api/2.0/mlflow/experiments/search?max_results=1")
@@ -415,7 +416,7 @@ def test_the_server_does_not_inherit_jupyters_credentials(folder, stub, monkeypa
         monkeypatch.setenv(name, "a-jupyter-credential")
     stub("serve")
     server = mlflow_magic.start(folder, use=False).server
-    seen = psutil.Process(server.pid).environ()
+    seen = serving(server).environ()
     assert not [name for name, value in seen.items() if value == "a-jupyter-credential"]
 
 

@@ -12,9 +12,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import as_host, fetch, owner, rest, wait_for
+from conftest import as_host, fetch, owner, rest, serving, wait_for
 
 import mlflow_magic
 from mlflow_magic.contract import IN_PROCESS_MARKER, OWN_LAUNCHER_MARKER
@@ -22,7 +21,7 @@ from mlflow_magic.server.serve import _is_uvicorn_command
 
 
 def test_default_server_is_one_process_serving_in_process(shared_server):
-    proc = psutil.Process(shared_server.pid)
+    proc = serving(shared_server)  # the MLflow server (its keeper only holds the port)
     assert proc.children(recursive=True) == [], "MLflow spawned a second process"
     log = Path(shared_server.log_path).read_text()
     assert IN_PROCESS_MARKER in log, (
@@ -61,7 +60,7 @@ def test_workers_flag_starts_that_many_workers(folder):
     server = mlflow_magic.start(folder, use=False, workers=2).server
 
     def two_workers():  # uvicorn spawns workers (beside multiprocessing's resource tracker)
-        kids = [p for p in psutil.Process(server.pid).children()
+        kids = [p for p in serving(server).children()
                 if "spawn_main" in " ".join(p.cmdline())]
         return kids if len(kids) >= 2 else None
 
@@ -105,7 +104,7 @@ def test_security_middleware_is_on(shared_server, folder):
 @pytest.mark.integration
 def test_job_runner_only_on_request(folder):
     server = mlflow_magic.start(folder, use=False, jobs=True).server
-    consumers = wait_for(lambda: [p for p in psutil.Process(server.pid).children(recursive=True)
+    consumers = wait_for(lambda: [p for p in serving(server).children(recursive=True)
                                   if "huey" in " ".join(p.cmdline())], timeout=60)
     assert consumers
     assert fetch(f"{server.url}/health") == b"OK"

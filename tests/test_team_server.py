@@ -11,9 +11,8 @@ import textwrap
 import urllib.error
 import urllib.request
 
-import psutil
 import pytest
-from conftest import owner
+from conftest import owner, serving
 
 import mlflow_magic
 from mlflow_magic.state import records
@@ -50,7 +49,7 @@ def test_postgres_backend_and_s3_artifacts(folder, postgres, s3, monkeypatch):
     status = mlflow_magic.status(folder)
     assert "postgres:***@127.0.0.1" in str(status)
     shown = [str(status), status._repr_html_(), records.record_path(folder).read_text(),
-             " ".join(psutil.Process(server.pid).cmdline()),
+             " ".join(serving(server).cmdline()),
              records.log_path(folder).read_text(), json.dumps(server.settings)]
     assert not [text for text in shown if password in text]
 
@@ -115,8 +114,9 @@ def test_sql_backend_with_s3_keeps_everything_across_restart(backend, folder, s3
     server = mlflow_magic.start(folder, use=False, backend_store_uri=uri,
                                 artifacts_destination=f"s3://mlflow/{prefix}").server
     run_id = client_run(CLIENT, no_storage_credentials(server.url), backend).split()[-1]
+    first_server = serving(server).pid
     again = mlflow_magic.restart(folder, use=False).server
-    assert again.pid != server.pid and again.url == server.url
+    assert serving(again).pid != first_server and again.url == server.url
     assert again.settings["backend_store_uri"] == server.settings["backend_store_uri"]
     read = client_run(READER, no_storage_credentials(again.url), run_id, backend)
     assert read.split()[:4] == ["READ", "0.5", "0.25", "1"] and "a model card" in read
@@ -127,7 +127,7 @@ def test_sql_backend_with_s3_keeps_everything_across_restart(backend, folder, s3
     password = uri.split(":")[2].split("@")[0]
     shown = [str(mlflow_magic.status(folder)), records.record_path(folder).read_text(),
              str(mlflow_magic.logs(folder, 500)), str(mlflow_magic.list_servers()),
-             " ".join(psutil.Process(again.pid).cmdline())]
+             " ".join(serving(again).cmdline())]
     assert not [text for text in shown if password in text or "secret" in text]
 
 
@@ -251,7 +251,7 @@ def test_basic_auth_server_and_connect(folder, monkeypatch, clean_tracking_env):
     assert again.settings["app_name"] == "basic-auth" and status_of(None) == 401
     shown = [str(mlflow_magic.status(folder)), records.record_path(folder).read_text(),
              records.options_path(folder).read_text(), str(mlflow_magic.logs(folder, 500)),
-             " ".join(psutil.Process(again.pid).cmdline())]
+             " ".join(serving(again).cmdline())]
     assert not [text for text in shown if admin_password in text]
 
 

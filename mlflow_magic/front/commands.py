@@ -91,7 +91,7 @@ def _ui_server_url(path: str | None) -> str:
     if path is None and tracking:
         return tracking
     status = api.status(path)
-    if not status.running or status.server is None:
+    if not status.up or status.server is None:
         raise ConfigError(
             f"No MLflow server is running for {status.data_dir}, so there is no UI to show. "
             "Start it with `%mlflow_server start` (or connect with `%mlflow_server connect "

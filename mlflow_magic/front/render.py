@@ -33,14 +33,17 @@ from ..results import (
 from ..results import (
     install as install_renderer,
 )
+from ..settings.config import human
 from ..settings.masking import mask_uri
+from ..state.records import serving_pid
 
-if TYPE_CHECKING:  # only the type: %load_ext installs this renderer and stays light
+if TYPE_CHECKING:
     from ..state.records import ServerRecord
 
 #: One colour per server state, for every HTML rendering (results and the panel).
-STATE_COLOURS = {"running": "#2e7d32", "starting": "#1565c0", "unresponsive": "#ef6c00",
-                 "crashed": "#c62828", "elsewhere": "#6a1b9a", "stopped": "#616161",
+STATE_COLOURS = {"running": "#2e7d32", "starting": "#1565c0", "sleeping": "#00838f",
+                 "restarting": "#1565c0", "unresponsive": "#ef6c00", "crashed": "#c62828",
+                 "crash loop": "#c62828", "elsewhere": "#6a1b9a", "stopped": "#616161",
                  "foreign": "#6a1b9a"}
 
 LOGIN_NOTE = ("This server asks for a login (user admin, password from "
@@ -50,6 +53,9 @@ LOGIN_NOTE = ("This server asks for a login (user admin, password from "
 HEADLINES = {
     "running": "MLflow server is running",
     "starting": "MLflow server is starting",
+    "sleeping": "MLflow server is asleep: its port is held, the next request wakes it",
+    "restarting": "MLflow server crashed and is starting again",
+    "crash loop": "MLflow server died right after each start and was given up",
     "unresponsive": "MLflow server process is alive but does not answer",
     "crashed": "MLflow server has stopped unexpectedly (its record was stale)",
     "elsewhere": "MLflow server was started on another host",
@@ -120,7 +126,7 @@ def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[
     masked again here: a record is written masked, but one edited by hand may not be."""
     rows = [
         ("URL", code_html(server.url)),
-        ("pid", f"{server.pid}" + (" (attached to its kernel)" if server.attached else "")),
+        ("pid", _pids(server)),
         ("uptime", human_duration(server.uptime)),
         ("data folder", html.escape(server.data_dir)),
         ("backend store", html.escape(mask_uri(server.backend_store_uri)
@@ -130,6 +136,10 @@ def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[
         rows.append(("registry store", html.escape(mask_uri(server.registry_store_uri))))
     proxied = " (proxied by the server)" if server.settings.get("serve_artifacts") else ""
     rows.append(("artifacts", html.escape(f"{mask_uri(server.artifact_location)}{proxied}")))
+    if server.keeper:
+        rows.append(("idle timeout", human(server.idle_timeout)
+                     + (" (sleeps after that long without a request)"
+                        if server.idle_timeout else "")))
     if server.workers != 1 or server.jobs:
         rows.append(("processes", f"{server.workers} worker(s)"
                      + (", job runner on" if server.jobs else "")))
@@ -140,6 +150,16 @@ def _server_rows(server: ServerRecord, health: str | None = None) -> list[tuple[
     if health:
         rows.append(("health", html.escape(health)))
     return rows
+
+
+def _pids(server: ServerRecord) -> str:
+    """The keeper's pid and the MLflow server's (the one ``ps`` shows with its flags)."""
+    said = f"{server.pid}"
+    if server.keeper:
+        serving = serving_pid(server)
+        said += (f" (keeper; MLflow server {serving})" if serving is not None
+                 else " (keeper; no MLflow server process now)")
+    return said + (" (attached to its kernel)" if server.attached else "")
 
 
 def _rows_text(rows: list[tuple[str, str]]) -> str:

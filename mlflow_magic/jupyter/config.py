@@ -20,9 +20,10 @@ from collections.abc import MutableMapping
 from traitlets import Int, List, Unicode
 from traitlets.config import Configurable
 
-from ..contract import FIRST_PORT_ENV
+from ..contract import FIRST_PORT_ENV, IDLE_TIMEOUT_ENV
 from ..errors import ConfigError
 from ..settings.arguments import build_parser, server_options, split_passthrough
+from ..settings.config import duration
 from ..settings.options import ServerOptions
 
 
@@ -44,6 +45,14 @@ class MlflowMagic(Configurable):
              "a range of their own. 0: the environment's, else 5000.",
     ).tag(config=True)
 
+    idle_timeout = Unicode(
+        "",
+        help="How long a server may go without a request before it sleeps (its memory "
+             "freed, its port kept, the next request wakes it): 30m, 2h, 0 for never; "
+             "MLFLOW_MAGIC_IDLE_TIMEOUT in the kernels, unless the environment sets it. "
+             "Empty: the environment's, else 1h.",
+    ).tag(config=True)
+
     start_flags = List(
         Unicode(),
         help="Flags of `%mlflow_server start` for the tile's server, as on a command line, "
@@ -60,6 +69,11 @@ class MlflowMagic(Configurable):
 
     def options(self) -> ServerOptions:
         """The tile's server: the configured folder and flags (a bad flag is one paragraph)."""
+        if self.idle_timeout:
+            try:
+                duration(self.idle_timeout)
+            except ValueError as exc:
+                raise ConfigError(f"c.MlflowMagic.idle_timeout: {exc}.") from None
         ours, extra = split_passthrough(self.start_flags)
         parser = build_parser(_Refusing, prog="c.MlflowMagic.start_flags")
         ns = parser.parse_args(["start", *ours])
@@ -74,6 +88,8 @@ class MlflowMagic(Configurable):
         args = ["--path", folder] if (folder := self.folder()) else []
         if self.first_port:
             args += ["--first-port", str(self.first_port)]
+        if self.idle_timeout:
+            args += ["--idle-timeout", self.idle_timeout]
         return [*args, "--start-flags", shlex.join(self.start_flags)]
 
     def export(self, environ: MutableMapping[str, str]) -> None:
@@ -83,6 +99,8 @@ class MlflowMagic(Configurable):
             environ.setdefault("MLFLOW_PATH", folder)
         if self.first_port:
             environ.setdefault(FIRST_PORT_ENV, str(self.first_port))
+        if self.idle_timeout:
+            environ.setdefault(IDLE_TIMEOUT_ENV, self.idle_timeout)
 
 
 class _Refusing(argparse.ArgumentParser):

@@ -73,6 +73,8 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
             server = ports.server_on_port(port)  # microseconds once verified
         except ports.PortTaken:
             server, taken = None, True
+        if server is None and not taken:  # down, and nobody stopped it: bring it back
+            server = await asyncio.to_thread(brought_back, port)
         if server is None:
             return self._not_ours(port, taken)
         self._record_activity()
@@ -133,6 +135,26 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
         """Count MLflow traffic as activity, so an idle culler does not stop a server in use."""
         self.settings.setdefault("last_activity_times", {})["mlflow_magic"] = (
             datetime.datetime.now(datetime.timezone.utc))
+
+
+def brought_back(port: int) -> ports.OwnServer | None:
+    """The folder's server on ``port`` started again with its own settings, if it is down
+    and nobody stopped it (its keeper died in a reboot or with kill -9); else None."""
+    from ..errors import MlflowMagicError
+    from ..lifecycle.start import revive
+
+    try:
+        return ports.server_on_port(port, wait=True)
+    except ports.ServerNotRunning as down:
+        if not down.revivable:
+            return None
+        try:
+            revive(down.data_dir, down.port)
+        except MlflowMagicError:
+            return None  # the page then says which cell to run
+    except ports.PortTaken:
+        return None
+    return ports.server_on_port(port)
 
 
 def _page(title: str, body_html: str, refresh: bool = False) -> str:

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from tornado import httpserver, netutil, web
 
-from ..contract import FIRST_PORT_ENV
+from ..contract import FIRST_PORT_ENV, IDLE_TIMEOUT_ENV
 from ..errors import MlflowMagicError
 from ..lifecycle.start import start as start_server
 from ..security import ports
@@ -151,11 +151,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--path", help="data folder (default: $MLFLOW_PATH or ~/mlflow_data)")
     parser.add_argument("--route", help="the server extension's route, which streams")
     parser.add_argument("--first-port", type=int, help="where a start looks for a free port")
+    parser.add_argument("--idle-timeout", help="the default idle timeout (30m, 2h, 0)")
     parser.add_argument("--start-flags", default="", help="flags of `start`, shell-quoted")
     args = parser.parse_args(argv)
     if args.first_port:
         os.environ[FIRST_PORT_ENV] = str(args.first_port)  # this process's own starts
-    settings = MlflowMagic(data_dir=args.path or "", start_flags=shlex.split(args.start_flags))
+    if args.idle_timeout:
+        os.environ[IDLE_TIMEOUT_ENV] = args.idle_timeout
+    settings = MlflowMagic(data_dir=args.path or "", idle_timeout=args.idle_timeout or "",
+                           start_flags=shlex.split(args.start_flags))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.unix_socket, settings.options(), args.route))
 

@@ -8,11 +8,14 @@ how the wait ended to the one paragraph the user reads.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
+import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,12 +25,11 @@ from typing import NoReturn
 import psutil
 
 from ..contract import (
+    ACTIVITY_FILE_ENV,
     ARGS_ENV,
-    ATTACH_FILE_ENV,
     CACHE_DIR_ENV,
     LISTEN_FD_ENV,
     LOG_ENV,
-    PARENT_ENV,
     PRIVATE_DIR_ENV,
     TOKEN_ENV,
     UPGRADE_ENV,
@@ -63,6 +65,9 @@ UrlKnown = Callable[[str], None]
 #: How many ports a start without ``--port`` tries when its server loses the port.
 PORT_RETRIES = 3
 POLL_INTERVAL = 0.1
+#: How long a start waits for a port that nobody listens on but a killed server's
+#: connections still hold.
+LINGER_WAIT = 10.0
 
 
 def no_progress(phase: str, elapsed: float) -> None:
@@ -155,6 +160,10 @@ def _listen(config: ServerConfig, tried: list[int]) -> socket.socket:
         if config.port is None:
             return processes.listen_on_first_free(config.host, first_port(), skip=tried)
         sock = processes.listen_on(config.host, config.port)
+        deadline = time.monotonic() + LINGER_WAIT
+        while sock is None and _passing(config.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            sock = processes.listen_on(config.host, config.port)
     except OSError as exc:
         raise ConfigError(
             f"No port could be held on {config.host} for the MLflow server: "
@@ -162,6 +171,22 @@ def _listen(config: ServerConfig, tried: list[int]) -> socket.socket:
     if sock is None:
         _port_taken(config)
     return sock
+
+
+def _passing(port: int) -> bool:
+    """What holds the port goes away by itself within seconds: connections of a killed
+    server that linger (nobody listens), or a server of ours that is ending (one whose
+    keeper was killed a moment ago ends itself within a second)."""
+    owner = ownership.port_owner(port)
+    if owner is None:
+        return True
+    if owner != os.geteuid():
+        return False
+    with contextlib.suppress(ports.PortTaken):
+        if ports.server_on_port(port) is not None:
+            return False  # a server of another folder of ours: it stays
+    holder = processes.port_holder_process(port)
+    return holder is None or processes.is_mlflow_magic(holder)
 
 
 def _port_taken(config: ServerConfig) -> NoReturn:
@@ -192,7 +217,7 @@ def _port_taken(config: ServerConfig) -> NoReturn:
     raise PortInUseError(
         f"Port {config.port} on {config.host} is held by {processes.port_holder(config.port)}, "
         "which is not an MLflow server. Choose another --port, leave --port out to take the "
-        "first free port, or stop that processes.")
+        "first free port, or stop that process.")
 
 
 # --- the launch ---------------------------------------------------------------------------
@@ -223,24 +248,40 @@ def launch(config: ServerConfig, on_progress: Progress,
 
 
 def launch_env(config: ServerConfig, port: int, *, token: str, listen_fd: int, log: Path,
-               cache: Path, starter_pid: int, base: Mapping[str, str],
+               cache: Path, base: Mapping[str, str],
                app_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Everything the server process gets in its environment, and nothing else: the
     kernel's environment cleaned (``base``, see :func:`server_env`), what its app needs
     (``app_env``: basic auth's secret key and config), and the names of
     :mod:`mlflow_magic.contract` that tell the server what this start chose. Pure: the
-    files it names (the key, the attach file) are made by the caller."""
+    files it names (the key, the activity file) are made by the caller or the keeper."""
     env = {**base, **(app_env or {})}
     if config.private:  # the gate refuses every request without the folder's key
         env[PRIVATE_DIR_ENV] = str(records.record_dir(config.data_dir))
     env.update({TOKEN_ENV: token, ARGS_ENV: json.dumps(server_flags(config, port)),
-                LOG_ENV: str(log), CACHE_DIR_ENV: str(cache), LISTEN_FD_ENV: str(listen_fd)})
+                LOG_ENV: str(log), CACHE_DIR_ENV: str(cache), LISTEN_FD_ENV: str(listen_fd),
+                ACTIVITY_FILE_ENV: str(records.activity_path(config.data_dir))})
     if config.upgrade_db:
         env[UPGRADE_ENV] = "1"
-    if config.attached:
-        env.update({PARENT_ENV: str(starter_pid),
-                    ATTACH_FILE_ENV: str(records.attach_file(config.data_dir))})
     return env
+
+
+def keeper_spec(config: ServerConfig, port: int, argv: list[str], env: Mapping[str, str],
+                starter_pid: int) -> dict[str, object]:
+    """What the keeper (:mod:`mlflow_magic.keeper.main`) runs and watches. Pure."""
+    return {"argv": argv, "env": dict(env), "port": port,
+            "idle_timeout": config.idle_timeout,
+            "activity_file": str(records.activity_path(config.data_dir)),
+            "state_file": str(records.keeper_state_path(config.data_dir)),
+            "attached_pid": starter_pid if config.attached else None,
+            "attach_file": str(records.attach_file(config.data_dir)) if config.attached
+            else None}
+
+
+def keeper_argv(data_dir: Path) -> list[str]:
+    """The keeper's command line: the spec's path (no secret) and nothing else."""
+    return [sys.executable, "-m", "mlflow_magic.keeper.main",
+            str(records.keeper_spec_path(data_dir))]
 
 
 def outcome_error(config: ServerConfig, outcome: Exited | Taken | TimedOut, url: str,
@@ -262,6 +303,91 @@ def outcome_error(config: ServerConfig, outcome: Exited | Taken | TimedOut, url:
         f"Another server took port {port} on {config.host} while the MLflow server for "
         f"{config.data_dir} was starting, and answered in its place. Choose another --port, "
         "or leave --port out to take the next free one.", log_tail="address already in use")
+
+
+def _server_environment(config: ServerConfig, port: int, token: str, listen_fd: int,
+                        log: Path) -> dict[str, str]:
+    """Make what the server needs on disk (the key, basic auth's files, the attach file, the
+    keeper's spec), and return its environment (the keeper's too)."""
+    base = server_env(config)
+    app_env = basic_auth.server_env(config.app_name, config.data_dir, base)
+    if config.private:
+        keys.folder_key(config.data_dir, create=True)
+    if config.attached:
+        records.write_private(records.attach_file(config.data_dir), str(os.getpid()))
+    env = launch_env(config, port, token=token, listen_fd=listen_fd, log=log,
+                     cache=cache_dir(), base=base, app_env=app_env)
+    spec = keeper_spec(config, port, server_argv(config, port), env, os.getpid())
+    records.write_private(records.keeper_spec_path(config.data_dir), json.dumps(spec))
+    return env
+
+
+def relaunch(config: ServerConfig, record: ServerRecord, on_progress: Progress,
+             on_url: UrlKnown) -> Launched:
+    """Restart in place: the keeper replaces its server with one of ``config`` on the same
+    socket, so the port is never free in between (nobody can take it, no call is refused).
+
+    The new server's early exit ends the keeper, as a failed start does (the old server is
+    gone by then, as with any restart)."""
+    started = time.monotonic()
+    port = record.port
+    log, offset, command = _open_log(config, port)
+    _server_environment(config, port, record.token, 0, log)  # the spec; the keeper sets the fd
+    old = records.keeper_state(record)
+    on_url(record.url)
+    on_progress(diagnosis.PHASE_ORDER[0], time.monotonic() - started)
+    os.kill(record.pid, signal.SIGHUP)
+
+    def alive() -> int | None:
+        """The keeper's exit (None while it runs)."""
+        if records.process_of(record) is not None:
+            return None
+        state = records.read_keeper_state(config.data_dir)
+        return state.last_exit if state is not None and state.last_exit is not None else 1
+
+    def replaced() -> bool:
+        now = records.keeper_state(record)
+        return now is not None and now.server is not None and (
+            old is None or now.server != old.server or now.since > old.since)
+
+    deadline = time.monotonic() + config.timeout
+    while not replaced() and alive() is None and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+    outcome = wait_ready(alive, record.url, config.timeout,
+                         on_tick=lambda _: on_progress(
+                             diagnosis.phase(logfile.tail(log, 200, offset)),
+                             time.monotonic() - started),
+                         credentials=lambda: ports.credentials(record))
+    if not isinstance(outcome, Ready):
+        if records.process_of(record) is not None:
+            stop_keeper(record)
+        records.remove_record(config.data_dir)
+        raise outcome_error(config, outcome, record.url, port, log, offset)
+    record = dataclasses.replace(
+        record, started_at=time.time(), mlflow_version=outcome.version,
+        settings={**config.settings(), "port": port}, command=command,
+        workers=config.workers, jobs=config.jobs, attached=config.attached,
+        attached_pid=os.getpid() if config.attached else None,
+        inherited_env=inherited_settings(), private=config.private,
+        idle_timeout=config.idle_timeout)
+    records.write_options(config.data_dir, config.options)
+    records.write_record(record)
+    arm(record)
+    on_progress("ready", time.monotonic() - started)
+    return Launched(record, time.monotonic() - started, status.risks(config.data_dir, record))
+
+
+def stop_keeper(record: ServerRecord) -> None:
+    """End a keeper and its server (a restart that failed)."""
+    processes.stop_processes(
+        processes.server_processes(record.pid, record.create_time, record.token), grace=5)
+
+
+def arm(record: ServerRecord) -> None:
+    """Tell the record's keeper that its server answered: a crash from now on is healed."""
+    if record.keeper and records.process_of(record) is not None:
+        with contextlib.suppress(OSError):
+            os.kill(record.pid, signal.SIGUSR1)
 
 
 def _open_log(config: ServerConfig, port: int) -> tuple[Path, int, list[str]]:
@@ -287,18 +413,12 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
     port = sock.getsockname()[1]
     log, offset, command = _open_log(config, port)
     token = secrets.token_hex(12)
-    base = server_env(config)
-    app_env = basic_auth.server_env(config.app_name, config.data_dir, base)
-    if config.private:
-        keys.folder_key(config.data_dir, create=True)
-    if config.attached:
-        records.write_private(records.attach_file(config.data_dir), str(os.getpid()))
-    env = launch_env(config, port, token=token, listen_fd=sock.fileno(), log=log,
-                     cache=cache_dir(), starter_pid=os.getpid(), base=base, app_env=app_env)
+    env = _server_environment(config, port, token, sock.fileno(), log)
     url = client_url(config.host, port)
     on_progress(diagnosis.PHASE_ORDER[0], time.monotonic() - started)
-    proc = processes.spawn(server_argv(config, port), env, log, pass_fds=[sock.fileno()])
-    sock.close()  # the server holds the port now
+    # The keeper holds the port from now until `stop`, and runs the server on it.
+    proc = processes.spawn(keeper_argv(config.data_dir), env, log, pass_fds=[sock.fileno()])
+    sock.close()  # the keeper holds the port now
     create_time = psutil.Process(proc.pid).create_time()  # not reaped yet: always readable
     try:
         # Recorded at once, before it answers: `stop --all`, `status` ("starting") and a
@@ -312,7 +432,8 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
             command=command, log_path=str(log), workers=config.workers, jobs=config.jobs,
             attached=config.attached, hostname=socket.gethostname(), token=token,
             attached_pid=os.getpid() if config.attached else None,
-            inherited_env=inherited_settings(), private=config.private)
+            inherited_env=inherited_settings(), private=config.private, keeper=True,
+            idle_timeout=config.idle_timeout)
         records.write_record(record)
         on_url(url)
         held: list[ownership.Listener] = []
@@ -339,6 +460,7 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
                                      listener=held[0].to_dict())
         records.write_options(config.data_dir, config.options)  # upgrade_db is not kept
         records.write_record(record)
+        arm(record)  # it answered once: from now on the keeper heals a crash
     except BaseException:
         # Includes KeyboardInterrupt: an interrupted start must not leave a server behind.
         # The leader may already be reaped (its pid free for reuse): only processes that

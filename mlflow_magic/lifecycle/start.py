@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, SettingsMismatchError, UnresponsiveError
+from ..remote import rest
 from ..results import Launched, Reused
 from ..security import ports
 from ..settings.config import ServerConfig, resolve, resolve_data_dir
 from ..settings.options import SETTING_FLAGS, ServerOptions, merge_options
-from ..state import records
+from ..state import processes, records
 from ..state.records import ServerRecord
 from . import diagnosis, launch, status, stop
 from .launch import Progress, UrlKnown
@@ -41,10 +42,13 @@ def start(config: ServerConfig, on_progress: Progress | None = None,
     records.refuse_foreign(config.data_dir)
     record = records.read_record(config.data_dir)
     if record is not None and record.mlflow_version and records.process_of(record) is not None \
-            and not _must_detach(config, record) and status.probe(record).answering:
+            and not _must_detach(config, record) \
+            and (status.asleep(record) or status.probe(record).answering):
         _check_settings(config, record)
         return Reused(record, status.risks(config.data_dir, record))
-    if record is None and config.port is not None:
+    if record is None and config.port is not None and not config.data_dir.exists():
+        # A taken --port is said before a new folder is made. For a folder that exists, the
+        # locked start says it (a start meanwhile, a revival, may be taking the port now).
         launch.check_port(config)
     records.prepare_folder(config.data_dir)
     with records.folder_lock(config.data_dir, config.timeout + stop.LOCK_MARGIN):
@@ -60,6 +64,8 @@ def _start_locked(config: ServerConfig, on_progress: Progress,
             return _reuse_live(config, record, on_progress, on_url)
         stop.end_remains(record)  # crashed: workers that outlived their leader go too
         records.remove_record(config.data_dir)
+        if config.port is None and processes.port_is_free(config.host, record.port):
+            config = dataclasses.replace(config, port=record.port)  # kernels keep their URL
     return launch.launch(config, on_progress, on_url)
 
 
@@ -67,7 +73,8 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
                 on_progress: Progress, on_url: UrlKnown) -> Launched | Reused:
     """A live server is reused, never replaced: if it is busy, wait for it to answer."""
     _check_settings(config, record)
-    found = status.probe(record)
+    found = (rest.Probe(True, record.mlflow_version) if status.asleep(record)  # asking wakes it
+             else status.probe(record))
     version = found.version or "unknown (login required)"
     if not found.answering:
         on_url(record.url)
@@ -172,8 +179,29 @@ def restart(options: ServerOptions, on_progress: Progress | None = None,
         if merged.port is None and record is not None:
             merged = dataclasses.replace(merged, port=record.port)  # kernels keep their URL
         config = resolve(merged)
+        if record is not None and _keeps_its_socket(record, config):
+            return launch.relaunch(config, record, on_progress, on_url or launch.no_url)
         stop.stop_locked(data_dir)
         return launch.launch(config, on_progress, on_url or launch.no_url)
+
+
+def _keeps_its_socket(record: ServerRecord, config: ServerConfig) -> bool:
+    """A restart on the same address: the keeper replaces its server in place."""
+    return (record.keeper and records.process_of(record) is not None
+            and ports.record_listener(record) is not None
+            and record.port == config.port and record.host == config.host)
+
+
+def revive(data_dir: Path, port: int) -> Launched | Reused:
+    """Bring a folder's server back on ``port`` after its keeper died (a reboot, kill -9),
+    with the settings it was started with: what an MLflow call, the Jupyter route or the
+    tile does for a server nobody stopped. A port another program holds now is one
+    paragraph (:class:`~mlflow_magic.errors.PortInUseError`)."""
+    options = records.read_options(data_dir) or _options_from_record(records.read_record(data_dir))
+    if options is None:
+        options = ServerOptions(path=str(data_dir))
+    options = dataclasses.replace(options, path=str(data_dir), port=port)
+    return start(resolve(options))
 
 
 def _options_from_record(record: ServerRecord | None) -> ServerOptions | None:

@@ -2,18 +2,28 @@
 user should know of (a server anyone can write to, data others can read).
 
 A stale record is reported ("crashed"), never removed: only a start or a stop changes
-what is on disk.
+what is on disk. A sleeping server is told from its keeper's state file, not asked:
+asking would wake it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
-from ..contract import BASIC_AUTH_APP
+from ..contract import (
+    BASIC_AUTH_APP,
+    CRASH_LOOP_AFTER,
+    KEEPER_CRASH_LOOP,
+    KEEPER_RESTARTING,
+    KEEPER_SLEEPING,
+    KEEPER_STOPPED,
+)
 from ..remote import rest
 from ..results import LogTail, ServerList, ServerStatus
 from ..security import ports
+from ..settings.config import human
 from ..state import records
 from ..state.records import ServerRecord
 from . import diagnosis, stop
@@ -25,6 +35,14 @@ def probe(record: ServerRecord, timeout: float = 2.0) -> rest.Probe:
     if headers is None:
         return rest.Probe(False, error="its port is not held by its process")
     return rest.probe(record.url, timeout=timeout, headers=headers)
+
+
+def asleep(record: ServerRecord) -> bool:
+    """The record's keeper holds the port with no server: the next request wakes it (so
+    nothing here asks it anything)."""
+    found = records.keeper_state(record)
+    return (found is not None and found.state == KEEPER_SLEEPING
+            and ports.credentials(record) is not None)
 
 
 def risks(data_dir: Path, record: ServerRecord | None) -> tuple[str, ...]:
@@ -69,13 +87,18 @@ def _status(data_dir: Path) -> ServerStatus:
         return ServerStatus(str(data_dir), "elsewhere", record, log_path=log_str,
                             detail=f"started on host {record.hostname}; only that host can "
                                    "check or stop it")
+    keeper = records.keeper_state(record)
     if records.process_of(record) is None:
-        remains = stop.processes_of(record)
-        detail = ("process is gone; the next start replaces it" if not remains else
-                  f"its main process is gone but {len(remains)} of its processes still run; "
-                  "`stop` ends them, the next start replaces them")
-        return ServerStatus(str(data_dir), "crashed", record, detail=detail,
-                            log_path=log_str, log_tail=diagnosis.log_tail(log, lines=15))
+        return _gone(record, keeper, log, log_str)
+    if keeper is not None and keeper.state == KEEPER_SLEEPING:  # asking would wake it
+        return ServerStatus(str(data_dir), "sleeping", record, log_path=log_str,
+                            detail=f"sleeping since {_clock(keeper.since)} (no request for "
+                                   f"{human(record.idle_timeout)}); wakes on the next request")
+    if keeper is not None and keeper.state == KEEPER_RESTARTING:
+        return ServerStatus(str(data_dir), "restarting", record, log_path=log_str,
+                            detail=f"its server exited ({_exit(keeper.last_exit)}) and starts "
+                                   "again on the same port; MLflow calls wait for it",
+                            log_tail=diagnosis.log_tail(log, lines=15))
     # A server still starting holds its port already (connections wait for it): ask briefly.
     found = probe(record, timeout=2.0 if record.mlflow_version else 0.3)
     if found.answering:
@@ -87,6 +110,53 @@ def _status(data_dir: Path) -> ServerStatus:
                             detail="starting; MLflow calls wait for it")
     return ServerStatus(str(data_dir), "unresponsive", record, detail=found.error,
                         log_path=log_str, log_tail=diagnosis.log_tail(log, lines=15))
+
+
+def _gone(record: ServerRecord, keeper: records.KeeperState | None, log: Path,
+          log_str: str | None) -> ServerStatus:
+    """A record whose process is gone: a crash loop given up, or a crash (the keeper killed
+    too, or a reboot), which the next MLflow call or start brings back."""
+    data_dir = record.data_dir
+    if keeper is not None and keeper.state == KEEPER_CRASH_LOOP:
+        return ServerStatus(
+            data_dir, "crash loop", record, log_path=log_str,
+            log_tail=diagnosis.log_tail(log, lines=30),
+            detail=f"its server died right after each of {CRASH_LOOP_AFTER} starts (last: "
+                   f"{_exit(keeper.last_exit)}), so it was given up; the log below says why. "
+                   "Fix that, then `start` again")
+    remains = stop.processes_of(record)
+    detail = ("process is gone; the next start replaces it" if not remains else
+              f"its main process is gone but {len(remains)} of its processes still run; "
+              "`stop` ends them, the next start replaces them")
+    if record.keeper and not remains:
+        detail = ("process is gone (a reboot, or killed); the next MLflow call for it, or "
+                  "the next start, brings it back on its port")
+    if keeper is not None and keeper.state == KEEPER_STOPPED and record.attached:
+        detail = "it stopped with the kernel it was attached to; the next start replaces it"
+    return ServerStatus(data_dir, "crashed", record, detail=detail, log_path=log_str,
+                        log_tail=diagnosis.log_tail(log, lines=15))
+
+
+def _clock(when: float) -> str:
+    """``14:02`` (today) or ``Dec 3 14:02``, with how long ago."""
+    moment = time.localtime(when)
+    stamp = time.strftime("%H:%M" if time.time() - when < 86400 else "%b %d %H:%M", moment)
+    return f"{stamp}, {human_ago(time.time() - when)} ago"
+
+
+def human_ago(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} s"
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h"
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
 def list_servers() -> ServerList:

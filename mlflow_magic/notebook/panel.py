@@ -188,7 +188,7 @@ class ServerPanel:
 
     def open_ui(self) -> None:
         status = api.status(self.options.path)
-        if not status.running or status.server is None:
+        if not status.up or status.server is None:
             raise MlflowMagicError(f"No MLflow server is running for {status.data_dir}: "
                                    "press Start first.")
         view = ui_view(status.server.url, self.proxy_url)
@@ -204,7 +204,7 @@ class ServerPanel:
         status = self.status = api.status(self.options.path)
         self.header.value = status_line(status)
         if not self._busy:
-            running = status.running
+            running = status.up
             self.buttons["start"].disabled = running
             self.buttons["stop"].disabled = status.state == "stopped"
             self.buttons["restart"].disabled = not running

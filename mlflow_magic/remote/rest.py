@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ..contract import GATE_HEADER
+from ..contract import GATE_HEADER, PROBE_HEADER
+
+#: What mlflow_magic's own probes carry: they are no activity (a sleeping server stays
+#: asleep for a status; see server/activity.py).
+PROBE = {PROBE_HEADER: "1"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def probe(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None,
 def health(url: str, timeout: float = 2.0) -> Probe:
     """Ask ``/health`` alone (open on every server): something MLflow-like listens."""
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as resp:
+        request = urllib.request.Request(f"{url.rstrip('/')}/health", headers=PROBE)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             if resp.read(64).strip() != b"OK":
                 return Probe(False, error="/health did not answer OK")
     except (OSError, ValueError) as exc:
@@ -69,7 +74,8 @@ def health(url: str, timeout: float = 2.0) -> Probe:
 def version(url: str, timeout: float = 2.0, auth: tuple[str, str] | None = None,
             headers: Mapping[str, str] | None = None) -> Probe:
     """Ask ``/version``, with the credentials given: the server's MLflow version."""
-    request = urllib.request.Request(f"{url.rstrip('/')}/version", headers=dict(headers or {}))
+    request = urllib.request.Request(f"{url.rstrip('/')}/version",
+                                     headers={**PROBE, **(headers or {})})
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import contract
+from ..contract import KEEPER_CRASH_LOOP, KEEPER_STOPPED
 from ..errors import CellMessage
 from ..settings.config import is_loopback, start_command
 from ..state import processes, records
@@ -133,14 +134,26 @@ def _find(port: int, wait: bool) -> OwnServer | None:
             key = folder_key(Path(record.data_dir)) if record.private else None
             return OwnServer(record, listener, key)
         _refuse_foreign(port)
+        if record is not None and records.process_of(record) is None:
+            record = _meant(record, port)  # stale: which folder does this address mean?
         data_dir = Path(record.data_dir) if record is not None else records.folder_last_on(port)
         if not wait or data_dir is None or _answers_connect(port):
             return None  # never ours, or another program of this user's listens there
         coming_back = (record is not None and records.process_of(record) is not None) \
             or records.lock_held(data_dir)
         if not coming_back or time.monotonic() > deadline:
-            raise ServerNotRunning(data_dir, port, crashed=record is not None)
+            raise ServerNotRunning(data_dir, port, crashed=record is not None,
+                                   keeper=records.keeper_state(record) if record else None)
         time.sleep(0.2)
+
+
+def _meant(stale: ServerRecord, port: int) -> ServerRecord | None:
+    """The stale record an address means: that of the folder whose server ran last on the
+    port (a folder stopped since has no record: None), not any folder that once used it."""
+    last = records.folder_last_on(port)
+    if last is None or Path(stale.data_dir) == last:
+        return stale
+    return next((r for r in records_on(port) if Path(r.data_dir) == last), None)
 
 
 def records_on(port: int) -> list[ServerRecord]:
@@ -182,10 +195,20 @@ def _answers_connect(port: int) -> bool:
 
 class ServerNotRunning(CellMessage):
     """An MLflow call for a server of this user's that is down, and that no start brings
-    back: not sent."""
+    back: not sent. One that nobody stopped (``revivable``: its keeper died, in a reboot
+    or with kill -9) is brought back by the caller (the hook, the Jupyter routes) instead."""
 
-    def __init__(self, data_dir: Path, port: int, crashed: bool) -> None:
-        why = "its process is gone" if crashed else "it was stopped"
+    def __init__(self, data_dir: Path, port: int, crashed: bool,
+                 keeper: records.KeeperState | None = None) -> None:
+        self.data_dir, self.port = data_dir, port
+        gave_up = keeper is not None and keeper.state == KEEPER_CRASH_LOOP
+        with_kernel = keeper is not None and keeper.state == KEEPER_STOPPED
+        #: nobody stopped it and it did not give up: start it again with its own settings
+        self.revivable = crashed and not gave_up and not with_kernel
+        why = ("its server died right after each start, so it was given up; `%mlflow_server "
+               "logs` says why" if gave_up else
+               "it stopped with the kernel it was attached to" if with_kernel else
+               "its process is gone" if crashed else "it was stopped")
         super().__init__(
             f"This MLflow call was not sent: the MLflow server of the data folder {data_dir} "
             f"(port {port}) is not running ({why}). Start it again with "

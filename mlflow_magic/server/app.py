@@ -18,7 +18,7 @@ import importlib
 import os
 
 from .. import contract
-from . import failures, gate
+from . import activity, failures, gate
 
 
 def _load(target: str):
@@ -31,9 +31,11 @@ def _load(target: str):
 
 _KIND = os.environ.get(contract.APP_KIND_ENV, "asgi")
 _MLFLOW_APP = _load(os.environ.get(contract.APP_ENV, "mlflow.server.fastapi_app:app"))
-#: The gate first (nothing gets in without the key), then clear words for a full disk.
-app = gate.from_environment(failures.asgi(_MLFLOW_APP) if _KIND == "asgi" else _MLFLOW_APP,
-                            _KIND)
+#: The activity first (the keeper's idle clock), then the gate (nothing gets in without the
+#: key), then clear words for a full disk.
+app = activity.from_environment(
+    gate.from_environment(failures.asgi(_MLFLOW_APP) if _KIND == "asgi" else _MLFLOW_APP,
+                          _KIND), _KIND)
 
 import mlflow.server  # noqa: E402 - imported by the app above; the Flask app lives here
 

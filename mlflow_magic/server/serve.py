@@ -24,6 +24,7 @@ launcher step aside for MLflow's own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -43,6 +44,7 @@ from ..contract import (
     CACHE_DIR_ENV,
     GATE_MISSING,
     IN_PROCESS_MARKER,
+    KEEPER_PID_ENV,
     LISTEN_FD_ENV,
     LOG_ENV,
     OWN_LAUNCHER_MARKER,
@@ -54,6 +56,8 @@ from ..contract import (
 from ..internals import mlflow_exec_cmd, replace_mlflow_exec_cmd
 
 ROTATE_EVERY = 5.0
+#: The keeper that runs this server (its pid, as the environment said it).
+_keeper_pid: str | None = None
 
 #: Flags (and the environment variables behind them) that MLflow applies when
 #: ``mlflow.server`` is imported in a fresh uvicorn/gunicorn process.
@@ -183,7 +187,16 @@ def on_inherited_socket(cmd: list, fd: int | None) -> tuple[list, bool]:
         return [f"fd://{fd}" if i and cmd[i - 1] == "-b" else arg
                 for i, arg in enumerate(cmd)], True
     os.close(fd)
+    release_keepers_port()
     return cmd, False
+
+
+def release_keepers_port() -> None:
+    """This server binds the port itself: its keeper lets go of the socket it holds."""
+    keeper = os.environ.get(KEEPER_PID_ENV) or _keeper_pid
+    if keeper and keeper.isdigit():
+        with contextlib.suppress(OSError):
+            os.kill(int(keeper), signal.SIGUSR2)
 
 
 #: Web servers whose command names the app last: (module, flag that marks a factory).
@@ -245,6 +258,18 @@ def watch_parent(pid: int, attach_file: str | None, interval: float = 1.0) -> No
     threading.Thread(target=loop, name="mlflow-magic-parent-watch", daemon=True).start()
 
 
+def end_with_keeper(keeper_pid: int, interval: float = 1.0) -> None:
+    """End this server when its keeper is gone (killed with -9: nothing else stops it), so
+    the port is free and the next call for the folder starts it again with a keeper."""
+
+    def loop() -> None:
+        while os.getppid() == keeper_pid:
+            time.sleep(interval)
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+
+    threading.Thread(target=loop, name="mlflow-magic-keeper-watch", daemon=True).start()
+
+
 def keep_log_small(path: str, interval: float = ROTATE_EVERY) -> None:
     """Rotate the server's own log while it runs (see :mod:`mlflow_magic.state.logfile`)."""
     from pathlib import Path
@@ -273,7 +298,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.umask(0o077)
     parent = os.environ.pop(PARENT_ENV, None)
     attach_file = os.environ.pop(ATTACH_FILE_ENV, None)
-    if parent:
+    keeper = os.environ.pop(KEEPER_PID_ENV, None)
+    if keeper:  # the keeper watches an --attached kernel itself
+        global _keeper_pid
+        _keeper_pid = keeper
+        end_with_keeper(int(keeper))
+    elif parent:
         watch_parent(int(parent), attach_file)
     log = os.environ.pop(LOG_ENV, None)
     if log:

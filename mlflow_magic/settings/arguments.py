@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from .config import DEFAULT_TIMEOUT, FIRST_PORT
+from ..contract import IDLE_TIMEOUT_ENV
+from .config import DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, FIRST_PORT, duration, human
 from .options import ServerOptions
 
 #: What ``ui --view`` opens (see :func:`mlflow_magic.front.ui.deep_link`); an experiment opens
@@ -26,6 +27,14 @@ The data folder is --path, else $MLFLOW_PATH, else ~/mlflow_data. Anything
 after `--` is passed to `mlflow server` as is, e.g.
 `start -- --expose-prometheus /tmp/metrics`.
 """
+
+
+def _duration(text: str) -> float:
+    """``--idle-timeout``'s type: argparse shows the form's error as the flag's."""
+    try:
+        return duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_folder(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +73,11 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--timeout", type=float,
                      help=f"seconds to wait for the server to answer (default: "
                           f"{DEFAULT_TIMEOUT:.0f})")
+    net.add_argument("--idle-timeout", metavar="DURATION", type=_duration,
+                     help="sleep after this long without a request (30m, 2h, 90s; 0: never; "
+                          f"default: ${IDLE_TIMEOUT_ENV}, else "
+                          f"{human(DEFAULT_IDLE_TIMEOUT)}): the server's memory is freed, its "
+                          "port kept, and the next request wakes it")
     net.add_argument("--jobs", action=argparse.BooleanOptionalAction,
                      help="enable MLflow's job runner (used by some GenAI features; "
                           "off by default: it costs ~7 processes)")
@@ -217,6 +231,7 @@ def server_options(ns: argparse.Namespace,
         host=ns.host,
         port=ns.port,
         workers=ns.workers,
+        idle_timeout=ns.idle_timeout,
         timeout=ns.timeout,
         jobs=ns.jobs,
         attached=ns.attached,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..contract import BASIC_AUTH_APP, FIRST_PORT_ENV
+from ..contract import BASIC_AUTH_APP, FIRST_PORT_ENV, IDLE_TIMEOUT_ENV
 from ..errors import ConfigError
 from .masking import mask_args, mask_uri
 from .options import SETTING_FLAGS, ServerOptions
@@ -26,7 +26,11 @@ from .options import SETTING_FLAGS, ServerOptions
 DEFAULT_DATA_DIR = "~/mlflow_data"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_TIMEOUT = 120.0
+#: A server with no request for an hour sleeps (its memory freed, its port kept).
+DEFAULT_IDLE_TIMEOUT = 3600.0
 FIRST_PORT = 5000
+#: The units of a duration (``30m``); a bare number is seconds.
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 #: Database engines MLflow's SQLAlchemy store supports.
 DB_ENGINES = ("postgresql", "mysql", "sqlite", "mssql")
@@ -109,6 +113,8 @@ class ServerConfig:
     port: int | None
     workers: int
     timeout: float
+    #: seconds without a request before the server sleeps (0: never)
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     jobs: bool = False
     attached: bool = False
     allowed_hosts: str | None = None
@@ -151,6 +157,7 @@ class ServerConfig:
             "host": self.host,
             "port": self.port,
             "workers": self.workers,
+            "idle_timeout": self.idle_timeout,
             "jobs": self.jobs,
             "attached": self.attached,
             "allowed_hosts": self.allowed_hosts,
@@ -193,6 +200,47 @@ def data_folder(path: str | os.PathLike[str] | None = None,
             "hold) mlflow.db with --path DIR or MLFLOW_PATH; a folder that does not exist yet "
             "is made by `start`.")
     return data_dir
+
+
+def duration(text: str) -> float:
+    """Seconds in ``30m``, ``2h``, ``90s``, ``1d`` or a bare number of seconds; 0 is allowed
+    (never). A ValueError names the forms (argparse says it as the flag's error)."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw[-1:].isalpha() else 1.0
+    number = raw[:-1] if raw[-1:].isalpha() else raw
+    try:
+        seconds = float(number) * unit  # type: ignore[operator]
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a duration: give 30m, 2h, 90s, 1d or 0 (never)"
+                         ) from None
+    if seconds < 0 or seconds != seconds:
+        raise ValueError(f"{text!r} is not a duration: it must be 0 (never) or more")
+    return seconds
+
+
+duration.__name__ = "duration"  # what argparse names in "invalid duration value"
+
+
+def human(seconds: float) -> str:
+    """``1h``, ``30m``, ``90s``, ``never``: a duration as a flag would say it."""
+    if seconds <= 0:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def default_idle_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """``$MLFLOW_MAGIC_IDLE_TIMEOUT`` (an admin's default), else one hour."""
+    raw = (os.environ if environ is None else environ).get(IDLE_TIMEOUT_ENV, "")
+    if not raw:
+        return DEFAULT_IDLE_TIMEOUT
+    try:
+        return duration(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{IDLE_TIMEOUT_ENV}={raw!r}: {exc}. Fix it, or unset it for the "
+                          f"default ({human(DEFAULT_IDLE_TIMEOUT)}).") from None
 
 
 def first_port(environ: Mapping[str, str] | None = None) -> int:
@@ -269,6 +317,8 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
         port=options.port,
         workers=options.workers or 1,
         timeout=options.timeout or DEFAULT_TIMEOUT,
+        idle_timeout=(options.idle_timeout if options.idle_timeout is not None
+                      else default_idle_timeout(environ)),
         jobs=bool(options.jobs),
         attached=bool(options.attached),
         allowed_hosts=options.allowed_hosts,
@@ -333,6 +383,9 @@ def _check_numbers(options: ServerOptions) -> None:
         )
     if options.workers is not None and options.workers < 1:
         raise ConfigError(f"--workers must be 1 or more, not {options.workers}.")
+    if options.idle_timeout is not None and not options.idle_timeout >= 0:
+        raise ConfigError(f"--idle-timeout must be 0 (never sleep) or more, not "
+                          f"{options.idle_timeout}: give 30m, 2h or 90s, for example.")
     if options.timeout is not None and options.timeout <= 0:
         raise ConfigError(f"--timeout must be a positive number of seconds, not {options.timeout}.")
 

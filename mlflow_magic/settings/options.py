@@ -24,6 +24,7 @@ SETTING_FLAGS: dict[str, str] = {
     "host": "--host",
     "port": "--port",
     "workers": "--workers",
+    "idle_timeout": "--idle-timeout",
     "jobs": "--jobs",
     "attached": "--attached",
     "allowed_hosts": "--allowed-hosts",
@@ -51,6 +52,8 @@ class ServerOptions:
     port: int | None = None
     workers: int | None = None
     timeout: float | None = None
+    #: seconds without a request before the server sleeps (0: never; None: the default)
+    idle_timeout: float | None = None
     jobs: bool | None = None
     attached: bool | None = None
     allowed_hosts: str | None = None

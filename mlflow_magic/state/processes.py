@@ -16,6 +16,7 @@ import os
 import pwd
 import socket
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -101,6 +102,14 @@ def port_holder(port: int) -> str:
     return f"pid {proc.pid}"
 
 
+def is_mlflow_magic(proc: psutil.Process) -> bool:
+    """A server process or a keeper that mlflow_magic started."""
+    with contextlib.suppress(psutil.Error):
+        cmd = " ".join(proc.cmdline())
+        return "mlflow_magic.serve" in cmd or "mlflow_magic.keeper" in cmd
+    return False
+
+
 def is_mlflow_server(proc: psutil.Process | None) -> bool:
     """An MLflow server (ours or a plain ``mlflow server``), perhaps still starting."""
     if proc is None:
@@ -109,7 +118,7 @@ def is_mlflow_server(proc: psutil.Process | None) -> bool:
         cmd = " ".join(proc.cmdline())
         # "mlflow_magic.serve" matches mlflow_magic.server.serve and the module's name before
         # 0.3.0, so servers started by an older install are still recognised.
-        return "mlflow_magic.serve" in cmd or ("mlflow" in cmd and (
+        return "mlflow_magic.serve" in cmd or "mlflow_magic.keeper" in cmd or ("mlflow" in cmd and (
             " server" in cmd or "uvicorn" in cmd))
     return False
 
@@ -187,13 +196,34 @@ def stop_processes(procs: Sequence[psutil.Process], grace: float = STOP_GRACE) -
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=grace)
+    alive = wait_gone(procs, timeout=grace)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(alive, timeout=5)
+    wait_gone(alive, timeout=5)
     for proc in procs:
         reap(proc.pid)
+
+
+def wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each process has ended (ours reaped; another's a zombie counts as ended:
+    a server whose keeper was killed is reaped by init, which may take seconds); the ones
+    still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for proc in procs:
+            reap(proc.pid)
+        alive = [p for p in procs if _running(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def reap(pid: int) -> None:

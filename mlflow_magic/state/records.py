@@ -40,7 +40,10 @@ from pathlib import Path
 import psutil
 
 from ..contract import (
+    ACTIVITY_FILE,
     ATTACH_FILE,
+    KEEPER_SPEC_FILE,
+    KEEPER_STATE_FILE,
     LOCK_FILE,
     LOG_FILE,
     OPTIONS_FILE,
@@ -83,6 +86,11 @@ class ServerRecord:
     private: bool = False
     #: the process and socket that hold its port, once it listens (ownership.Listener)
     listener: dict[str, float] | None = None
+    #: ``pid`` is the server's keeper (it holds the port, runs the server, heals it, puts it
+    #: to sleep): the MLflow server's own pid is in the keeper's state file
+    keeper: bool = False
+    #: seconds without a request before the server sleeps (0: never)
+    idle_timeout: float = 0.0
 
     @property
     def uptime(self) -> float:
@@ -154,6 +162,56 @@ def log_path(data_dir: Path) -> Path:
 
 def options_path(data_dir: Path) -> Path:
     return record_dir(data_dir) / OPTIONS_FILE
+
+
+def keeper_spec_path(data_dir: Path) -> Path:
+    return record_dir(data_dir) / KEEPER_SPEC_FILE
+
+
+def keeper_state_path(data_dir: Path) -> Path:
+    return record_dir(data_dir) / KEEPER_STATE_FILE
+
+
+def activity_path(data_dir: Path) -> Path:
+    return record_dir(data_dir) / ACTIVITY_FILE
+
+
+@dataclass(frozen=True)
+class KeeperState:
+    """What a folder's keeper last said it does (``contract.KEEPER_STATES``)."""
+
+    state: str
+    since: float
+    keeper: int
+    #: the MLflow server's pid (None while asleep, or between a crash and the next start)
+    server: int | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+
+
+def read_keeper_state(data_dir: Path) -> KeeperState | None:
+    """The keeper's state file, if there is a readable one."""
+    try:
+        data = json.loads(read_private(keeper_state_path(data_dir)))
+        return KeeperState(**{k: v for k, v in data.items()
+                              if k in KeeperState.__dataclass_fields__})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def keeper_state(record: ServerRecord) -> KeeperState | None:
+    """What the record's own keeper says (a state file of an earlier keeper says nothing)."""
+    found = read_keeper_state(Path(record.data_dir)) if record.keeper else None
+    return found if found is not None and found.keeper == record.pid else None
+
+
+def serving_pid(record: ServerRecord) -> int | None:
+    """The pid of the MLflow server process itself (the keeper's child, or, for a record of
+    an older version, the recorded process)."""
+    if not record.keeper:
+        return record.pid
+    found = keeper_state(record)
+    return found.server if found is not None else None
 
 
 def attach_file(data_dir: Path) -> Path:
