@@ -1,7 +1,7 @@
 """transfer.py and ``push --to URL``: a laptop folder copied to a team server (PostgreSQL, S3,
 a login).
 
-The source is a SQLite folder made as a user makes it (tests/push_data.py: 30 runs, 500-point
+The source is a SQLite folder made as a user makes it (tests/push_data.py: 15 runs, 500-point
 metric histories, nested runs, a 20 MB artifact, a dataset input, a registered model with two
 versions and an alias, logged models, a trace). Each target is a fresh team server: its own
 PostgreSQL database, artifacts in SeaweedFS's S3, MLflow's basic-auth login. What is checked
@@ -33,6 +33,8 @@ from mlflow_magic.remote.transfer import copying, reading
 from mlflow_magic.tracking import TRACKING_ENV, environment
 
 DATA = Path(__file__).with_name("push_data.py")
+#: Runs in the laptop folder: enough for a push to be killed between runs (5 are nested).
+RUNS = 15
 ADMIN_PASSWORD = "team-admin-pw-9876"
 _databases = itertools.count()
 
@@ -43,8 +45,8 @@ def laptop(tmp_path_factory):
     folder = tmp_path_factory.mktemp("laptop") / "mlflow_data"
     server = mlflow_magic.start(folder, use=False).server
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
-    made = subprocess.run([sys.executable, str(DATA), server.url], capture_output=True,
-                          text=True, env=env, timeout=600)
+    made = subprocess.run([sys.executable, str(DATA), server.url, "--runs", str(RUNS)],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert made.returncode == 0, made.stderr[-3000:]
     yield folder, json.loads(made.stdout.strip().splitlines()[-1])
     mlflow_magic.stop(folder)
@@ -225,7 +227,7 @@ def test_a_push_killed_midway_resumes_then_everything_is_there_once_and_verified
 
     planned = mlflow_magic.push(folder, to=team, dry_run=True,
                                 experiments=[made["experiment"]])
-    assert "would copy 30 runs (30 new)" in str(planned) and "MB)" in str(planned)
+    assert f"would copy {RUNS} runs ({RUNS} new)" in str(planned) and "MB)" in str(planned)
     assert dst.get_experiment_by_name(made["experiment"]) is None  # a dry run copies nothing
 
     argv = [sys.executable, "-m", "mlflow_magic.cli", "push", "--to", team,
@@ -240,12 +242,12 @@ def test_a_push_killed_midway_resumes_then_everything_is_there_once_and_verified
         os.killpg(first.pid, signal.SIGKILL)
         first.communicate()
     assert first.returncode == -signal.SIGKILL, "the push ended before it could be killed"
-    assert 3 <= len(pushed_runs(team, made["experiment"])) <= 30
+    assert 3 <= len(pushed_runs(team, made["experiment"])) <= RUNS
 
     report = mlflow_magic.push(folder, to=team, experiments=[made["experiment"]])
     text = str(report)
     assert text.startswith(f"Pushed {folder} to {team}"), text
-    assert "Verified: 30 runs" in text and "artifact checksums equal" in text
+    assert f"Verified: {RUNS} runs" in text and "artifact checksums equal" in text
     assert ADMIN_PASSWORD not in text + report.html()
 
     # Read back from the team server: every run once, equal to its source.
@@ -298,8 +300,8 @@ def test_a_push_killed_midway_resumes_then_everything_is_there_once_and_verified
 
     again = mlflow_magic.push(folder, to=team, experiments=[made["experiment"]])
     assert str(again).startswith("Nothing to copy"), str(again)
-    assert "Verified: 30 runs" in str(again)
-    assert len(pushed_runs(team, made["experiment"])) == 30
+    assert f"Verified: {RUNS} runs" in str(again)
+    assert len(pushed_runs(team, made["experiment"])) == RUNS
     assert len(dst.search_model_versions("name='laptop-classifier'")) == 2
     assert len(dst.search_traces(locations=[experiment_id])) == 1
 
