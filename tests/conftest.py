@@ -110,6 +110,30 @@ def serving(record) -> psutil.Process:
     return psutil.Process(pid)
 
 
+#: A fresh terminal's MLflow code: nothing but MLFLOW_TRACKING_URI points it at the server.
+LOGS_A_RUN = """
+import mlflow, sys
+mlflow.set_experiment(sys.argv[1])
+with mlflow.start_run() as run:
+    mlflow.log_metric("m", 1.0)
+print("STATUS", mlflow.get_run(run.info.run_id).info.status)
+"""
+
+
+def bare_env(url: str) -> dict[str, str]:
+    """A new terminal of the owner's: only MLFLOW_TRACKING_URI (no key, no mlflow_magic
+    call). MLFLOW_MAGIC_STATE_DIR stands in for the user's own state folder."""
+    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
+            "MLFLOW_TRACKING_URI": url, "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_MAGIC_STATE_DIR": os.environ["MLFLOW_MAGIC_STATE_DIR"]}
+
+
+def logs_a_run(url: str, experiment: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run :data:`LOGS_A_RUN` in a fresh terminal of the owner's."""
+    return subprocess.run([sys.executable, "-c", LOGS_A_RUN, experiment], env=bare_env(url),
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def serve_processes(marker: str = "") -> list[psutil.Process]:
     """This run's mlflow_magic server processes whose command line contains ``marker``."""
     found = []

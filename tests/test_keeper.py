@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Kernel, wait_for
+from conftest import Kernel, bare_env, logs_a_run, wait_for
 
 import mlflow_magic
 from mlflow_magic.security import keys
@@ -51,23 +51,6 @@ with open(journal, "a") as out:
         time.sleep(0.05)
 print("WRITER DONE", flush=True)
 """
-
-LOGS_A_RUN = """
-import mlflow
-mlflow.set_experiment("after-a-reboot")
-with mlflow.start_run() as run:
-    mlflow.log_metric("m", 1.0)
-print("STATUS", mlflow.get_run(run.info.run_id).info.status)
-"""
-
-
-def bare_env(url: str) -> dict[str, str]:
-    """A new terminal of the owner's: only MLFLOW_TRACKING_URI (MLFLOW_MAGIC_STATE_DIR stands
-    in for the user's own state folder)."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
-            "MLFLOW_TRACKING_URI": url, "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLFLOW_MAGIC_STATE_DIR": os.environ["MLFLOW_MAGIC_STATE_DIR"]}
-
 
 def journal_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -197,9 +180,7 @@ def test_after_a_reboot_each_folders_next_call_brings_its_server_back(tmp_path):
             kill_everything(record)
         for folder, record in zip(folders, servers, strict=True):
             assert mlflow_magic.status(folder).state == "crashed"
-            done = subprocess.run([sys.executable, "-c", textwrap.dedent(LOGS_A_RUN)],
-                                  env=bare_env(record.url), capture_output=True, text=True,
-                                  timeout=180)
+            done = logs_a_run(record.url, "after-a-reboot", timeout=180)
             assert done.returncode == 0 and "STATUS FINISHED" in done.stdout, done.stderr[-3000:]
             back = records.read_record(folder)
             assert back.port == record.port and back.pid != record.pid

@@ -8,43 +8,17 @@ holds now.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_for
+from conftest import logs_a_run, wait_for
 
 import mlflow_magic
 from mlflow_magic.security import ports
 from mlflow_magic.state import processes, records
 from mlflow_magic.state.records import ServerRecord
-
-#: A fresh terminal's MLflow code: nothing but MLFLOW_TRACKING_URI points it at the server.
-LOGS_A_RUN = """
-import mlflow
-mlflow.set_experiment("after-a-crash")
-with mlflow.start_run() as run:
-    mlflow.log_metric("m", 1.0)
-print("STATUS", mlflow.get_run(run.info.run_id).info.status)
-"""
-
-
-def bare_env(url: str) -> dict[str, str]:
-    """A new terminal of the owner's: only MLFLOW_TRACKING_URI (no key, no mlflow_magic
-    call). MLFLOW_MAGIC_STATE_DIR stands in for the user's own state folder."""
-    return {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
-            "MLFLOW_TRACKING_URI": url, "MLFLOW_DISABLE_TELEMETRY": "true",
-            "MLFLOW_MAGIC_STATE_DIR": os.environ["MLFLOW_MAGIC_STATE_DIR"]}
-
-
-def logs_a_run(url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(LOGS_A_RUN)],
-                          env=bare_env(url), capture_output=True, text=True, timeout=120)
 
 
 def listed_before(tmp_path: Path, name: str, then: str) -> tuple[Path, Path]:
@@ -84,7 +58,7 @@ def test_a_crashed_servers_record_does_not_lock_the_next_server_on_its_port_out(
         assert mlflow_magic.status(x).state == "crashed"
         states = {s.data_dir: s.state for s in mlflow_magic.list_servers().servers}
         assert states[str(x)] == "crashed" and states[str(y)] == "running"
-        done = logs_a_run(now.url)
+        done = logs_a_run(now.url, "after-a-crash")
         assert done.returncode == 0 and "STATUS FINISHED" in done.stdout, done.stderr[-3000:]
         found = ports.server_on_port(now.port)
         assert found is not None and found.record.data_dir == str(y)
@@ -108,7 +82,7 @@ def test_after_a_reboot_other_folders_on_the_old_ports_just_work(tmp_path, jupyt
         servers = [mlflow_magic.start(folder, port=record.port, use=False).server
                    for folder, record in zip(new, crashed, strict=True)]
         for server in servers:
-            done = logs_a_run(server.url)
+            done = logs_a_run(server.url, "after-a-crash")
             assert done.returncode == 0 and "STATUS FINISHED" in done.stdout, done.stderr[-3000:]
             route = (f"{jupyter['url']}mlflow-magic/proxy/{server.port}/api/2.0/mlflow/"
                      "experiments/get-by-name?experiment_name=after-a-crash")
