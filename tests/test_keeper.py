@@ -298,3 +298,23 @@ def test_the_ui_wakes_a_sleeping_server_and_an_open_tab_keeps_working(jupyter, p
         assert "not running" not in body and "Error" not in body[:200]
     finally:
         mlflow_magic.stop(folder)
+
+
+@pytest.mark.integration
+def test_after_a_reboot_the_jupyter_route_brings_the_server_back(jupyter, folder):
+    """The UI's first request after a reboot, through the Jupyter route: the folder's server
+    comes back on its port, with its settings, and the request is answered."""
+    import requests
+
+    server = mlflow_magic.start(folder, use=False, idle_timeout=7200).server
+    try:
+        kill_everything(server)
+        found = requests.get(f"{jupyter['url']}mlflow-magic/proxy/{server.port}/api/2.0/mlflow/"
+                             "experiments/search", params={"max_results": 1},
+                             headers=jupyter["auth"], timeout=180)
+        assert found.status_code == 200 and "experiments" in found.json(), found.text[:500]
+        back = records.read_record(folder)
+        assert back.port == server.port and back.pid != server.pid
+        assert back.idle_timeout == 7200 and mlflow_magic.status(folder).state == "running"
+    finally:
+        mlflow_magic.stop(folder)
