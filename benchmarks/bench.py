@@ -453,10 +453,13 @@ def costs_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
     ]
 
 
-def gate_call_us(gated: bool, n: int = 20000) -> tuple[float, float]:
-    """Median and p95 (us) of one request through the ASGI app a worker serves, with the gate
-    (a request with the folder's key) or without it: the gate's own cost, no network."""
+def gate_call_us(mode: str, n: int = 20000) -> tuple[float, float]:
+    """Median and p95 (us) of one request through the ASGI app a worker serves: without the
+    gate (``"none"``), with a request that carries the folder's key (``"key"``), or with one
+    of the owner's own programs, no key, told by its real loopback connection (``"peer"``):
+    the gate's own cost, no HTTP."""
     import asyncio
+    import socket
 
     from mlflow_magic.contract import KEY_HEADER
     from mlflow_magic.server import gate
@@ -467,15 +470,25 @@ def gate_call_us(gated: bool, n: int = 20000) -> tuple[float, float]:
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
 
-    async def sink(message):
-        pass
+    statuses = []
 
-    served = gate.asgi(app, gate.Gate(records.record_dir(folder))) if gated else app
+    async def sink(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, address = listener.accept()
+    served = app if mode == "none" else gate.asgi(app, gate.Gate(records.record_dir(folder),
+                                                                 port))
+    headers = [(b"host", f"127.0.0.1:{port}".encode()), (b"content-type", b"application/json"),
+               (b"user-agent", b"mlflow-python-client/3"), (b"accept", b"*/*")]
+    if mode == "key":
+        headers.append((KEY_HEADER.lower().encode(), key.encode()))
     scope = {"type": "http", "method": "POST", "path": "/api/2.0/mlflow/runs/log-metric",
-             "query_string": b"", "server": ("127.0.0.1", 5000), "headers": [
-                 (b"host", b"127.0.0.1:5000"), (b"content-type", b"application/json"),
-                 (b"user-agent", b"mlflow-python-client/3"), (b"accept", b"*/*"),
-                 (KEY_HEADER.lower().encode(), key.encode())]}
+             "query_string": b"", "server": ("127.0.0.1", port), "client": address,
+             "headers": headers}
 
     async def run() -> list[float]:
         times = []
@@ -485,16 +498,31 @@ def gate_call_us(gated: bool, n: int = 20000) -> tuple[float, float]:
             times.append((time.perf_counter() - t0) * 1e6)
         return times
 
-    times = sorted(asyncio.run(run()))
-    shutil.rmtree(folder.parent, ignore_errors=True)
+    try:
+        times = sorted(asyncio.run(run()))
+        assert set(statuses) == {200}, f"the gate refused it: {set(statuses)}"
+    finally:
+        for sock in (accepted, client, listener):
+            sock.close()
+        shutil.rmtree(folder.parent, ignore_errors=True)
     return statistics.median(times), times[int(len(times) * 0.95)]
 
 
-def http_version_ms(url: str, n: int = 400) -> tuple[float, float]:
-    """Median and p95 (ms) of ``/version`` over one kept-alive connection, as the owner."""
+def tcp_sockets() -> int:
+    """How many TCP sockets this machine lists (what the owner check reads)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            count += sum(1 for _ in fh) - 1
+    return count
+
+
+def http_version_ms(url: str, n: int = 400, key: bool = True) -> tuple[float, float]:
+    """Median and p95 (ms) of ``/version`` over one kept-alive connection, as the owner: with
+    the key (what MLflow calls send), or without (curl, R: told by the connection)."""
     import requests
 
-    headers = ports.headers_for_url(url)
+    headers = ports.headers_for_url(url) if key else {}
     times = []
     with requests.Session() as session:
         for _ in range(n + 20):
@@ -549,13 +577,15 @@ OPEN_RELEASE = "d04d7fe"
 
 def privacy_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
     """What the folder's key costs: per request (server and client) and per start."""
-    ungated = [gate_call_us(False) for _ in range(rounds)]
-    gated = [gate_call_us(True) for _ in range(rounds)]
+    ungated = [gate_call_us("none") for _ in range(rounds)]
+    gated = [gate_call_us("key") for _ in range(rounds)]
+    by_peer = [gate_call_us("peer") for _ in range(rounds)]
     private = Ours(root / "private-steady")
     team = mlflow_magic.start(root / "team-steady", use=False, host="0.0.0.0").server
     try:
         private.start()
         http_private = [http_version_ms(private.url) for _ in range(rounds)]
+        http_peer = [http_version_ms(private.url, key=False) for _ in range(rounds)]
         http_team = [http_version_ms(team.url) for _ in range(rounds)]
         hook = [hook_us(private.url) for _ in range(rounds)]
     finally:
@@ -578,6 +608,16 @@ def privacy_rows(root: Path, rounds: int) -> list[tuple[str, ...]]:
          f"{us(ungated, 0):.1f} / {us(ungated, 1):.1f} us (no gate)",
          f"{us(gated, 0):.1f} / {us(gated, 1):.1f} us",
          f"+{extra / 1000:.3f} / +{extra_p95 / 1000:.3f} ms", "<= 0.2 ms"),
+        (f"the gate per request, the owner's program without a key (median / p95; "
+         f"{tcp_sockets()} TCP sockets listed)",
+         f"{us(ungated, 0):.1f} / {us(ungated, 1):.1f} us (no gate)",
+         f"{us(by_peer, 0):.1f} / {us(by_peer, 1):.1f} us",
+         f"+{(us(by_peer, 0) - us(ungated, 0)) / 1000:.3f} / "
+         f"+{(us(by_peer, 1) - us(ungated, 1)) / 1000:.3f} ms", "<= 0.2 ms"),
+        ("/version over HTTP, the owner's curl (no key) vs an MLflow call (key)",
+         f"{us(http_private, 0):.2f} / {us(http_private, 1):.2f} ms (key)",
+         f"{us(http_peer, 0):.2f} / {us(http_peer, 1):.2f} ms",
+         f"{us(http_peer, 0) / us(http_private, 0):.2f}x", "report"),
         ("/version over HTTP, private vs a team server (median / p95)",
          f"{us(http_team, 0):.2f} / {us(http_team, 1):.2f} ms (no gate)",
          f"{us(http_private, 0):.2f} / {us(http_private, 1):.2f} ms",

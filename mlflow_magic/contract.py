@@ -94,6 +94,9 @@ BASIC_AUTH_APP = "basic-auth"
 # The server process's own, from the manager:
 #: The real ``mlflow server`` flags (the command line shows them with secrets masked).
 ARGS_ENV = "MLFLOW_MAGIC_SERVER_ARGS"
+#: The port the server serves, for the gate of each of its workers (set by the server
+#: process itself, from its flags: whatever a request says, this is the port it came to).
+SERVED_PORT_ENV = "MLFLOW_MAGIC_SERVED_PORT"
 #: The server's log, which the server keeps from growing without bound.
 LOG_ENV = "MLFLOW_MAGIC_LOG"
 #: With ``--attached``: the kernel's pid, and the file whose presence keeps the link.

@@ -110,6 +110,12 @@ def serving(record) -> psutil.Process:
     return psutil.Process(pid)
 
 
+#: What every browser sends with a request to a loopback address, here for an address typed
+#: into the address bar: the gate lets no browser in by its user alone.
+BROWSER_MARKS = {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate",
+                 "Sec-Fetch-Dest": "document"}
+
+
 #: A fresh terminal's MLflow code: nothing but MLFLOW_TRACKING_URI points it at the server.
 LOGS_A_RUN = """
 import mlflow, sys

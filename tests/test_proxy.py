@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import requests
-from conftest import serve_processes
+from conftest import BROWSER_MARKS, serve_processes
 
 import mlflow_magic
 from mlflow_magic.jupyter.launcher import setup_mlflow
@@ -101,10 +101,11 @@ def test_proxy_serves_ui_and_rest_and_requires_the_token(jupyter, shared_server)
     rest = requests.get(f"{ours}api/2.0/mlflow/experiments/search", params={"max_results": 5},
                         headers=auth, timeout=30)
     assert rest.status_code == 200 and "experiments" in rest.json()
-    # jupyter-server-proxy's generic route adds nothing: the owner's UI link carries a
-    # one-time login, which sets a cookie for that route's path alone.
+    # jupyter-server-proxy's generic route adds nothing: a browser there needs the owner's UI
+    # link, whose one-time login sets a cookie for that route's path alone.
     generic = f"{base}proxy/{shared_server.port}/"
-    assert requests.get(generic, headers=auth, timeout=30).status_code == 401
+    assert requests.get(generic, headers={**auth, **BROWSER_MARKS},
+                        timeout=30).status_code == 401
     browser = requests.Session()
     page = browser.get(generic + ports.login_query(shared_server.url), headers=auth,
                        timeout=30)

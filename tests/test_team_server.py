@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import owner, serving
+from conftest import BROWSER_MARKS, owner, serving
 
 import mlflow_magic
 from mlflow_magic.state import records
@@ -213,9 +213,11 @@ def test_basic_auth_server_and_connect(folder, monkeypatch, clean_tracking_env):
     assert (folder / "basic_auth.db").exists()
 
     def status_of(auth: tuple[str, str] | None, key: bool = True) -> int:
-        """What MLflow's login says; ``key=False``: what the server's gate says first."""
+        """What MLflow's login says; ``key=False``: what the server's gate says first to a
+        browser, which needs the key (the owner's other programs get in by their user)."""
         req = urllib.request.Request(f"{server.url}/api/2.0/mlflow/experiments/search"
-                                     "?max_results=1", headers=owner(server.url) if key else {})
+                                     "?max_results=1",
+                                     headers=owner(server.url) if key else BROWSER_MARKS)
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
@@ -229,7 +231,7 @@ def test_basic_auth_server_and_connect(folder, monkeypatch, clean_tracking_env):
     assert status_of(("admin", "wrong-password-123")) == 401
     assert status_of(("admin", admin_password)) == 200
     # MLflow's own launcher (an auth app) serves behind the gate too: the right login
-    # alone, without the folder's key, does not get in on this machine.
+    # alone, without the folder's key, does not get a browser in.
     assert server.private and status_of(("admin", admin_password), key=False) == 401
     assert mlflow_magic.status(folder).running
 

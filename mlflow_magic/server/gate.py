@@ -1,10 +1,20 @@
-"""The gate in front of a folder's server: no request gets in without the folder's key.
+"""The gate in front of a folder's server: nobody but its owner gets in.
 
 On a machine with several users, anything listening on 127.0.0.1 is open to all
 of them: MLflow's own security middleware checks ``Host`` and, for browser
 writes, ``Origin``, which curl never sends. So every worker of a server that
 mlflow_magic starts on loopback wraps MLflow's app in this gate. A request
-gets in if it carries the folder's key, in one of three ways:
+gets in if it comes from one of the owner's own programs, or carries the
+folder's key.
+
+A program of the owner's (``requests``, ``curl``, R, Java, another virtualenv)
+is told by the connection itself (:mod:`mlflow_magic.server.peer`): the kernel
+says which user owns the client's end of a loopback connection, as PostgreSQL's
+``peer`` authentication asks it. A browser is never let in that way, though it
+runs as the owner too: a page of any site could make it send requests. So a
+request with a browser's marks (``Origin``, ``Sec-Fetch-*``, which browsers send
+to loopback addresses and cannot leave out) or a ``Host`` that is not this
+machine's loopback (DNS rebinding) needs the key, in one of three ways:
 
 - the ``X-Mlflow-Magic-Key`` header (what the owner's MLflow calls, the Jupyter
   routes and mlflow_magic's own probes send);
@@ -23,9 +33,11 @@ every worker, before MLflow's app sees a request.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
 import os
 import time
@@ -36,14 +48,16 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from .. import contract
+from . import peer as peers
 
 REFUSED = (
     "This MLflow server is private to the user who started it with mlflow_magic, and this "
     "request did not carry its data folder's key. Its owner's MLflow calls send the key by "
     "themselves (any Python environment with mlflow_magic installed), and so do the UI "
-    "links that `%mlflow_server ui` and `mlflow-magic ui` show. A program of the owner's "
-    "that has no mlflow_magic can set MLFLOW_TRACKING_TOKEN to the contents of the data "
-    "folder's .mlflow_magic/key.")
+    "links that `%mlflow_server ui` and `mlflow-magic ui` show. The owner's other programs "
+    "on this machine get in without it, unless they send a browser's headers; elsewhere "
+    "(another machine, a container, macOS) set MLFLOW_TRACKING_TOKEN to the contents of "
+    "the data folder's .mlflow_magic/key.")
 EXPIRED = (
     "This one-time link to the MLflow UI has expired or was already used. Run "
     "`%mlflow_server ui` in a notebook, or `mlflow-magic ui` in a terminal, and open the "
@@ -68,8 +82,11 @@ class Verdict:
 class Gate:
     """The decision, shared by the ASGI and the WSGI wrapper."""
 
-    def __init__(self, private_dir: Path) -> None:
+    def __init__(self, private_dir: Path, port: int | None = None) -> None:
         self.private_dir = private_dir
+        #: the port this server listens on, from its own settings (never from a request)
+        self.port = port
+        self.owner = os.geteuid()
         try:
             key = (private_dir / contract.KEY_FILE).read_text().strip()
         except OSError as exc:
@@ -123,8 +140,11 @@ class Gate:
     # --- the decision -------------------------------------------------------------------
 
     def decide(self, method: str, path: str, query: str, header: Callable[[str], str | None],
-               port: int) -> Verdict:
-        """Let in, redirect (a login link) or refuse one request."""
+               port: int, client: tuple[str, int] | None = None,
+               server_host: str | None = None) -> Verdict:
+        """Let in, redirect (a login link) or refuse one request. ``client``: the address
+        of the accepted connection's other end, ``server_host`` its own end's address, as
+        the web server read them off the socket."""
         if path in contract.OPEN_PATHS or self._is_key(header(contract.KEY_HEADER)):
             return Verdict(True)
         scheme, _, token = (header("authorization") or "").partition(" ")
@@ -136,9 +156,17 @@ class Gate:
         codes = [v for k, v in params if k == contract.LOGIN_PARAM]
         if codes and method in ("GET", "HEAD"):
             return self._login(codes[-1], has_session, path, params, port, header("accept"))
-        if has_session:
+        if has_session or self.from_owner(header, client, server_host):
             return Verdict(True)
         return _refusal(REFUSED, header("accept"))
+
+    def from_owner(self, header: Callable[[str], str | None], client: tuple[str, int] | None,
+                   server_host: str | None = None) -> bool:
+        """A request of one of the owner's own programs on this machine, not a browser's."""
+        if client is None or self.port is None or _from_a_browser(header) \
+                or not _loopback_host(header("host")):
+            return False
+        return peers.client_uid(client[0], client[1], server_host, self.port) == self.owner
 
     def _login(self, code: str, has_session: bool, path: str,
                params: list[tuple[str, str]], port: int, accept: str | None) -> Verdict:
@@ -165,6 +193,31 @@ class Gate:
         name = contract.SESSION_COOKIE.format(port=port)
         kept = [part for part in cookie.split(";") if part.split("=", 1)[0].strip() != name]
         return ";".join(kept).strip() or None
+
+
+#: Headers a browser sends with every request to a loopback address (a secure context),
+#: and that a page cannot remove: ``Origin`` on every cross-origin and every write,
+#: ``Sec-Fetch-*`` on all (Chromium 76, Firefox 90, Safari 16.4 and later).
+_BROWSER_MARKS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
+
+
+def _from_a_browser(header: Callable[[str], str | None]) -> bool:
+    return any(header(name) is not None for name in _BROWSER_MARKS)
+
+
+def _loopback_host(host: str | None) -> bool:
+    """``Host`` names this machine's loopback (a name that resolves elsewhere, as in DNS
+    rebinding, does not)."""
+    if host is None:
+        return False
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a name, which may resolve to anything
 
 
 def _cookie(header: str | None, name: str) -> str | None:
@@ -212,8 +265,11 @@ def asgi(app, gate: Gate):
             value = headers.get(name.lower().encode())
             return value.decode("latin-1") if value is not None else None
 
+        client, server = scope.get("client"), scope.get("server")
         verdict = gate.decide(scope.get("method", "GET"), scope.get("path", ""),
-                              scope.get("query_string", b"").decode("latin-1"), header, port)
+                              scope.get("query_string", b"").decode("latin-1"), header, port,
+                              (client[0], int(client[1])) if client else None,
+                              server[0] if server else None)
         if verdict.allowed:
             return await app({**scope, "headers": _clean(scope["headers"], gate, port)},
                              receive, send)
@@ -256,7 +312,8 @@ def wsgi(app, gate: Gate):
             return environ.get("HTTP_" + name.upper().replace("-", "_"))
 
         verdict = gate.decide(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""),
-                              environ.get("QUERY_STRING", ""), header, port)
+                              environ.get("QUERY_STRING", ""), header, port,
+                              *_wsgi_ends(environ))
         if verdict.allowed:
             environ.pop("HTTP_" + contract.KEY_HEADER.upper().replace("-", "_"), None)
             if gate._is_key(environ.get("HTTP_AUTHORIZATION", "").partition(" ")[2]):
@@ -275,11 +332,31 @@ def wsgi(app, gate: Gate):
     return gated
 
 
+def _wsgi_ends(environ: dict) -> tuple[tuple[str, int] | None, str | None]:
+    """The client's address and the server's own, as the WSGI server read them off the
+    socket (gunicorn hands over the socket itself; waitress its peer's address)."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            peer, own = sock.getpeername(), sock.getsockname()
+            return (peer[0], int(peer[1])), own[0]
+    host, port = environ.get("REMOTE_ADDR"), str(environ.get("REMOTE_PORT", ""))
+    return ((host, int(port)) if host and port.isdigit() else None), None
+
+
 def from_environment(app, kind: str):
     """``app`` behind the gate if this server is private (the manager says so in
     :data:`~contract.PRIVATE_DIR_ENV`); as it is for a team server."""
     private_dir = os.environ.get(contract.PRIVATE_DIR_ENV)
     if not private_dir:
         return app
-    gate = Gate(Path(private_dir))
+    gate = Gate(Path(private_dir), _own_port())
     return asgi(app, gate) if kind == "asgi" else wsgi(app, gate)
+
+
+def _own_port() -> int | None:
+    """The port this server serves (its process says it in
+    :data:`~contract.SERVED_PORT_ENV`, from its flags): what the gate asks the kernel about,
+    whatever a request's ``Host`` says."""
+    port = os.environ.get(contract.SERVED_PORT_ENV, "")
+    return int(port) if port.isdigit() else None

@@ -50,6 +50,7 @@ from ..contract import (
     OWN_LAUNCHER_MARKER,
     PARENT_ENV,
     PRIVATE_DIR_ENV,
+    SERVED_PORT_ENV,
     SHARED_MARKER,
     UPGRADE_ENV,
 )
@@ -292,6 +293,16 @@ def server_args(argv: Sequence[str]) -> list[str]:
     return list(json.loads(real)) if real else list(argv)
 
 
+def flag_value(args: Sequence[str], name: str) -> str | None:
+    """The value of ``name`` in ``mlflow server`` flags (``--port 5000`` or ``--port=5000``)."""
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the server process."""
     # Everything the server writes (database, artifacts, its own logs) is its user's alone.
@@ -312,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     fd = os.environ.pop(LISTEN_FD_ENV, None)
     listen_fd = int(fd) if fd and fd.isdigit() else None
     args = server_args(sys.argv[1:] if argv is None else argv)
+    port = flag_value(args, "--port")
+    if port is not None:  # the gate of every worker asks the kernel about this port
+        os.environ[SERVED_PORT_ENV] = port
     from .newdb import seed
     from .schema import guard
 
