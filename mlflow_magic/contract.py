@@ -39,6 +39,8 @@ LOGINS_DIR = "logins"
 LOGIN_TTL = 600.0
 #: How long a browser's session cookie stays valid, in seconds.
 SESSION_TTL = 12 * 3600.0
+#: Kernel passes (files named by the pass's digest, 0600): see :data:`PASS_PATH`.
+PASSES_DIR = "passes"
 
 # --- HTTP between clients, the Jupyter routes and the server's gate ------------------------
 
@@ -55,6 +57,24 @@ PROBE_HEADER = "X-Mlflow-Magic-Probe"
 GATE_HEADER = "X-Mlflow-Magic-Gate"
 #: The only path the gate lets through without the key (readiness checks).
 OPEN_PATHS = frozenset({"/health"})
+#: The UI for a page of another site (VS Code's webview, Colab's output frame), where a
+#: cookie may not be kept: ``/<PASS_PATH>/<pass>/...`` is the server's root, for as long as
+#: the kernel that made the pass runs. The pass is in the path, so the UI's relative URLs
+#: carry it on every request.
+PASS_PATH = "mlflow-magic-pass"
+#: The pages that may frame a server through a pass (``frame-ancestors``; MLflow's own
+#: ``X-Frame-Options: SAMEORIGIN`` stays everywhere else): VS Code's webviews, desktop and
+#: web, and Colab's pages and output frames. Any other page that frames it gets nothing.
+FRAME_ANCESTORS = ("'self'", "vscode-webview:", "https://*.vscode-cdn.net",
+                   "https://vscode.dev", "https://insiders.vscode.dev", "https://*.github.dev",
+                   "https://colab.research.google.com", "https://*.googleusercontent.com")
+
+# --- the kernel and the processes it starts (``!python train.py``) -------------------------
+
+#: Where the browser of this notebook finds a local server's UI: ``<server URL> <UI URL>``
+#: (set by ``%mlflow_server start`` and ``ui``). MLflow's printed "View run at" links are
+#: rewritten to it in every MLflow process that inherits it.
+UI_LINKS_ENV = "MLFLOW_MAGIC_UI_LINKS"
 
 # --- the Jupyter server's routes (under its base URL) --------------------------------------
 

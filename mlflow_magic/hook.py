@@ -24,10 +24,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .internals import mlflow_request_url
+from .internals import mlflow_request_url, rewrite_printed_links
 from .lifecycle import pending
 from .settings.config import is_loopback
-from .tracking import mlflow_tracking_uri
+from .tracking import browser_links, mlflow_tracking_uri
 
 if TYPE_CHECKING:
     from .security.ports import ServerNotRunning
@@ -36,7 +36,14 @@ if TYPE_CHECKING:
 class RequestHook:
     """MLflow's request-header provider interface: asked before every REST request."""
 
+    #: MLflow's "View run at" links lead where this notebook's browser finds the UI
+    #: (:func:`mlflow_magic.tracking.browser_links`), set up on the first request
+    _links = False
+
     def in_context(self) -> bool:
+        if not RequestHook._links:  # MLflow is loaded by now: its printed links can be found
+            RequestHook._links = True
+            rewrite_printed_links(browser_links)
         pending.wait_for_server(mlflow_tracking_uri)
         return True
 

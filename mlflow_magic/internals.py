@@ -8,6 +8,8 @@ list of what is used, why, and which versions were checked).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from urllib.parse import urlparse
@@ -126,6 +128,32 @@ def last_trace_id() -> str | None:
     """The id of the last trace this process ended (``_LAST_ACTIVE_TRACE_ID_GLOBAL``)."""
     fluent = sys.modules.get("mlflow.tracing.fluent")
     return getattr(fluent, "_LAST_ACTIVE_TRACE_ID_GLOBAL", None) if fluent else None
+
+
+# --- MLflow's printed run links (hook.py) ---------------------------------------------------
+
+#: ``TrackingServiceClient._log_url`` writes "🏃 View run ... at: <URL>" to ``sys.stdout``
+#: as a run ends, built from the tracking URI (MLflow 3.13 to 3.17, checked).
+_CLIENT_MODULE = "mlflow.tracking._tracking_service.client"
+
+
+def rewrite_printed_links(rewrite) -> bool:
+    """MLflow's printed run and experiment links pass through ``rewrite`` (text → text);
+    False if MLflow's printer is not where it was (then they print as MLflow made them)."""
+    client = getattr(sys.modules.get(_CLIENT_MODULE), "TrackingServiceClient", None)
+    original = getattr(client, "_log_url", None)
+    if client is None or original is None or getattr(original, "_mlflow_magic", False):
+        return False
+
+    def _log_url(self, run_id):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            original(self, run_id)
+        sys.stdout.write(rewrite(printed.getvalue()))
+
+    _log_url._mlflow_magic = True  # type: ignore[attr-defined]
+    client._log_url = _log_url
+    return True
 
 
 # --- the server's artifact folder (server/failures.py) ---------------------------------------

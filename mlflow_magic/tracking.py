@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Iterator
+
+from .contract import UI_LINKS_ENV
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 REGISTRY_ENV = "MLFLOW_REGISTRY_URI"
@@ -57,6 +60,33 @@ def set_trace_renderer_base(url: str | None) -> None:
         os.environ[TRACE_BASE_ENV] = url
     else:
         os.environ.pop(TRACE_BASE_ENV, None)
+
+
+def set_ui_links(server_url: str, ui_url: str | None) -> None:
+    """MLflow's printed links to ``server_url``'s UI go to ``ui_url``, where this notebook's
+    browser finds it (None: as MLflow prints them)."""
+    if ui_url and ui_url.rstrip("/") != server_url.rstrip("/"):
+        os.environ[UI_LINKS_ENV] = f"{server_url.rstrip('/')} {ui_url}"
+    else:
+        os.environ.pop(UI_LINKS_ENV, None)
+
+
+def browser_links(text: str) -> str:
+    """MLflow's "View run at" lines, with links the browser of this notebook can open: its
+    UI's address where that is a full URL (VS Code, Colab, a hub's public address); where it
+    is a Jupyter route of the page's own origin, the cell that shows the run here."""
+    server, _, ui = os.environ.get(UI_LINKS_ENV, "").partition(" ")
+    if not server or not ui or f"{server}/#/" not in text:
+        return text
+    if ui.startswith(("http://", "https://")):
+        return text.replace(f"{server}/#/", f"{ui.rstrip('/')}/#/")
+    lines = []
+    for line in text.splitlines(keepends=True):
+        lines.append(line)
+        run = re.search(rf"{re.escape(server)}/#/experiments/[^/\s]+/runs/([0-9a-f]+)", line)
+        if run:
+            lines.append(f"   (in the notebook: %mlflow_server ui --run {run.group(1)})\n")
+    return "".join(lines)
 
 
 @contextlib.contextmanager

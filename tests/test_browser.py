@@ -57,6 +57,33 @@ def test_ui_inline_and_in_a_launcher_tab(jupyter, page):
     assert records.read_record(jupyter["data_dir"]).pid == record.pid
 
 
+def test_mlflows_printed_run_link_opens_the_run_through_the_route(jupyter, page):
+    """MLflow prints "View run ... at: <link>" as a run ends; in JupyterLab that link leads
+    through the Jupyter route (the server's own address does not let a browser in)."""
+    run_all(page, jupyter, "printed_link.ipynb", [
+        "%load_ext mlflow_magic\n%mlflow_server start --no-ui",
+        "import mlflow\nmlflow.set_experiment('printed-link')\n"
+        "with mlflow.start_run(run_name='run-behind-the-link'):\n"
+        "    mlflow.log_metric('loss', 0.25)"])
+    link = page.locator(".jp-OutputArea-output a", has_text="/runs/").first
+    try:
+        link.wait_for(timeout=120_000)
+    finally:
+        shot(page, "printed-run-link")
+    record = records.read_record(jupyter["data_dir"])
+    href = link.get_attribute("href")
+    assert href.startswith(f"{jupyter['url']}mlflow-magic/proxy/{record.port}/#/experiments/")
+    with page.context.expect_page(timeout=30_000) as opened:
+        link.click()
+    run_page = opened.value
+    try:
+        run_page.get_by_text("run-behind-the-link").first.wait_for(timeout=120_000)
+        run_page.get_by_text("loss").first.wait_for(timeout=30_000)
+    finally:
+        shot(run_page, "printed-run-link-opened")
+        run_page.close()
+
+
 TRACE_CELLS = [
     "%load_ext mlflow_magic\n%mlflow_server start --no-ui",
     "import mlflow\n\nmlflow.set_experiment('browser-traces')\n\n"

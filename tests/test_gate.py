@@ -31,9 +31,9 @@ def gate(folder) -> Gate:
 
 
 def ask(gate: Gate, path: str = "/api/2.0/mlflow/experiments/search", query: str = "",
-        method: str = "GET", **headers: str):
+        method: str = "GET", port: int = PORT, **headers: str):
     sent = {k.replace("_", "-").lower(): v for k, v in headers.items()}
-    return gate.decide(method, path, query, lambda name: sent.get(name.lower()), PORT)
+    return gate.decide(method, path, query, lambda name: sent.get(name.lower()), port)
 
 
 def test_only_health_is_open_and_the_key_lets_in(gate, folder):
@@ -131,3 +131,56 @@ def test_a_team_server_has_no_gate(monkeypatch):
     monkeypatch.delenv(contract.PRIVATE_DIR_ENV, raising=False)
     app = object()
     assert gate_module.from_environment(app, "asgi") is app
+
+
+def test_a_kernel_pass_lets_a_frame_of_another_site_in_under_its_path(gate, folder):
+    """``/mlflow-magic-pass/<pass>/...`` is MLflow's root for as long as the pass holds: no
+    cookie, no key, browser marks or not; MLflow sees its own path, a loopback Host and no
+    cross-site Origin; the response may be framed by the embedders only."""
+    from mlflow_magic.state import passes
+
+    token = passes.kernel_pass(records.record_dir(folder), PORT)
+    base = f"/{contract.PASS_PATH}/{token}"
+    marks = {"sec_fetch_site": "cross-site", "origin": "https://x.vscode-cdn.net"}
+    verdict = ask(gate, f"{base}/ajax-api/2.0/mlflow/runs/update", method="POST", **marks)
+    assert verdict.allowed and verdict.path == "/ajax-api/2.0/mlflow/runs/update"
+    assert ask(gate, f"{base}/").path == "/"
+    slashless = ask(gate, base, query="a=1")
+    assert slashless.status == 308 and ("Location", f"{token}/?a=1") in slashless.headers
+    assert ask(gate, f"{base}/x", port=PORT + 1).status == 401  # a pass holds on its port
+    ended = ask(gate, f"/{contract.PASS_PATH}/{token[:-1]}x/", accept="text/html")
+    assert ended.status == 401 and b"belonged to a kernel that has ended" in ended.body
+
+    seen, sent = {}, []
+
+    async def app(scope, receive, send):
+        seen.update(scope)
+        await send({"type": "http.response.start", "status": 302,
+                    "headers": [(b"x-frame-options", b"SAMEORIGIN"), (b"location", b"/x")]})
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": f"{base}/ajax-api/2.0/x",
+             "raw_path": f"{base}/ajax-api/2.0/x".encode(), "query_string": b"",
+             "server": ("127.0.0.1", PORT),
+             "headers": [(b"host", b"abc.googleusercontent.com"),
+                         (b"origin", b"https://abc.googleusercontent.com")]}
+    own_loop.run(gate_module.asgi(app, gate)(scope, None, send))
+    assert seen["path"] == "/ajax-api/2.0/x" and seen["raw_path"] == b"/ajax-api/2.0/x"
+    assert dict(seen["headers"]) == {b"host": f"localhost:{PORT}".encode()}
+    headers = dict(sent[0]["headers"])
+    assert b"x-frame-options" not in headers
+    assert headers[b"content-security-policy"].startswith(b"frame-ancestors 'self' ")
+    assert b"vscode-webview:" in headers[b"content-security-policy"]
+    assert headers[b"location"] == f"{base}/x".encode()  # a redirect stays under the pass
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"{base}/", "QUERY_STRING": "",
+               "RAW_URI": f"{base}/?a=1", "SERVER_PORT": str(PORT),
+               "HTTP_HOST": "abc.googleusercontent.com", "HTTP_ORIGIN": "https://a.b"}
+    started = []
+    gate_module.wsgi(lambda env, start: start("200 OK", [("X-Frame-Options", "DENY")]) or [],
+                     gate)(environ, lambda status, headers, exc=None: started.append(headers))
+    assert environ["PATH_INFO"] == "/" and environ["RAW_URI"] == "/?a=1"
+    assert environ["HTTP_HOST"] == f"localhost:{PORT}" and "HTTP_ORIGIN" not in environ
+    assert [k for k, _ in started[0]] == ["Content-Security-Policy"]

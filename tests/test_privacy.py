@@ -33,6 +33,7 @@ from conftest import (
 )
 
 import mlflow_magic
+from mlflow_magic import contract
 from mlflow_magic.contract import GATE_HEADER, KEY_HEADER
 from mlflow_magic.errors import ConfigError, ConnectError
 from mlflow_magic.front import commands
@@ -211,6 +212,25 @@ def evil_page_gets_nothing(page, url: str) -> None:
     names = [e["name"] for e in rest(url, "/api/2.0/mlflow/experiments/search"
                                           "?max_results=1000")["experiments"]]
     assert "from-a-form" not in names and "from-a-fetch" not in names
+
+
+def test_a_kernel_pass_lets_no_other_user_in(shared_server, other_user):
+    """A saved notebook others can read holds its kernel's pass while that kernel runs:
+    another user who copies it still gets nothing, the owner's browser gets in."""
+    from mlflow_magic.state import passes
+
+    token = passes.kernel_pass(records.record_dir(shared_server.data_dir), shared_server.port)
+    url = (f"{shared_server.url}/{contract.PASS_PATH}/{token}/ajax-api/2.0/mlflow/"
+           "experiments/search?max_results=5")
+    assert requests.get(url, headers=BROWSER_MARKS, timeout=30).status_code == 200
+    done = other_user("""
+        import sys, urllib.error, urllib.request
+        try:
+            print(urllib.request.urlopen(sys.argv[1], timeout=10).status)
+        except urllib.error.HTTPError as exc:
+            print(exc.code)
+    """, url)
+    assert done.stdout.strip() == "401", done
 
 
 def test_another_user_cannot_read_the_data_at_rest(other_user, folder):

@@ -22,3 +22,51 @@ def test_environment_sets_for_a_while_then_puts_each_variable_back(monkeypatch):
     assert os.environ["MM_TEST_SET"] == "before" and os.environ["MM_TEST_KEPT"] == "kept"
     assert "MM_TEST_UNSET" not in os.environ
 
+
+
+PRINTED = ("🏃 View run calm-owl at: http://127.0.0.1:5003/#/experiments/1/runs/0a1b2c\n"
+           "🧪 View experiment at: http://127.0.0.1:5003/#/experiments/1\n")
+
+
+def test_mlflows_printed_links_lead_where_the_notebooks_browser_finds_the_ui(monkeypatch):
+    monkeypatch.delenv(tracking.UI_LINKS_ENV, raising=False)
+    assert tracking.browser_links(PRINTED) == PRINTED  # no notebook said where: as printed
+    # VS Code or Colab: the UI's full address, with its pass
+    ui = "https://5003-m-s-k.colab.googleusercontent.com/mlflow-magic-pass/abc/"
+    tracking.set_ui_links("http://127.0.0.1:5003", ui)
+    assert tracking.browser_links(PRINTED) == PRINTED.replace("http://127.0.0.1:5003/", ui)
+    assert tracking.browser_links(PRINTED.replace("5003", "5004")) == PRINTED.replace(
+        "5003", "5004")  # another server's links are left alone
+    # a Jupyter route of the page's own origin: no full URL to print, the cell to run
+    tracking.set_ui_links("http://127.0.0.1:5003", "/user/ann/mlflow-magic/proxy/5003/")
+    assert tracking.browser_links(PRINTED) == (
+        PRINTED.splitlines(keepends=True)[0]
+        + "   (in the notebook: %mlflow_server ui --run 0a1b2c)\n"
+        + PRINTED.splitlines(keepends=True)[1])
+    tracking.set_ui_links("http://127.0.0.1:5003", None)
+    assert tracking.UI_LINKS_ENV not in os.environ
+
+
+@pytest.mark.integration  # importing MLflow runs `uname`
+def test_mlflows_link_printer_is_where_mlflow_magic_looks_for_it():
+    """``internals.rewrite_printed_links`` wraps MLflow's printer once; it prints what the
+    rewrite returns."""
+    import contextlib
+    import io
+
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    from mlflow_magic import internals
+
+    original = TrackingServiceClient._log_url
+    try:
+        TrackingServiceClient._log_url = lambda self, run_id: print(f"View run at: {run_id}")
+        assert internals.rewrite_printed_links(str.upper)
+        assert not internals.rewrite_printed_links(str.upper)  # once
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            TrackingServiceClient._log_url(None, "r1")
+        assert printed.getvalue() == "VIEW RUN AT: R1\n"
+    finally:
+        TrackingServiceClient._log_url = original
+    assert "View run" in __import__("inspect").getsource(original)

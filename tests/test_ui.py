@@ -5,6 +5,8 @@ from __future__ import annotations
 import html as htmllib
 import json
 import re
+import sys
+import types
 
 from mlflow_magic.front.ui import PROXY_URL_ENV as PROXY
 from mlflow_magic.front.ui import UiLocation, UiView, deep_link, ui_location
@@ -14,7 +16,7 @@ DIRECT = "http://127.0.0.1:5007"
 
 def test_explicit_template_with_port():
     loc = ui_location(DIRECT, "https://hub.example.org/user/ann/proxy/{port}", environ={})
-    assert loc.url == "https://hub.example.org/user/ann/proxy/5007/" and loc.proxied
+    assert loc.url == "https://hub.example.org/user/ann/proxy/5007/" and loc.inline
 
 
 def test_explicit_base_url_gets_proxy_path():
@@ -62,3 +64,55 @@ def test_a_tracking_uri_with_a_path_or_without_a_port_has_a_location():
     loc = ui_location("http://127.0.0.1:5000/prefix", environ={PROXY: "/base/"})
     assert loc.url == "/base/proxy/5000/"
     assert ui_location("http://localhost/", environ={PROXY: "/b/"}).url == "/b/proxy/80/"
+
+
+#: What VS Code's Jupyter extension gives the Python kernels it starts (no Jupyter server).
+VSCODE_KERNEL_ENV = {"PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING": "1", "VSCODE_PID": "4242",
+                     "VSCODE_CWD": "/home/ann", "ELECTRON_RUN_AS_NODE": "1",
+                     "VSCODE_IPC_HOOK": "/run/user/1000/vscode-ipc.sock"}
+
+
+def test_the_front_end_is_told_by_the_kernels_environment(monkeypatch):
+    from mlflow_magic.front.context import COLAB, VSCODE, front_end
+
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert front_end(VSCODE_KERNEL_ENV) == VSCODE
+    assert front_end({"VSCODE_PID": "1"}) == VSCODE  # an older extension
+    # JupyterLab started from VS Code's terminal: its kernels are the Jupyter server's
+    assert front_end({**VSCODE_KERNEL_ENV, "JPY_SESSION_NAME": "/home/ann/a.ipynb"}) is None
+    assert front_end({}) is None
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert front_end({}) == COLAB
+
+
+def test_vscode_frames_the_server_itself_with_a_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    loc = ui_location(DIRECT, environ=VSCODE_KERNEL_ENV)
+    assert loc.url == f"{DIRECT}/" and loc.inline and loc.needs_pass and not loc.needs_login
+    page = UiView(loc)._repr_html_()
+    assert "<iframe" in page and "JupyterLab" not in page and "MLFLOW_MAGIC_PROXY_URL" not in page
+
+
+def test_colab_frames_the_server_through_its_port_proxy(tmp_path, monkeypatch):
+    """Colab's front end answers ``google.colab.kernel.proxyPort(port)`` with an https
+    address (a stand-in here: there is no Colab on this machine)."""
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    asked = []
+    output = types.ModuleType("google.colab.output")
+
+    def eval_js(script):
+        asked.append(script)
+        return "https://5007-m-s-abc.colab.googleusercontent.com/"
+
+    output.eval_js = eval_js
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.output", output)
+    loc = ui_location(DIRECT, environ={})
+    assert loc.url == "https://5007-m-s-abc.colab.googleusercontent.com/"
+    assert loc.inline and loc.needs_pass and asked == [
+        "google.colab.kernel.proxyPort(5007, {'cache': true})"]
+    output.eval_js = lambda script: None  # Colab's front end did not answer
+    assert ui_location(DIRECT, environ={}) == UiLocation(f"{DIRECT}/", f"{DIRECT}/", False)

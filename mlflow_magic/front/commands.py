@@ -7,6 +7,7 @@ parse (argparse flavour) and how they show the result (HTML or text).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -81,6 +82,8 @@ def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = 
         location = UiLocation(direct, direct, False, needs_login=False)
     experiment_id, run = _resolve_route(server_url, experiment, run)
     login = ports.login_query(server_url) if location.needs_login else ""
+    if location.needs_pass:  # a frame of another site: a pass in the path, no cookie needed
+        location = dataclasses.replace(location, url=location.url + ports.pass_path(server_url))
     return UiView(location, deep_link(experiment_id, run, view), height or DEFAULT_HEIGHT,
                   login)
 

@@ -4,12 +4,16 @@ In Jupyter the UI is shown through jupyter-server-proxy, ``<base_url>proxy/<port
 the same origin as the notebook page, which MLflow's default
 ``X-Frame-Options: SAMEORIGIN`` requires for an iframe, and reachable from a
 browser that cannot reach the kernel's 127.0.0.1 (JupyterHub, remote servers).
-Elsewhere (plain IPython, VS Code, a terminal) a direct link is all that works.
+VS Code and Colab frame their outputs from a page of another site: the UI is framed on the
+server's own address (VS Code) or through Colab's port proxy, with a kernel pass in the
+path (:mod:`mlflow_magic.state.passes`), since such a frame may keep no cookie. Elsewhere
+(plain IPython, a terminal) a direct link is all that works.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import json
 import logging
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from ..contract import GENERIC_PROXY_PATH, INFO_PATH, LOGIN_TTL, PROXY_PATH, PROXY_URL_ENV
+from .context import COLAB, VSCODE, front_end
 
 DEFAULT_HEIGHT = 650
 
@@ -35,10 +40,27 @@ class UiLocation:
 
     url: str
     direct_url: str
-    proxied: bool
+    #: an iframe can show the UI (a Jupyter proxy, or a front end that frames it itself)
+    inline: bool
     #: the browser reaches the server by a way that adds no key (jupyter-server-proxy's
     #: generic route, a direct link): a private server's UI then needs a one-time login
     needs_login: bool = True
+    #: the UI is framed by a page of another site (VS Code, Colab), which may keep no
+    #: cookie: its URL carries a kernel pass instead of a login
+    needs_pass: bool = False
+    #: a full address of :attr:`url` for links printed as text (MLflow's "View run at"),
+    #: where ``url`` is a path of the notebook page's own origin; None where none is known
+    full_url: str | None = None
+
+    @property
+    def printed_url(self) -> str | None:
+        """What MLflow's printed links should lead to: a full address, else the route (or
+        None: as MLflow prints them). A way in that needs a one-time login prints none."""
+        if self.needs_login:
+            return self.url if self.inline else None
+        if self.url.startswith(("http://", "https://")):
+            return self.url
+        return self.full_url or (self.url if self.inline else None)
 
 
 def ui_location(direct_url: str, proxy_url: str | None = None,
@@ -64,9 +86,32 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
         return _proxied(f"{_slash(hub_prefix)}{route or GENERIC_PROXY_PATH}{port}/", direct)
     found = jupyter_proxy(environ)
     if found is not None:
-        base, route = found
-        return _proxied(f"{base}{route}{port}/", direct)
+        base, route, server_url = found
+        return dataclasses.replace(_proxied(f"{base}{route}{port}/", direct),
+                                   full_url=f"{_slash(server_url)}{route}{port}/"
+                                   if server_url.startswith("http") else None)
+    embedder = front_end(environ)
+    if embedder == COLAB:
+        colab = colab_proxy_url(port)
+        if colab:
+            return UiLocation(_slash(colab), direct, True, needs_login=False, needs_pass=True)
+    if embedder == VSCODE:
+        return UiLocation(direct, direct, True, needs_login=False, needs_pass=True)
     return UiLocation(direct, direct, False)
+
+
+def colab_proxy_url(port: int) -> str | None:
+    """The https address at which Colab's proxy forwards to ``port`` of the kernel's
+    machine (``google.colab.kernel.proxyPort``, as TensorBoard and Aim frame it); None if
+    Colab does not answer."""
+    try:
+        from google.colab import output  # type: ignore[import-untyped]
+
+        url = output.eval_js(f"google.colab.kernel.proxyPort({int(port)}, {{'cache': true}})")
+    except Exception:  # not Colab after all, or its front end is gone
+        _log.debug("mlflow_magic: no Colab proxy for port %s", port, exc_info=True)
+        return None
+    return url if isinstance(url, str) and url.startswith("https://") else None
 
 
 def _proxied(url: str, direct: str) -> UiLocation:
@@ -80,8 +125,9 @@ def _slash(url: str) -> str:
 
 
 
-def jupyter_proxy(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """(base URL, proxy route) of the Jupyter server that started this kernel, if it proxies.
+def jupyter_proxy(environ: Mapping[str, str] | None = None) -> tuple[str, str, str] | None:
+    """(base URL, proxy route, the server's own full URL) of the Jupyter server that
+    started this kernel, if it proxies.
 
     The kernel's parent is found from ``JPY_PARENT_PID`` (set by jupyter_client) or
     the process tree, and matched against the running servers. The server is asked
@@ -102,7 +148,7 @@ def jupyter_proxy(environ: Mapping[str, str] | None = None) -> tuple[str, str] |
         if info is not None:
             route = _proxy_route(info.get("url", ""), info.get("token", ""))
             if route is not None:
-                return _slash(info.get("base_url") or "/"), route
+                return _slash(info.get("base_url") or "/"), route, info.get("url", "")
     return None
 
 
@@ -230,8 +276,9 @@ class UiView:
         url = html.escape(self.url)
         links = [f'<a href="{url}" target="_blank" rel="noopener">open in a new browser tab</a>']
         frame = ""
-        if self.location.proxied:
-            links.insert(0, lab_tab_link(self.url))
+        if self.location.inline:
+            if not self.location.needs_pass:  # JupyterLab can open it in a tab of its own
+                links.insert(0, lab_tab_link(self.url))
             frame = (f'<iframe class="mlflow-magic-ui" src="{url}" width="100%" '
                      f'height="{self.height}" style="border:1px solid #ddd" '
                      'title="MLflow UI"></iframe>')
@@ -243,4 +290,4 @@ class UiView:
 
 def trace_renderer_base(location: UiLocation) -> str | None:
     """What MLflow's own inline trace display should use as its base URL."""
-    return location.url if location.proxied else None
+    return location.url if location.inline else None

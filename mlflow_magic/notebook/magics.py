@@ -57,7 +57,7 @@ class MlflowMagics(Magics):
         from ..front.render import shown_with
         from ..front.ui import UiView, trace_renderer_base
         from ..results import Connected, Launched, Reused, Starting
-        from ..tracking import set_trace_renderer_base
+        from ..tracking import set_trace_renderer_base, set_ui_links
         from .guard import GUARDS
         from .progress import CellProgress, follow, for_this_shell
 
@@ -95,6 +95,7 @@ class MlflowMagics(Magics):
                     display(inline)
             if view is not None:  # MLflow's own trace view goes the way the UI goes
                 set_trace_renderer_base(trace_renderer_base(view.location))
+                set_ui_links(view.location.direct_url, view.location.printed_url)
         except MlflowMagicError as exc:
             progress.fail()
             raise UsageError(str(exc)) from None

@@ -30,7 +30,7 @@ from .. import contract
 from ..contract import KEEPER_CRASH_LOOP, KEEPER_STOPPED
 from ..errors import CellMessage
 from ..settings.config import is_loopback, start_command
-from ..state import processes, records
+from ..state import passes, processes, records
 from ..state.records import ServerRecord
 from . import ownership
 from .keys import folder_key, new_login
@@ -40,20 +40,39 @@ def login_query(url: str) -> str:
     """``?mlflow_magic_login=<code>`` for a UI link to this user's private server at
     ``url`` (also one still starting); empty for any other server (nothing to log in to,
     or not ours)."""
+    found = _own_private_server(url)
+    if found is None:
+        return ""
+    record, port = found
+    return f"?{contract.LOGIN_PARAM}={new_login(Path(record.data_dir), port)}"
+
+
+def _own_private_server(url: str) -> tuple[ServerRecord, int] | None:
+    """This user's private server at the local ``url`` (also one still starting), if any,
+    and its port."""
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
-        return ""
+        return None
     if port is None or not is_loopback(parts.hostname):
-        return ""
+        return None
     try:
         found = server_on_port(port)
     except PortTaken:
+        return None
+    return (found.record, port) if found is not None and found.record.private else None
+
+
+def pass_path(url: str) -> str:
+    """``<PASS_PATH>/<pass>/`` for a UI frame of another site on this user's private server
+    at ``url`` (see :mod:`mlflow_magic.state.passes`); empty for any other server."""
+    found = _own_private_server(url)
+    if found is None:
         return ""
-    if found is None or not found.record.private:
-        return ""
-    return f"?{contract.LOGIN_PARAM}={new_login(Path(found.record.data_dir), port)}"
+    record, port = found
+    token = passes.kernel_pass(records.record_dir(record.data_dir), port)
+    return f"{contract.PASS_PATH}/{token}/"
 
 
 # --- what a request to a local address carries ------------------------------------------

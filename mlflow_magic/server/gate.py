@@ -48,6 +48,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from .. import contract
+from ..state import passes
 from . import peer as peers
 
 REFUSED = (
@@ -58,6 +59,10 @@ REFUSED = (
     "on this machine get in without it, unless they send a browser's headers; elsewhere "
     "(another machine, a container, macOS) set MLFLOW_TRACKING_TOKEN to the contents of "
     "the data folder's .mlflow_magic/key.")
+PASS_ENDED = (
+    "This link to the MLflow UI belonged to a kernel that has ended (a kernel pass holds "
+    "only while its kernel runs). Run `%mlflow_server ui` in a running notebook, or "
+    "`mlflow-magic ui` in a terminal, for a new one.")
 EXPIRED = (
     "This one-time link to the MLflow UI has expired or was already used. Run "
     "`%mlflow_server ui` in a notebook, or `mlflow-magic ui` in a terminal, and open the "
@@ -77,6 +82,9 @@ class Verdict:
     #: response headers for a redirect or a refusal
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    #: let in through a kernel pass: the path MLflow sees (the pass taken off), and the
+    #: request comes from a frame of another site (see :func:`framed_headers`)
+    path: str | None = None
 
 
 class Gate:
@@ -87,6 +95,9 @@ class Gate:
         #: the port this server listens on, from its own settings (never from a request)
         self.port = port
         self.owner = os.geteuid()
+        #: passes found to hold, until when (monotonic): a pass is checked every few seconds,
+        #: not on each of the UI's requests
+        self._passes: dict[tuple[str, int], float] = {}
         try:
             key = (private_dir / contract.KEY_FILE).read_text().strip()
         except OSError as exc:
@@ -145,6 +156,10 @@ class Gate:
         """Let in, redirect (a login link) or refuse one request. ``client``: the address
         of the accepted connection's other end, ``server_host`` its own end's address, as
         the web server read them off the socket."""
+        if path.startswith(_PASS_PREFIX):
+            if self.from_another_user(client, server_host, port):  # a pass read off a disk
+                return _refusal(REFUSED, header("accept"))
+            return self._through_pass(path, query, port, header("accept"))
         if path in contract.OPEN_PATHS or self._is_key(header(contract.KEY_HEADER)):
             return Verdict(True)
         scheme, _, token = (header("authorization") or "").partition(" ")
@@ -167,6 +182,30 @@ class Gate:
                 or not _loopback_host(header("host")):
             return False
         return peers.client_uid(client[0], client[1], server_host, self.port) == self.owner
+
+    def from_another_user(self, client: tuple[str, int] | None, server_host: str | None,
+                          port: int) -> bool:
+        """The connection is known to be another user's of this machine (a loopback client
+        whose user the kernel names; elsewhere nothing is known)."""
+        if client is None:
+            return False
+        uid = peers.client_uid(client[0], client[1], server_host, port)
+        return uid is not None and uid != self.owner
+
+    def _through_pass(self, path: str, query: str, port: int, accept: str | None) -> Verdict:
+        """A request under ``/<PASS_PATH>/<pass>/``: MLflow's path behind it, if the pass
+        holds on this port."""
+        token, slash, rest = path[len(_PASS_PREFIX):].partition("/")
+        now, known = time.monotonic(), (token, port)
+        if self._passes.get(known, 0.0) < now:
+            if not passes.holds(self.private_dir, token, port):
+                self._passes.pop(known, None)
+                return _refusal(PASS_ENDED, accept)
+            self._passes[known] = now + PASS_RECHECK
+        if not slash:  # the UI's relative URLs need the pass's folder: ``<pass>/``
+            return Verdict(False, 308, [("Location", f"{token}/" + (f"?{query}" if query
+                                                                     else ""))])
+        return Verdict(True, path="/" + rest)
 
     def _login(self, code: str, has_session: bool, path: str,
                params: list[tuple[str, str]], port: int, accept: str | None) -> Verdict:
@@ -193,6 +232,22 @@ class Gate:
         name = contract.SESSION_COOKIE.format(port=port)
         kept = [part for part in cookie.split(";") if part.split("=", 1)[0].strip() != name]
         return ";".join(kept).strip() or None
+
+
+_PASS_PREFIX = f"/{contract.PASS_PATH}/"
+#: How long a pass found to hold is taken as holding (s): a kernel that ended is refused
+#: within this long.
+PASS_RECHECK = 2.0
+#: Who may frame what a pass lets in (clickjacking: no other page).
+_FRAME_POLICY = "frame-ancestors " + " ".join(contract.FRAME_ANCESTORS)
+
+
+def framed_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A response to a request through a pass: framable by the embedders of
+    :data:`~contract.FRAME_ANCESTORS` only, in place of MLflow's ``SAMEORIGIN``."""
+    kept = [(k, v) for k, v in headers
+            if k.lower() not in ("x-frame-options", "content-security-policy")]
+    return [*kept, ("Content-Security-Policy", _FRAME_POLICY)]
 
 
 #: Headers a browser sends with every request to a loopback address (a secure context),
@@ -270,6 +325,8 @@ def asgi(app, gate: Gate):
                               scope.get("query_string", b"").decode("latin-1"), header, port,
                               (client[0], int(client[1])) if client else None,
                               server[0] if server else None)
+        if verdict.allowed and verdict.path is not None:
+            return await _through_pass(app, scope, receive, send, verdict.path, gate, port)
         if verdict.allowed:
             return await app({**scope, "headers": _clean(scope["headers"], gate, port)},
                              receive, send)
@@ -282,6 +339,37 @@ def asgi(app, gate: Gate):
         await send({"type": "http.response.body", "body": verdict.body})
 
     return gated
+
+
+async def _through_pass(app, scope, receive, send, path: str, gate: Gate, port: int):
+    """Pass MLflow a request that came through a kernel pass, as if sent to its root from
+    this machine: MLflow's checks of ``Host`` and of a cross-site ``Origin`` are for
+    requests with no credential, and this one carries the pass (which no other page can
+    know). The response may be framed by the embedders only."""
+    prefix = scope["path"][:len(scope["path"]) - len(path)]
+    raw = scope.get("raw_path") or scope["path"].encode()
+    headers = [(k, v) for k, v in _clean(scope["headers"], gate, port)
+               if k not in (b"host", b"origin")]
+    headers.append((b"host", f"localhost:{port}".encode()))
+
+    async def framed(message):
+        if message["type"] == "http.response.start":
+            found = [(k.decode("latin-1"), v.decode("latin-1"))
+                     for k, v in message.get("headers", [])]
+            message = {**message, "headers": [
+                (k.lower().encode(), v.encode("latin-1"))
+                for k, v in framed_headers(_under(found, prefix))]}
+        await send(message)
+
+    inner = {**scope, "path": path, "raw_path": raw[len(prefix.encode()):] or b"/",
+             "headers": headers}
+    return await app(inner, receive, framed)
+
+
+def _under(headers: list[tuple[str, str]], prefix: str) -> list[tuple[str, str]]:
+    """A redirect to a root-absolute path stays under the pass."""
+    return [(k, prefix + v if k.lower() == "location" and v.startswith("/")
+             and not v.startswith("//") else v) for k, v in headers]
 
 
 def _clean(headers: Iterable[tuple[bytes, bytes]], gate: Gate,
@@ -314,6 +402,8 @@ def wsgi(app, gate: Gate):
         verdict = gate.decide(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""),
                               environ.get("QUERY_STRING", ""), header, port,
                               *_wsgi_ends(environ))
+        if verdict.allowed and verdict.path is not None:
+            start_response = _wsgi_through_pass(environ, start_response, verdict.path, port)
         if verdict.allowed:
             environ.pop("HTTP_" + contract.KEY_HEADER.upper().replace("-", "_"), None)
             if gate._is_key(environ.get("HTTP_AUTHORIZATION", "").partition(" ")[2]):
@@ -324,12 +414,30 @@ def wsgi(app, gate: Gate):
             else:
                 environ["HTTP_COOKIE"] = cookie
             return app(environ, start_response)
-        reason = {303: "See Other", 401: "Unauthorized"}.get(verdict.status, "")
+        reason = {303: "See Other", 308: "Permanent Redirect",
+                  401: "Unauthorized"}.get(verdict.status, "")
         start_response(f"{verdict.status} {reason}",
                        [*verdict.headers, ("Content-Length", str(len(verdict.body)))])
         return [verdict.body]
 
     return gated
+
+
+def _wsgi_through_pass(environ: dict, start_response, path: str, port: int):
+    """The WSGI side of :func:`_through_pass`: ``environ`` rewritten in place, and the
+    ``start_response`` that makes the response framable by the embedders only."""
+    prefix = environ.get("PATH_INFO", "")[:len(environ.get("PATH_INFO", "")) - len(path)]
+    environ["PATH_INFO"] = path
+    for name in ("RAW_URI", "REQUEST_URI"):
+        if str(environ.get(name, "")).startswith(prefix):
+            environ[name] = environ[name][len(prefix):] or "/"
+    environ["HTTP_HOST"] = f"localhost:{port}"
+    environ.pop("HTTP_ORIGIN", None)
+
+    def framed(status, headers, exc_info=None):
+        return start_response(status, framed_headers(_under(list(headers), prefix)), exc_info)
+
+    return framed
 
 
 def _wsgi_ends(environ: dict) -> tuple[tuple[str, int] | None, str | None]:
