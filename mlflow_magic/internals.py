@@ -152,6 +152,7 @@ def rewrite_printed_links(rewrite) -> bool:
         sys.stdout.write(rewrite(printed.getvalue()))
 
     _log_url._mlflow_magic = True  # type: ignore[attr-defined]
+    _log_url.__wrapped__ = original  # type: ignore[attr-defined]
     client._log_url = _log_url
     return True
 

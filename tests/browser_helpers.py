@@ -19,6 +19,15 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
+#: Chromium's own guard (Local Network Access) stops a public page's requests to 127.0.0.1
+#: before they leave; Firefox and Safari have none, and VS Code's webview frames the
+#: machine's own servers. Off in the tests, so that what holds (or lets in) is ours.
+WITHOUT_LOCAL_NETWORK_GUARD = (
+    "--disable-features=LocalNetworkAccessChecks,LocalNetworkAccessChecksWebSockets,"
+    "PrivateNetworkAccessRespectPreflightResults,PrivateNetworkAccessSendPreflights,"
+    "BlockInsecurePrivateNetworkRequests")
+
+
 @contextlib.contextmanager
 def chromium(*extra_flags: str):
     """A headless Chromium (Debian's, not a downloaded one), closed on exit."""

@@ -423,11 +423,12 @@ def ip(ipython_shell):
 
 @pytest.fixture(scope="session")
 def browser():
-    """One headless Chromium for the run; the hub's made-up host name resolves to this
-    machine."""
-    from browser_helpers import HUB_HOST, chromium
+    """One headless Chromium for the run (Playwright's sync API allows one per process);
+    the hub's made-up host name resolves to this machine; pages of other sites reach it."""
+    from browser_helpers import HUB_HOST, WITHOUT_LOCAL_NETWORK_GUARD, chromium
 
-    with chromium(f"--host-resolver-rules=MAP {HUB_HOST} 127.0.0.1") as browser:
+    with chromium(f"--host-resolver-rules=MAP {HUB_HOST} 127.0.0.1",
+                  WITHOUT_LOCAL_NETWORK_GUARD) as browser:
         yield browser
 
 

@@ -7,8 +7,9 @@ served by Playwright's routing under the front end's origin, in Debian's Chromiu
 - VS Code: a kernel with no Jupyter server, started with the environment VS Code gives its
   kernels. Its webview is a page of ``https://<id>.vscode-cdn.net`` (VS Code for the Web's
   origin; the desktop's is ``vscode-webview://``); its iframes to 127.0.0.1 are real
-  cross-site frames. Chromium's Local Network Access guard is off there: VS Code's webview
-  lets a notebook frame the machine's own servers (as TensorBoard's inline view does).
+  cross-site frames. Chromium's Local Network Access guard is off in the tests' browser:
+  VS Code's webview lets a notebook frame the machine's own servers (as TensorBoard's inline
+  view does).
 - Colab, a stand-in, since there is no Colab here: a ``google.colab`` module in the kernel
   answers ``google.colab.kernel.proxyPort(port)`` with an https address, and Playwright's
   routing forwards that address to the kernel's port with the browser's own headers and no
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from browser_helpers import chromium, new_page, shot
+from browser_helpers import shot
 from conftest import BROWSER_MARKS, Kernel, rest, wait_for
 
 import mlflow_magic
@@ -40,12 +41,6 @@ pytestmark = pytest.mark.integration
 #: What VS Code's Jupyter extension gives the Python kernels it starts (no Jupyter server).
 VSCODE_KERNEL_ENV = {"PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING": "1", "VSCODE_PID": "4242",
                      "VSCODE_CWD": "/tmp", "ELECTRON_RUN_AS_NODE": "1"}
-#: Chromium's own guard (Local Network Access), off for the page that stands for VS Code.
-WITHOUT_LOCAL_NETWORK_GUARD = (
-    "--disable-features=LocalNetworkAccessChecks,LocalNetworkAccessChecksWebSockets,"
-    "PrivateNetworkAccessRespectPreflightResults,PrivateNetworkAccessSendPreflights,"
-    "BlockInsecurePrivateNetworkRequests")
-
 COLAB_PAGE = "https://colab.research.google.com/drive/notebook"
 COLAB_PROXY = re.compile(r"https://(\d+)-m-s-kernel\.colab\.googleusercontent\.com/(.*)")
 #: The stand-in for Colab's ``google.colab`` package: its front end's ``proxyPort`` answer.
@@ -188,25 +183,24 @@ def shown_at(page, address: str, outputs: list[str], folder: Path, link: str,
         shot(page, screenshot)
 
 
-def test_vscode_shows_the_ui_and_the_trace_view_inline(folder):
+def test_vscode_shows_the_ui_and_the_trace_view_inline(folder, page):
     with a_kernel(VSCODE_KERNEL_ENV, folder) as kernel:
         outputs, link = notebook_outputs(kernel, folder)
         assert a_pass_in(outputs).startswith(records.read_record(folder).url + "/")
-        with chromium(WITHOUT_LOCAL_NETWORK_GUARD) as browser, new_page(browser) as page:
-            shown_at(page, "https://0a1b2c3d.vscode-cdn.net/notebook-output.html", outputs,
-                     folder, link, "vscode-webview")
-            # Another site's page that frames the same link gets nothing (clickjacking):
-            # the browser refuses to show the frame.
-            evil = "https://evil.example/"
-            page.route(evil, lambda route: route.fulfill(
-                content_type="text/html", body=f'<iframe src="{a_pass_in(outputs)}"></iframe>'))
-            page.goto(evil)
-            wait_for(lambda: any(f.url.startswith("chrome-error") for f in page.frames),
-                     timeout=30)
-            assert all("from-the-notebook" not in f.content() for f in page.frames)
+        shown_at(page, "https://0a1b2c3d.vscode-cdn.net/notebook-output.html", outputs,
+                 folder, link, "vscode-webview")
+        # Another site's page that frames the same link gets nothing (clickjacking):
+        # the browser refuses to show the frame.
+        evil = "https://evil.example/"
+        page.route(evil, lambda route: route.fulfill(
+            content_type="text/html", body=f'<iframe src="{a_pass_in(outputs)}"></iframe>'))
+        page.goto(evil)
+        wait_for(lambda: any(f.url.startswith("chrome-error") for f in page.frames),
+                 timeout=30)
+        assert all("from-the-notebook" not in f.content() for f in page.frames)
 
 
-def test_colab_shows_the_ui_and_the_trace_view_through_its_proxy(folder, tmp_path):
+def test_colab_shows_the_ui_and_the_trace_view_through_its_proxy(folder, tmp_path, page):
     stand_in = tmp_path / "colab_stand_in"
     (stand_in / "google" / "colab").mkdir(parents=True)
     (stand_in / "google" / "colab" / "__init__.py").write_text("")
@@ -215,18 +209,17 @@ def test_colab_shows_the_ui_and_the_trace_view_through_its_proxy(folder, tmp_pat
         outputs, link = notebook_outputs(kernel, folder, setup="import google.colab")
         port = records.read_record(folder).port
         assert a_pass_in(outputs).startswith(f"https://{port}-m-s-kernel.colab.")
-        with chromium() as browser, new_page(browser) as page:
-            forwarded = []
+        forwarded = []
 
-            def colab_proxy(route):
-                """Colab's proxy: to the kernel's port, the browser's headers, no key."""
-                port, path = COLAB_PROXY.match(route.request.url).groups()
-                forwarded.append(path)
-                route.fulfill(response=route.fetch(
-                    url=f"http://127.0.0.1:{port}/{path}", max_redirects=0,
-                    headers={**route.request.headers,
-                             "host": f"{port}-m-s-kernel.colab.googleusercontent.com"}))
+        def colab_proxy(route):
+            """Colab's proxy: to the kernel's port, the browser's headers, no key."""
+            port, path = COLAB_PROXY.match(route.request.url).groups()
+            forwarded.append(path)
+            route.fulfill(response=route.fetch(
+                url=f"http://127.0.0.1:{port}/{path}", max_redirects=0,
+                headers={**route.request.headers,
+                         "host": f"{port}-m-s-kernel.colab.googleusercontent.com"}))
 
-            page.context.route(COLAB_PROXY, colab_proxy)  # also for links opened in a tab
-            shown_at(page, COLAB_PAGE, outputs, folder, link, "colab-output")
-            assert forwarded and all(p.startswith(f"{contract.PASS_PATH}/") for p in forwarded)
+        page.context.route(COLAB_PROXY, colab_proxy)  # also for links opened in a tab
+        shown_at(page, COLAB_PAGE, outputs, folder, link, "colab-output")
+        assert forwarded and all(p.startswith(f"{contract.PASS_PATH}/") for p in forwarded)

@@ -307,11 +307,20 @@ def test_after_a_reboot_the_jupyter_route_brings_the_server_back(jupyter, folder
     import requests
 
     server = mlflow_magic.start(folder, use=False, idle_timeout=7200).server
+    route = f"{jupyter['url']}mlflow-magic/proxy/{server.port}/api/2.0/mlflow/experiments/search"
+
+    def answered() -> requests.Response | None:
+        """The UI's request; the "not running" page a browser reloads every 5 s meanwhile."""
+        found = requests.get(route, params={"max_results": 1}, headers=jupyter["auth"],
+                             timeout=180)
+        if found.status_code == 503 and found.headers.get("Retry-After"):
+            time.sleep(int(found.headers["Retry-After"]))
+            return None
+        return found
+
     try:
         kill_everything(server)
-        found = requests.get(f"{jupyter['url']}mlflow-magic/proxy/{server.port}/api/2.0/mlflow/"
-                             "experiments/search", params={"max_results": 1},
-                             headers=jupyter["auth"], timeout=180)
+        found = wait_for(answered, timeout=180)
         assert found.status_code == 200 and "experiments" in found.json(), found.text[:500]
         back = records.read_record(folder)
         assert back.port == server.port and back.pid != server.pid

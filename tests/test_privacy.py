@@ -166,21 +166,10 @@ def test_the_owners_own_programs_get_in_with_no_key_and_browsers_do_not(which, r
     assert rebound.status_code == 401
 
 
-#: Chromium's own guard (Local Network Access) stops a public page's requests to 127.0.0.1
-#: before they leave; Firefox and Safari have none. Off here, so that the gate is what holds.
-WITHOUT_LOCAL_NETWORK_GUARD = (
-    "--disable-features=LocalNetworkAccessChecks,LocalNetworkAccessChecksWebSockets,"
-    "PrivateNetworkAccessRespectPreflightResults,PrivateNetworkAccessSendPreflights,"
-    "BlockInsecurePrivateNetworkRequests")
-
-
-def test_a_page_of_another_site_in_the_owners_browser_gets_nothing(shared_server):
+def test_a_page_of_another_site_in_the_owners_browser_gets_nothing(shared_server, page):
     """The owner's browser runs as the owner, on a page of another site: its fetch, its form
     post and its frame reach the server and get nothing."""
-    from browser_helpers import chromium, new_page
-
-    with chromium(WITHOUT_LOCAL_NETWORK_GUARD) as browser, new_page(browser) as page:
-        evil_page_gets_nothing(page, shared_server.url)
+    evil_page_gets_nothing(page, shared_server.url)
 
 
 def evil_page_gets_nothing(page, url: str) -> None:

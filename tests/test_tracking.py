@@ -52,13 +52,15 @@ def test_mlflows_link_printer_is_where_mlflow_magic_looks_for_it():
     """``internals.rewrite_printed_links`` wraps MLflow's printer once; it prints what the
     rewrite returns."""
     import contextlib
+    import inspect
     import io
 
     from mlflow.tracking._tracking_service.client import TrackingServiceClient
 
     from mlflow_magic import internals
 
-    original = TrackingServiceClient._log_url
+    original = TrackingServiceClient._log_url  # (wrapped already if MLflow ran here)
+    assert "View run" in inspect.getsource(inspect.unwrap(original))
     try:
         TrackingServiceClient._log_url = lambda self, run_id: print(f"View run at: {run_id}")
         assert internals.rewrite_printed_links(str.upper)
@@ -69,4 +71,3 @@ def test_mlflows_link_printer_is_where_mlflow_magic_looks_for_it():
         assert printed.getvalue() == "VIEW RUN AT: R1\n"
     finally:
         TrackingServiceClient._log_url = original
-    assert "View run" in __import__("inspect").getsource(original)

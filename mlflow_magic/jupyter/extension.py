@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import html
+import logging
 import os
 from urllib.parse import urlsplit
 
@@ -137,6 +138,9 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
             datetime.datetime.now(datetime.timezone.utc))
 
 
+_log = logging.getLogger("ServerApp")
+
+
 def brought_back(port: int) -> ports.OwnServer | None:
     """The folder's server on ``port`` started again with its own settings, if it is down
     and nobody stopped it (its keeper died in a reboot or with kill -9); else None."""
@@ -150,8 +154,10 @@ def brought_back(port: int) -> ports.OwnServer | None:
             return None
         try:
             revive(down.data_dir, down.port)
-        except MlflowMagicError:
-            return None  # the page then says which cell to run
+        except MlflowMagicError as exc:  # the page then says which cell to run
+            _log.warning("mlflow_magic: the server of %s could not be brought back on port "
+                         "%s: %s", down.data_dir, down.port, exc)
+            return None
     except ports.PortTaken:
         return None
     return ports.server_on_port(port)
