@@ -100,8 +100,8 @@ def frames(page, outputs: list[str]):
 
 
 def check_the_frames(page, outputs: list[str], folder: Path, link: str) -> None:
-    """What a user sees: the runs table, a rename made from the UI, the trace's spans, the
-    run behind MLflow's printed link; and that no cookie carried any of it."""
+    """What a user sees: the runs table, the trace's spans, a rename made in the UI, the run
+    behind MLflow's printed link; and that no cookie carried any of it."""
     assert link.startswith(a_pass_in(outputs)), link  # the UI's address, not the server's
     opened = page.context.new_page()
     try:
@@ -114,17 +114,18 @@ def check_the_frames(page, outputs: list[str], folder: Path, link: str) -> None:
     ui.get_by_text("from-the-notebook").first.wait_for(timeout=120_000)
     trace.get_by_text("inner_span").first.wait_for(timeout=120_000)
     assert ui.evaluate("document.cookie = 'probe=1'; document.cookie") == ""  # blocked here
+    # Rename the run in the UI, as a user does: its page, the header's menu, Rename, Save.
+    ui_frame = page.frame_locator("iframe.mlflow-magic-ui")
+    ui_frame.get_by_role("link", name="from-the-notebook").first.click()
+    ui_frame.get_by_test_id("overflow-menu-trigger").first.click()
+    ui_frame.get_by_role("menuitem", name="Rename").click()
+    ui_frame.locator("[role=dialog] input[value='from-the-notebook']").fill(
+        "renamed-in-the-frame")
+    ui_frame.get_by_role("button", name="Save").click()
     server = records.read_record(folder)
-    run_id = rest(server.url, "/api/2.0/mlflow/runs/search",
-                  {"experiment_ids": [_experiment(server.url)]})["runs"][0]["info"]["run_id"]
-    # The UI's own request, made as the UI makes it (relative to its page).
-    status = ui.evaluate("""run_id => fetch("ajax-api/2.0/mlflow/runs/update", {
-        method: "POST", headers: {"Content-Type": "application/json"},
-        body: JSON.stringify({run_id: run_id, run_name: "renamed-in-the-frame"})})
-        .then(r => r.status)""", run_id)
-    assert status == 200
-    renamed = rest(server.url, f"/api/2.0/mlflow/runs/get?run_id={run_id}")
-    assert renamed["run"]["info"]["run_name"] == "renamed-in-the-frame"
+    runs = {"experiment_ids": [_experiment(server.url)]}
+    wait_for(lambda: rest(server.url, "/api/2.0/mlflow/runs/search", runs)["runs"][0]["info"][
+        "run_name"] == "renamed-in-the-frame", timeout=60)
 
 
 def _experiment(url: str) -> str:
