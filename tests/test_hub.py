@@ -42,6 +42,9 @@ CONFIG = """\
 c = get_config()  # noqa
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = {port}
+# The address users open (an admin sets it on a public hub); servers see it as
+# $JUPYTERHUB_PUBLIC_URL.
+c.JupyterHub.public_url = "http://{host}:{port}/"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
@@ -87,7 +90,7 @@ def hub(tmp_path_factory):
         "PATH": os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")]),
     }
     (root / "jupyterhub_config.py").write_text(CONFIG.format(
-        port=port, hub_port=free_port(), api_port=free_port(), chp=str(CHP),
+        port=port, host=HOST, hub_port=free_port(), api_port=free_port(), chp=str(CHP),
         proxy_pid=str(root / "proxy.pid"), hub_pid=str(root / "hub.pid"),
         db_url=f"sqlite:///{root / 'jupyterhub.sqlite'}",
         cookie_secret=str(root / "cookie_secret"), home=str(root / "home" / "{username}"),
@@ -158,6 +161,7 @@ CELLS = [
     "%load_ext mlflow_magic\n%mlflow_server start",
     "import mlflow\nmlflow.set_experiment('hub-traces')\n@mlflow.trace(name='hub_add')\n"
     "def add(a, b):\n    return a + b\nadd(1, 2)",
+    "with mlflow.start_run(run_name='hub-run'):\n    mlflow.log_metric('hub_loss', 0.5)",
 ]
 
 
@@ -193,6 +197,19 @@ def test_ui_traces_and_writes_behind_a_hub_under_a_public_host(hub, page):
         page.frame_locator(traces).get_by_text("hub_add").first.wait_for(timeout=60_000)
     finally:
         shot(page, "hub-trace-view")
+
+    # MLflow's printed run link: the hub's public address, through the route.
+    link = page.locator(".jp-OutputArea-output a", has_text="/runs/").first
+    link.wait_for(timeout=60_000)
+    assert link.get_attribute("href").startswith(f"{hub['url']}user/{USER}/mlflow-magic/proxy/"
+                                                 f"{record.port}/#/experiments/")
+    with page.context.expect_page(timeout=30_000) as opened:
+        link.click()
+    try:
+        opened.value.get_by_text("hub_loss").first.wait_for(timeout=120_000)
+    finally:
+        shot(opened.value, "hub-printed-run-link")
+        opened.value.close()
 
     # MLflow's own port still refuses the public name.
     assert as_host(record.url, HOST)[0] == 403

@@ -30,6 +30,24 @@ def test_jupyterhub_prefix():
     # The hub's server unreachable from here: jupyter-server-proxy's route, as a fallback.
 
 
+def test_printed_links_go_to_a_full_address_where_one_is_known(tmp_path, monkeypatch):
+    """MLflow's printed links are text: they need a full address (a hub's public URL), else
+    the route is all there is (the notebook's page then says which cell shows the run)."""
+    hub = {"JUPYTERHUB_SERVICE_PREFIX": "/user/ann/", "JUPYTERHUB_API_TOKEN": "t",
+           "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:1/user/ann/"}
+    # the hub's server answers on mlflow_magic's route (tests/test_hub.py asks a real one)
+    monkeypatch.setattr("mlflow_magic.front.ui._proxy_route",
+                        lambda url, token: "mlflow-magic/proxy/")
+    public = ui_location(DIRECT, environ={
+        **hub, "JUPYTERHUB_PUBLIC_URL": "https://hub.example.org/user/ann/"})
+    assert public.url == "/user/ann/mlflow-magic/proxy/5007/"
+    assert public.printed_url == "https://hub.example.org/user/ann/mlflow-magic/proxy/5007/"
+    assert ui_location(DIRECT, environ={**hub, "JUPYTERHUB_PUBLIC_URL": ""}).printed_url == (
+        "/user/ann/mlflow-magic/proxy/5007/")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
+    assert ui_location(DIRECT, environ={}).printed_url is None  # a terminal: as MLflow prints
+
+
 def test_no_jupyter_gives_a_direct_link(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     loc = ui_location(DIRECT, environ={})

@@ -83,7 +83,11 @@ def ui_location(direct_url: str, proxy_url: str | None = None,
     hub_prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if hub_prefix:
         route = _proxy_route(_hub_server_url(environ), environ.get("JUPYTERHUB_API_TOKEN", ""))
-        return _proxied(f"{_slash(hub_prefix)}{route or GENERIC_PROXY_PATH}{port}/", direct)
+        public = environ.get("JUPYTERHUB_PUBLIC_URL", "")  # the hub's public_url, if set
+        return dataclasses.replace(
+            _proxied(f"{_slash(hub_prefix)}{route or GENERIC_PROXY_PATH}{port}/", direct),
+            full_url=f"{_slash(public)}{route or GENERIC_PROXY_PATH}{port}/"
+            if public.startswith(("http://", "https://")) else None)
     found = jupyter_proxy(environ)
     if found is not None:
         base, route, server_url = found
