@@ -173,6 +173,7 @@ def test_a_kernel_pass_lets_a_frame_of_another_site_in_under_its_path(gate, fold
     assert b"x-frame-options" not in headers
     assert headers[b"content-security-policy"].startswith(b"frame-ancestors 'self' ")
     assert b"vscode-webview:" in headers[b"content-security-policy"]
+    assert headers[b"referrer-policy"] == b"same-origin"  # the pass stays off other sites
     assert headers[b"location"] == f"{base}/x".encode()  # a redirect stays under the pass
 
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"{base}/", "QUERY_STRING": "",
@@ -183,4 +184,4 @@ def test_a_kernel_pass_lets_a_frame_of_another_site_in_under_its_path(gate, fold
                      gate)(environ, lambda status, headers, exc=None: started.append(headers))
     assert environ["PATH_INFO"] == "/" and environ["RAW_URI"] == "/?a=1"
     assert environ["HTTP_HOST"] == f"localhost:{PORT}" and "HTTP_ORIGIN" not in environ
-    assert [k for k, _ in started[0]] == ["Content-Security-Policy"]
+    assert [k for k, _ in started[0]] == ["Content-Security-Policy", "Referrer-Policy"]

@@ -244,10 +244,12 @@ _FRAME_POLICY = "frame-ancestors " + " ".join(contract.FRAME_ANCESTORS)
 
 def framed_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """A response to a request through a pass: framable by the embedders of
-    :data:`~contract.FRAME_ANCESTORS` only, in place of MLflow's ``SAMEORIGIN``."""
-    kept = [(k, v) for k, v in headers
-            if k.lower() not in ("x-frame-options", "content-security-policy")]
-    return [*kept, ("Content-Security-Policy", _FRAME_POLICY)]
+    :data:`~contract.FRAME_ANCESTORS` only, in place of MLflow's ``SAMEORIGIN``; and no
+    link it holds tells another site the page's address (the pass is in its path)."""
+    kept = [(k, v) for k, v in headers if k.lower() not in (
+        "x-frame-options", "content-security-policy", "referrer-policy")]
+    return [*kept, ("Content-Security-Policy", _FRAME_POLICY),
+            ("Referrer-Policy", "same-origin")]
 
 
 #: Headers a browser sends with every request to a loopback address (a secure context),
