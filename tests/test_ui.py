@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html as htmllib
 import json
 import re
@@ -94,22 +95,30 @@ def test_the_front_end_is_told_by_the_kernels_environment(monkeypatch):
     from mlflow_magic.front.context import COLAB, VSCODE, front_end
 
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    assert front_end(VSCODE_KERNEL_ENV) == VSCODE
-    assert front_end({"VSCODE_PID": "1"}) == VSCODE  # an older extension
+    assert front_end(VSCODE_KERNEL_ENV, kernel=True) == VSCODE
+    assert front_end({"VSCODE_PID": "1"}, kernel=True) == VSCODE  # an older extension
     # JupyterLab started from VS Code's terminal: its kernels are the Jupyter server's
-    assert front_end({**VSCODE_KERNEL_ENV, "JPY_SESSION_NAME": "/home/ann/a.ipynb"}) is None
-    assert front_end({}) is None
+    assert front_end({**VSCODE_KERNEL_ENV, "JPY_SESSION_NAME": "/home/ann/a.ipynb"},
+                     kernel=True) is None
+    # IPython or mlflow-magic in VS Code's terminal: no kernel, links that outlive it
+    assert front_end(VSCODE_KERNEL_ENV, kernel=False) is None
+    assert front_end({}, kernel=True) is None
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    assert front_end({}) == COLAB
+    assert front_end({}, kernel=True) == COLAB
 
 
 def test_vscode_frames_the_server_itself_with_a_pass(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # a kernel
     loc = ui_location(DIRECT, environ=VSCODE_KERNEL_ENV)
     assert loc.url == f"{DIRECT}/" and loc.inline and loc.needs_pass and not loc.needs_login
     page = UiView(loc)._repr_html_()
     assert "<iframe" in page and "JupyterLab" not in page and "MLFLOW_MAGIC_PROXY_URL" not in page
+    passed = UiView(dataclasses.replace(loc, url=f"{DIRECT}/mlflow-magic-pass/p/"), "#/models")
+    assert str(passed) == f"MLflow UI: {DIRECT}/mlflow-magic-pass/p/#/models"
+    monkeypatch.delitem(sys.modules, "ipykernel")  # `mlflow-magic ui` in VS Code's terminal
+    assert ui_location(DIRECT, environ=VSCODE_KERNEL_ENV).needs_login
 
 
 def test_colab_frames_the_server_through_its_port_proxy(tmp_path, monkeypatch):
@@ -127,6 +136,7 @@ def test_colab_frames_the_server_through_its_port_proxy(tmp_path, monkeypatch):
     colab = types.ModuleType("google.colab")
     colab.output = output
     monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
     monkeypatch.setitem(sys.modules, "google.colab.output", output)
     loc = ui_location(DIRECT, environ={})
     assert loc.url == "https://5007-m-s-abc.colab.googleusercontent.com/"

@@ -50,16 +50,22 @@ def current() -> Context:
 VSCODE, COLAB = "vscode", "colab"
 
 
-def front_end(environ: Mapping[str, str] | None = None) -> str | None:
+def front_end(environ: Mapping[str, str] | None = None,
+              kernel: bool | None = None) -> str | None:
     """The front end that frames this kernel's outputs from another site, if any.
 
-    Colab: its kernel has imported ``google.colab``. VS Code: it starts its Python kernels
-    with ``PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING`` set (vscode-jupyter's kernel environment;
-    ``VSCODE_PID`` comes with it), and a kernel of a Jupyter server has
-    ``JPY_SESSION_NAME``, which VS Code's own kernels do not. Plain IPython, a terminal or
-    a Jupyter server: None (a Jupyter server's route is found by asking it, not here).
+    Only a kernel has one (``kernel``: this process is one, by default if ipykernel runs
+    here): IPython or ``mlflow-magic`` in VS Code's terminal have VS Code's variables too,
+    and their links must outlive them. Colab: its kernel has imported ``google.colab``.
+    VS Code: it starts its Python kernels with ``PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING`` set
+    (vscode-jupyter's kernel environment; ``VSCODE_PID`` comes with it), and a kernel of a
+    Jupyter server has ``JPY_SESSION_NAME``, which VS Code's own kernels do not. Plain
+    IPython, a terminal or a Jupyter server: None (a Jupyter server's route is found by
+    asking it, not here).
     """
     environ = os.environ if environ is None else environ
+    if not ("ipykernel" in sys.modules if kernel is None else kernel):
+        return None
     if "google.colab" in sys.modules:
         return COLAB
     vscode = "PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING" in environ or "VSCODE_PID" in environ

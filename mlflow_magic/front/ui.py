@@ -268,6 +268,8 @@ class UiView:
     def __str__(self) -> str:
         note = (f" (a one-time link, valid for {LOGIN_TTL / 60:.0f} minutes)" if self.login
                 else "")
+        if self.location.needs_pass:  # good while this kernel runs: its pass is in the URL
+            return f"MLflow UI: {self.location.url}{self.route}"
         return f"MLflow UI: {self.location.direct_url}{self.login}{self.route}{note}"
 
     def __repr__(self) -> str:
