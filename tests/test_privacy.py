@@ -203,23 +203,29 @@ def evil_page_gets_nothing(page, url: str) -> None:
     assert "from-a-form" not in names and "from-a-fetch" not in names
 
 
-def test_a_kernel_pass_lets_no_other_user_in(shared_server, other_user):
+@pytest.mark.parametrize("which", ["in-process", "workers and MLflow's launcher"])
+def test_a_kernel_pass_lets_no_other_user_in(which, other_user, request):
     """A saved notebook others can read holds its kernel's pass while that kernel runs:
     another user who copies it still gets nothing, the owner's browser gets in."""
     from mlflow_magic.state import passes
 
-    token = passes.kernel_pass(records.record_dir(shared_server.data_dir), shared_server.port)
-    url = (f"{shared_server.url}/{contract.PASS_PATH}/{token}/ajax-api/2.0/mlflow/"
+    server = request.getfixturevalue({"in-process": "shared_server",
+                                      "workers and MLflow's launcher": "busy_server"}[which])
+    token = passes.kernel_pass(records.record_dir(server.data_dir), server.port)
+    url = (f"{server.url}/{contract.PASS_PATH}/{token}/ajax-api/2.0/mlflow/"
            "experiments/search?max_results=5")
     assert requests.get(url, headers=BROWSER_MARKS, timeout=30).status_code == 200
     done = other_user("""
         import sys, urllib.error, urllib.request
-        try:
-            print(urllib.request.urlopen(sys.argv[1], timeout=10).status)
-        except urllib.error.HTTPError as exc:
-            print(exc.code)
+        # as is, and with a Host naming another port (a WSGI server may read its port there)
+        for headers in ({}, {"Host": "127.0.0.1:1"}):
+            try:
+                request = urllib.request.Request(sys.argv[1], headers=headers)
+                print(urllib.request.urlopen(request, timeout=10).status)
+            except urllib.error.HTTPError as exc:
+                print(exc.code)
     """, url)
-    assert done.stdout.strip() == "401", done
+    assert done.stdout.split() == ["401", "401"], done
 
 
 def test_another_user_cannot_read_the_data_at_rest(other_user, folder):

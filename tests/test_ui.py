@@ -9,6 +9,7 @@ import re
 import sys
 import types
 
+from mlflow_magic.front import context
 from mlflow_magic.front.ui import PROXY_URL_ENV as PROXY
 from mlflow_magic.front.ui import UiLocation, UiView, deep_link, ui_location
 
@@ -85,6 +86,9 @@ def test_a_tracking_uri_with_a_path_or_without_a_port_has_a_location():
     assert ui_location("http://localhost/", environ={PROXY: "/b/"}).url == "/b/proxy/80/"
 
 
+KERNEL = context.Context("notebook", widgets=False)
+TERMINAL = context.Context("terminal", widgets=False)
+
 #: What VS Code's Jupyter extension gives the Python kernels it starts (no Jupyter server).
 VSCODE_KERNEL_ENV = {"PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING": "1", "VSCODE_PID": "4242",
                      "VSCODE_CWD": "/home/ann", "ELECTRON_RUN_AS_NODE": "1",
@@ -110,14 +114,14 @@ def test_the_front_end_is_told_by_the_kernels_environment(monkeypatch):
 def test_vscode_frames_the_server_itself_with_a_pass(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # a kernel
+    monkeypatch.setattr(context, "current", lambda: KERNEL)
     loc = ui_location(DIRECT, environ=VSCODE_KERNEL_ENV)
     assert loc.url == f"{DIRECT}/" and loc.inline and loc.needs_pass and not loc.needs_login
     page = UiView(loc)._repr_html_()
     assert "<iframe" in page and "JupyterLab" not in page and "MLFLOW_MAGIC_PROXY_URL" not in page
     passed = UiView(dataclasses.replace(loc, url=f"{DIRECT}/mlflow-magic-pass/p/"), "#/models")
     assert str(passed) == f"MLflow UI: {DIRECT}/mlflow-magic-pass/p/#/models"
-    monkeypatch.delitem(sys.modules, "ipykernel")  # `mlflow-magic ui` in VS Code's terminal
+    monkeypatch.setattr(context, "current", lambda: TERMINAL)  # `mlflow-magic ui` there
     assert ui_location(DIRECT, environ=VSCODE_KERNEL_ENV).needs_login
 
 
@@ -136,7 +140,7 @@ def test_colab_frames_the_server_through_its_port_proxy(tmp_path, monkeypatch):
     colab = types.ModuleType("google.colab")
     colab.output = output
     monkeypatch.setitem(sys.modules, "google.colab", colab)
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setattr(context, "current", lambda: KERNEL)
     monkeypatch.setitem(sys.modules, "google.colab.output", output)
     loc = ui_location(DIRECT, environ={})
     assert loc.url == "https://5007-m-s-abc.colab.googleusercontent.com/"

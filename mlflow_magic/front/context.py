@@ -54,8 +54,8 @@ def front_end(environ: Mapping[str, str] | None = None,
               kernel: bool | None = None) -> str | None:
     """The front end that frames this kernel's outputs from another site, if any.
 
-    Only a kernel has one (``kernel``: this process is one, by default if ipykernel runs
-    here): IPython or ``mlflow-magic`` in VS Code's terminal have VS Code's variables too,
+    Only a kernel has one (``kernel``: this process is one, by default as :func:`current`
+    says): IPython or ``mlflow-magic`` in VS Code's terminal have VS Code's variables too,
     and their links must outlive them. Colab: its kernel has imported ``google.colab``.
     VS Code: it starts its Python kernels with ``PYDEVD_IPYTHON_COMPATIBLE_DEBUGGING`` set
     (vscode-jupyter's kernel environment; ``VSCODE_PID`` comes with it), and a kernel of a
@@ -64,7 +64,7 @@ def front_end(environ: Mapping[str, str] | None = None,
     asking it, not here).
     """
     environ = os.environ if environ is None else environ
-    if not ("ipykernel" in sys.modules if kernel is None else kernel):
+    if not (current().notebook if kernel is None else kernel):
         return None
     if "google.colab" in sys.modules:
         return COLAB

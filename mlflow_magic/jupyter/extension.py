@@ -36,6 +36,9 @@ from ..settings.config import start_command
 from ..state import records
 from .relay import Relay
 
+#: Jupyter's own log: what an admin reads when a route could not bring a server back.
+_log = logging.getLogger("ServerApp")
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -136,9 +139,6 @@ class LoopbackProxyHandler(Relay, JupyterHandler):
         """Count MLflow traffic as activity, so an idle culler does not stop a server in use."""
         self.settings.setdefault("last_activity_times", {})["mlflow_magic"] = (
             datetime.datetime.now(datetime.timezone.utc))
-
-
-_log = logging.getLogger("ServerApp")
 
 
 def brought_back(port: int) -> ports.OwnServer | None:

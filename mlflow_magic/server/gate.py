@@ -157,9 +157,9 @@ class Gate:
         of the accepted connection's other end, ``server_host`` its own end's address, as
         the web server read them off the socket."""
         if path.startswith(_PASS_PREFIX):
-            if self.from_another_user(client, server_host, port):  # a pass read off a disk
+            if self.from_another_user(client, server_host):  # a pass read off a disk
                 return _refusal(REFUSED, header("accept"))
-            return self._through_pass(path, query, port, header("accept"))
+            return self._through_pass(path, query, self.port or port, header("accept"))
         if path in contract.OPEN_PATHS or self._is_key(header(contract.KEY_HEADER)):
             return Verdict(True)
         scheme, _, token = (header("authorization") or "").partition(" ")
@@ -178,19 +178,25 @@ class Gate:
     def from_owner(self, header: Callable[[str], str | None], client: tuple[str, int] | None,
                    server_host: str | None = None) -> bool:
         """A request of one of the owner's own programs on this machine, not a browser's."""
-        if client is None or self.port is None or _from_a_browser(header) \
-                or not _loopback_host(header("host")):
+        if _from_a_browser(header) or not _loopback_host(header("host")):
             return False
-        return peers.client_uid(client[0], client[1], server_host, self.port) == self.owner
+        uid = self._client_uid(client, server_host)
+        return uid is not None and uid == self.owner
 
-    def from_another_user(self, client: tuple[str, int] | None, server_host: str | None,
-                          port: int) -> bool:
+    def from_another_user(self, client: tuple[str, int] | None,
+                          server_host: str | None) -> bool:
         """The connection is known to be another user's of this machine (a loopback client
         whose user the kernel names; elsewhere nothing is known)."""
-        if client is None:
-            return False
-        uid = peers.client_uid(client[0], client[1], server_host, port)
+        uid = self._client_uid(client, server_host)
         return uid is not None and uid != self.owner
+
+    def _client_uid(self, client: tuple[str, int] | None,
+                    server_host: str | None) -> int | None:
+        """The user of the connection's client end, asked about this server's own port (its
+        settings: a WSGI server may take the request's ``Host`` for ``SERVER_PORT``)."""
+        if client is None or self.port is None:
+            return None
+        return peers.client_uid(client[0], client[1], server_host, self.port)
 
     def _through_pass(self, path: str, query: str, port: int, accept: str | None) -> Verdict:
         """A request under ``/<PASS_PATH>/<pass>/``: MLflow's path behind it, if the pass

@@ -78,12 +78,13 @@ def _holds_or_drop(path: Path, port: int | None) -> bool:
         pid, born, made_for = int(found["pid"]), float(found["born"]), int(found["port"])
     except FileNotFoundError:
         return False
-    except (OSError, ValueError, KeyError, TypeError):
-        found = None
-    try:
-        alive = found is not None and _same_process(psutil.Process(pid), born)
-    except psutil.Error:
+    except (OSError, ValueError, KeyError, TypeError):  # damaged: dropped
         alive = False
+    else:
+        try:
+            alive = _same_process(psutil.Process(pid), born)
+        except psutil.Error:
+            alive = False
     if not alive:
         with contextlib.suppress(OSError):
             path.unlink()
