@@ -327,3 +327,33 @@ def test_after_a_reboot_the_jupyter_route_brings_the_server_back(jupyter, folder
         assert back.idle_timeout == 7200 and mlflow_magic.status(folder).state == "running"
     finally:
         mlflow_magic.stop(folder)
+
+
+@pytest.mark.integration
+def test_after_a_reboot_a_program_on_the_port_is_named_then_the_route_brings_the_server_back(
+        jupyter, folder):
+    """Another program of the user's took the port after a reboot: the route shows the
+    "not running" page and Jupyter's log names that program; once it lets go, the next
+    request brings the folder's server back on its port."""
+    import requests
+
+    server = mlflow_magic.start(folder, use=False).server
+    route = f"{jupyter['url']}mlflow-magic/proxy/{server.port}/api/2.0/mlflow/experiments/search"
+    log = jupyter["root"] / "jupyter.log"
+    try:
+        kill_everything(server)
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            other.bind(("127.0.0.1", server.port))
+            other.listen()
+            page = requests.get(route, params={"max_results": 1}, headers=jupyter["auth"],
+                                timeout=60)
+            assert page.status_code == 503 and "is not running" in page.text, page.text[:300]
+            assert wait_for(lambda: f"port {server.port} answers, but not as a server of yours; "
+                            f"it is held by pid {os.getpid()}" in log.read_text(), timeout=10)
+        found = requests.get(route, params={"max_results": 1}, headers=jupyter["auth"],
+                             timeout=180)
+        assert found.status_code == 200 and "experiments" in found.json(), found.text[:300]
+        assert records.read_record(folder).port == server.port
+    finally:
+        mlflow_magic.stop(folder)

@@ -148,7 +148,14 @@ def brought_back(port: int) -> ports.OwnServer | None:
     from ..lifecycle.start import revive
 
     try:
-        return ports.server_on_port(port, wait=True)
+        found = ports.server_on_port(port, wait=True)
+        if found is None and records.folder_last_on(port) is not None:
+            # Ours until a moment ago, and something else answers there now: say what.
+            from ..state.processes import port_holder
+
+            _log.warning("mlflow_magic: port %s answers, but not as a server of yours; "
+                         "it is held by %s", port, port_holder(port))
+        return found
     except ports.ServerNotRunning as down:
         if not down.revivable:
             return None
