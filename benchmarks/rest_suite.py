@@ -96,7 +96,11 @@ def external(_app: object, _port: int) -> Iterator[str]:
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # stuck in a request (no internet here)
+                proc.kill()
+                proc.wait()
         else:
             subprocess.run([f"{BIN}/mlflow-magic", "stop", "--path", f"{folder}/data"],
                            env=env, capture_output=True)
