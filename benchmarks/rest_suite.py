@@ -23,88 +23,62 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import requests
+import psutil
+from bench import free_port, wait_health
 
-BIN = os.path.dirname(sys.executable)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+import mlflow_magic
+from mlflow_magic.state import processes
 
 
-def _plain(backend: str, root: str, folder: str,
-           env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+def _plain(backend: str, root: str, folder: Path) -> tuple[subprocess.Popen, str]:
     """`mlflow server` with the flags mlflow-magic gives it, once it answers."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
-        [f"{BIN}/mlflow", "server", "--backend-store-uri", backend, "--default-artifact-root",
-         root, "--serve-artifacts", "--artifacts-destination", f"{folder}/artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend,
+         "--default-artifact-root", root, "--serve-artifacts", "--artifacts-destination",
+         str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            requests.get(f"{url}/health", timeout=1)
-            break
-        time.sleep(0.2)
+    wait_health(url, proc)
     return proc, url
-
-
-def _magic(backend: str, root: str, folder: str, env: dict[str, str]) -> str:
-    """`mlflow-magic start` on the same stores; its URL, from the line it prints."""
-    done = subprocess.run(
-        [f"{BIN}/mlflow-magic", "start", "--path", f"{folder}/data", "--backend-store-uri",
-         backend, "--default-artifact-root", root, "--artifacts-destination",
-         f"{folder}/artifacts", "--idle-timeout", "0"],
-        env=env, capture_output=True, text=True, check=True)
-    found = re.search(r"MLFLOW_TRACKING_URI=(\S+)", done.stdout)
-    assert found, done.stdout
-    return found.group(1)
 
 
 @contextlib.contextmanager
 def external(_app: object, _port: int) -> Iterator[str]:
     """In ``ServerThread``'s place: a server of ``REST_SERVER``'s kind on the stores the
-    test's fixture initialised, stopped when the test ends."""
+    test's fixture initialised, stopped (its whole process tree) when the test ends."""
     from mlflow.server import handlers
 
     store: Any = handlers._tracking_store  # the SqlAlchemyStore the fixture made
     backend, root = store.db_uri, store.artifact_root_uri
-    folder = tempfile.mkdtemp(prefix="rest-suite-")
-    env = {**os.environ, "MLFLOW_MAGIC_STATE_DIR": f"{folder}/state"}
-    proc = None
-    try:
+    with tempfile.TemporaryDirectory(prefix="rest-suite-") as tmp:
+        folder = Path(tmp)
         if os.environ.get("REST_SERVER", "plain") == "plain":
-            proc, url = _plain(backend, root, folder, env)
-        else:
-            url = _magic(backend, root, folder, env)
-        yield url
-    finally:
-        if proc is not None:
-            proc.terminate()
+            proc, url = _plain(backend, root, folder)
             try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:  # stuck in a request (no internet here)
-                proc.kill()
+                yield url
+            finally:  # one stuck in a request (no internet here) is killed after a grace
+                top = psutil.Process(proc.pid)
+                processes.stop_processes([top, *top.children(recursive=True)])
                 proc.wait()
         else:
-            subprocess.run([f"{BIN}/mlflow-magic", "stop", "--path", f"{folder}/data"],
-                           env=env, capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+            data = folder / "data"
+            server = mlflow_magic.start(
+                data, use=False, backend_store_uri=backend, default_artifact_root=root,
+                artifacts_destination=str(folder / "artifacts"), idle_timeout=0).server
+            try:
+                yield server.url
+            finally:
+                mlflow_magic.stop(data)
 
 
 def pytest_collection_modifyitems(session: object, config: object, items: list) -> None:
