@@ -20,7 +20,7 @@ import pytest
 from conftest import Kernel, bare_env, logs_a_run, wait_for
 
 import mlflow_magic
-from mlflow_magic.security import keys
+from mlflow_magic.security import keys, ownership
 from mlflow_magic.state import processes, records
 
 #: Plain MLflow code, as careful training scripts guard their logging: it imports no
@@ -79,6 +79,9 @@ def kill_everything(record) -> None:
         proc.kill()
     assert processes.wait_gone(procs, timeout=15) == []
     processes.reap(record.pid)
+    # A killed leader shows as a zombie while its other threads still end, holding the
+    # listening socket: after a real reboot nothing listens, so wait for that too.
+    assert wait_for(lambda: ownership.port_owner(record.port) is None, timeout=15)
 
 
 class Rival(threading.Thread):
