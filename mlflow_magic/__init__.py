@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .api import connect, launch, list_servers, logs, push, restart, start, status, stop
+    from .api import connect, launch, list_servers, logs, push, restart, start, status, stop, sync
     from .errors import MlflowMagicError
     from .notebook.runs import compare
     from .notebook.traces import TraceDisplay
@@ -42,13 +42,14 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "sync",
     "unload_ipython_extension",
 ]
 
 
 _LAZY = {
     **dict.fromkeys(("connect", "launch", "list_servers", "logs", "push", "restart",
-                     "start", "status", "stop"), "api"),
+                     "start", "status", "stop", "sync"), "api"),
     "ServerConfig": "settings.config",
     "ServerOptions": "settings.options",
     "MlflowMagicError": "errors",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from .errors import MlflowMagicError, PushError
+from .errors import ConfigError, MlflowMagicError, PushError
 from .lifecycle import pending
 from .lifecycle.launch import Progress, UrlKnown
 from .lifecycle.start import restart as restart_server
@@ -20,6 +20,7 @@ from .lifecycle.start import start as start_server
 from .lifecycle.status import list_servers as known_servers
 from .lifecycle.status import logs as server_logs
 from .lifecycle.status import status as server_status
+from .lifecycle.status import sync_status
 from .lifecycle.stop import stop as stop_server
 from .lifecycle.stop import stop_all
 from .remote import check, transfer
@@ -34,6 +35,7 @@ from .results import (
     Starting,
     Stopped,
     StoppedAll,
+    SyncStatus,
 )
 from .settings.config import DEFAULT_TIMEOUT, data_folder, resolve, resolve_data_dir
 from .settings.masking import mask_uri
@@ -158,6 +160,20 @@ def stop(path: PathLike = None, *, all: bool = False,
 def status(path: PathLike = None) -> ServerStatus:
     """State, URL, pid, uptime, stores and log of the folder's server."""
     return server_status(data_folder(path))
+
+
+@explained("read the sync's status")
+def sync(path: PathLike = None) -> SyncStatus:
+    """Where the copy of the folder to its team server (``start --sync-to URL``) is: in
+    sync, how far behind, the last error with its fix."""
+    folder = data_folder(path)
+    found = sync_status(folder)
+    if found is None:
+        raise ConfigError(
+            f"The server of {folder} does not copy to a team server. Start it with "
+            "`%mlflow_server start --sync-to URL` (or `restart --sync-to URL`) to log "
+            "locally and see every change on the team server within seconds.")
+    return found
 
 
 @explained("list your servers")

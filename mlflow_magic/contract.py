@@ -186,3 +186,23 @@ CRASH_LOOP_EXIT = 75
 #: up; ``status`` says so).
 QUICK_DEATH = 30.0
 CRASH_LOOP_AFTER = 5
+
+
+# --- the sync: a folder's changes copied to a team server (``start --sync-to URL``) -------
+
+#: One line per write the folder's server answered with success (run, experiment, model,
+#: registry, trace, artifact), appended by the server, read and truncated by the sync
+#: (``mlflow_magic/state/journal.py``): what changed, so a cycle reads only that.
+JOURNAL_FILE = "journal"
+#: The sync's state (0600): how far in the journal it is, the map of this folder's ids to
+#: the team server's, and what ``status`` shows (in sync, behind, the last error).
+SYNC_STATE_FILE = "sync.json"
+#: The journal, for the server's workers: set only when the folder syncs.
+JOURNAL_ENV = "MLFLOW_MAGIC_JOURNAL"
+#: The team server's URL, for the sync process (in the keeper's 0600 spec, never on a
+#: command line: it may hold a password).
+SYNC_TO_ENV = "MLFLOW_MAGIC_SYNC_TO"
+#: What the sync says it is doing.
+SYNC_IN_SYNC = "in sync"
+SYNC_BEHIND = "behind"
+SYNC_WAITING = "waiting"

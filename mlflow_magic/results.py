@@ -137,6 +137,20 @@ UP = ("running", "starting", "sleeping", "restarting")
 
 
 @dataclass(frozen=True, repr=False)
+class SyncStatus(Result):
+    """Where ``--sync-to`` is: in sync, behind (by how much), or waiting on an error."""
+
+    data_dir: str
+    target: str  # the team server's URL, password masked
+    state: str  # contract.SYNC_IN_SYNC, SYNC_BEHIND or SYNC_WAITING
+    behind: str | None = None  # "3 runs, 1,200 metric points, 4.0 MB of artifacts"
+    last_error: str | None = None  # one paragraph, with its fix
+    last_copied: float | None = None
+    left_alone: tuple[str, ...] = ()  # runs deleted on the team server, and why
+    differences: tuple[str, ...] = ()  # what a finished run's check found
+
+
+@dataclass(frozen=True, repr=False)
 class ServerStatus(Result):
     """The state of a data folder's server (one of :data:`STATES`)."""
 
@@ -148,6 +162,7 @@ class ServerStatus(Result):
     #: the end of the log, for a server that crashed or does not answer
     log_tail: str | None = None
     warnings: tuple[str, ...] = ()
+    sync: SyncStatus | None = None
 
     @property
     def running(self) -> bool:

@@ -7,6 +7,7 @@ outlives a failing test; a session finalizer stops any server a test forgot.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -680,3 +681,62 @@ def jupyter(tmp_path_factory):
         stop_group(proc)
         log.close()
         mlflow_magic.stop(data_dir)  # in case the launcher started it while Jupyter shut down
+
+
+#: The team server's admin password (MLflow's basic-auth login).
+ADMIN_PASSWORD = "team-admin-pw-9876"
+_team_databases = itertools.count()
+
+
+class TeamServer:
+    """A team server as teams run it (PostgreSQL, artifacts in S3, MLflow's login), which a
+    test can take down and bring back on the same port (an outage)."""
+
+    def __init__(self, folder: Path, database: str, s3_env: dict[str, str],
+                 monkeypatch) -> None:
+        self.folder, self.database, self.s3_env = folder, database, s3_env
+        self.monkeypatch = monkeypatch
+        self.port: int | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        for key, value in self.s3_env.items():  # the team server's own storage credentials
+            self.monkeypatch.setenv(key, value)
+        try:
+            server = mlflow_magic.start(
+                self.folder, use=False, app_name="basic-auth", port=self.port,
+                backend_store_uri=self.database,
+                artifacts_destination=f"s3://mlflow/{self.database.rsplit('/', 1)[1]}").server
+        finally:
+            for key in self.s3_env:  # clients have none: artifacts go through the server
+                self.monkeypatch.delenv(key, raising=False)
+        self.port, self.url = server.port, server.url
+
+    def stop(self) -> None:
+        mlflow_magic.stop(self.folder)
+
+
+@pytest.fixture
+def team_server(tmp_path, postgres, s3, monkeypatch):
+    """A fresh team server (its own PostgreSQL database); this process logs in to it."""
+    import psycopg
+
+    name = f"team_{os.getpid()}_{next(_team_databases)}"
+    with psycopg.connect(postgres, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    server = TeamServer(tmp_path / "team", postgres.rsplit("/", 1)[0] + f"/{name}",
+                        s3["env"], monkeypatch)
+    server.start()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def team(team_server) -> str:
+    """The URL of a fresh team server."""
+    return team_server.url

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 import signal
@@ -24,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import free_port, wait_for
+from conftest import ADMIN_PASSWORD, free_port, wait_for
 
 import mlflow_magic
 from mlflow_magic.contract import PUSH_SOURCE_TAG
@@ -35,8 +34,6 @@ from mlflow_magic.tracking import TRACKING_ENV, environment
 DATA = Path(__file__).with_name("push_data.py")
 #: Runs in the laptop folder: enough for a push to be killed between runs (5 are nested).
 RUNS = 15
-ADMIN_PASSWORD = "team-admin-pw-9876"
-_databases = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -50,31 +47,6 @@ def laptop(tmp_path_factory):
     assert made.returncode == 0, made.stderr[-3000:]
     yield folder, json.loads(made.stdout.strip().splitlines()[-1])
     mlflow_magic.stop(folder)
-
-
-@pytest.fixture
-def team(tmp_path, postgres, s3, monkeypatch):
-    """A fresh team server (PostgreSQL, S3, basic-auth); this process logs in to it."""
-    import psycopg
-
-    name = f"team_{os.getpid()}_{next(_databases)}"
-    with psycopg.connect(postgres, autocommit=True) as db:
-        db.execute(f"CREATE DATABASE {name}")
-    for key, value in s3["env"].items():  # the team server's own storage credentials
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    folder = tmp_path / "team"
-    server = mlflow_magic.start(folder, use=False, app_name="basic-auth",
-                                backend_store_uri=postgres.rsplit("/", 1)[0] + f"/{name}",
-                                artifacts_destination=f"s3://mlflow/{name}").server
-    for key in s3["env"]:  # the pushing client has none: artifacts go through the server
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
-    try:
-        yield server.url
-    finally:
-        mlflow_magic.stop(folder)
 
 
 # --- pure logic ------------------------------------------------------------------------------

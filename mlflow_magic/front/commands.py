@@ -62,6 +62,8 @@ def run(ns: argparse.Namespace, extra_args: Sequence[str] | None = None,
     if command == "push":
         return api.push(ns.path, to=ns.to, experiments=ns.experiment, dry_run=ns.dry_run,
                         on_progress=on_push)
+    if command == "sync":
+        return api.sync(ns.path)
     if command == "ui":
         return ui_view(_ui_server_url(ns.path), ns.proxy_url, ns.height,
                        experiment=ns.experiment, run=ns.run, view=ns.view)

@@ -11,11 +11,12 @@ ones to click.
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..contract import BASIC_AUTH_APP
+from ..contract import BASIC_AUTH_APP, SYNC_IN_SYNC, SYNC_WAITING
 from ..results import (
     Connected,
     Launched,
@@ -29,6 +30,7 @@ from ..results import (
     Starting,
     Stopped,
     StoppedAll,
+    SyncStatus,
 )
 from ..results import (
     install as install_renderer,
@@ -259,12 +261,19 @@ def _status_rows(r: ServerStatus) -> list[tuple[str, str]]:
         if r.log_path:
             rows.append(("log", html.escape(r.log_path)))
         return rows
-    return _server_rows(r.server, r.detail)
+    rows = _server_rows(r.server, r.detail)
+    if r.sync is not None:
+        rows.append(("team sync", sync_line(r.sync)))
+    return rows
+
+
+def _status_notes(r: ServerStatus) -> tuple[str, ...]:
+    return r.warnings + (_sync_notes(r.sync) if r.sync is not None else ())
 
 
 def _status_text(r: ServerStatus) -> str:
     text = (f"{HEADLINES.get(r.state, r.state)}\n{_rows_text(_status_rows(r))}"
-            + warnings_text(r.warnings))
+            + warnings_text(_status_notes(r)))
     if r.log_tail:
         text += f"\n  last lines of its log:\n{r.log_tail}"
     return text
@@ -275,7 +284,43 @@ def _status_html(r: ServerStatus) -> str:
     tail = (f"<details><summary>last lines of its log</summary><pre>"
             f"{html.escape(r.log_tail)}</pre></details>" if r.log_tail else "")
     return (f'<div><b style="color:{colour}">{html.escape(HEADLINES.get(r.state, r.state))}'
-            f"</b>{table_html(_status_rows(r))}{warnings_html(r.warnings)}{tail}</div>")
+            f"</b>{table_html(_status_rows(r))}{warnings_html(_status_notes(r))}{tail}</div>")
+
+
+# --- the sync to a team server ------------------------------------------------------------------
+
+
+def sync_line(r: SyncStatus) -> str:
+    """One line (HTML) of where the sync is: "in sync with URL", "behind URL by ...",
+    "waiting for URL", and when it last copied something."""
+    target = code_html(r.target)
+    if r.state == SYNC_IN_SYNC:
+        line = f"in sync with {target}"
+    elif r.state == SYNC_WAITING:
+        line = f"waiting for {target} (see below)" + (
+            f", behind by {html.escape(r.behind)}" if r.behind else "")
+    else:
+        line = f"behind {target}" + (f" by {html.escape(r.behind)}" if r.behind else "")
+    if r.last_copied:
+        line += f"; last copy {human_duration(max(time.time() - r.last_copied, 0))} ago"
+    return line
+
+
+def _sync_notes(r: SyncStatus) -> tuple[str, ...]:
+    return (((r.last_error,) if r.last_error else ())
+            + tuple(f"left alone on the team server: {why}" for why in r.left_alone)
+            + tuple(f"the team server's copy differs: {d}" for d in r.differences))
+
+
+def _sync_text(r: SyncStatus) -> str:
+    return (f"Sync of {r.data_dir}: {html.unescape(_strip_tags(sync_line(r)))}"
+            + warnings_text(_sync_notes(r)))
+
+
+def _sync_html(r: SyncStatus) -> str:
+    colour = {SYNC_IN_SYNC: STATE_COLOURS["running"]}.get(r.state, "#ef6c00")
+    return (f'<div><b style="color:{colour}">&#9679; {html.escape(r.state)}</b> &middot; '
+            f"{sync_line(r)}{warnings_html(_sync_notes(r))}</div>")
 
 
 def status_line(status: ServerStatus) -> str:
@@ -290,7 +335,9 @@ def status_line(status: ServerStatus) -> str:
             f"{code_html(server.url)} (pid {server.pid}, up {human_duration(server.uptime)})",
             f"backend <code>{html.escape(str(server.backend_store_uri or 'none'))}</code>",
         ]
-    return " &middot; ".join(parts) + warnings_html(status.warnings)
+    if status.sync is not None:
+        parts.append(f"team sync: {sync_line(status.sync)}")
+    return " &middot; ".join(parts) + warnings_html(_status_notes(status))
 
 
 def _list_text(r: ServerList) -> str:
@@ -390,12 +437,12 @@ _TEXT: dict[type, Callable[[Any], str]] = {
     Launched: _launched_text, Reused: _reused_text, Starting: _starting_text,
     Stopped: _stopped_text, StoppedAll: _stopped_all_text, ServerStatus: _status_text,
     ServerList: _list_text, Connected: _connected_text, LogTail: _log_text,
-    Pushed: lambda r: "\n".join(push_lines(r)),
+    Pushed: lambda r: "\n".join(push_lines(r)), SyncStatus: _sync_text,
 }
 _HTML: dict[type, Callable[[Any], str]] = {
     Launched: _launched_html, Reused: _reused_html, Starting: _starting_html,
     ServerStatus: _status_html, ServerList: _list_html, Connected: _connected_html,
-    Pushed: _pushed_html,
+    Pushed: _pushed_html, SyncStatus: _sync_html,
 }
 
 

@@ -2,8 +2,10 @@
 
 The spec (``contract.KEEPER_SPEC_FILE``, 0600, written by the starter) says what to run:
 the server's command line and environment, the idle timeout, where the activity and state
-files are, and, for ``--attached``, the kernel to stop with. The listening socket comes
-inherited, its number in ``contract.LISTEN_FD_ENV``; the server gets the very same socket.
+files are, for ``--attached`` the kernel to stop with, and for ``--sync-to`` the sync
+process (:mod:`mlflow_magic.syncer.main`), which runs next to the server and ends with it.
+The listening socket comes inherited, its number in ``contract.LISTEN_FD_ENV``; the server
+gets the very same socket.
 
 Signals: SIGTERM or SIGINT stop the server and the keeper (``stop``); SIGUSR1 says the
 server answered once (from then on a crash is healed; before, an early exit is the start's
@@ -53,6 +55,8 @@ class Spec:
     state_file: str
     attached_pid: int | None = None
     attach_file: str | None = None
+    #: ``--sync-to``: the sync process's command line and environment
+    sync: dict | None = None
 
     @classmethod
     def read(cls, path: Path) -> Spec:
@@ -77,6 +81,9 @@ class Keeper:
         self.holding = True
         self.quick_deaths = 0
         self.restarts = 0
+        self.syncer: subprocess.Popen | None = None
+        self.sync_failures = 0
+        self.sync_after = 0.0
         self._wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         os.set_blocking(self._wake_r, False)
@@ -113,6 +120,7 @@ class Keeper:
             if self.reload:  # a restart: until the new server answers, an exit is a failure
                 self.reload = self.armed = False
                 self.spec = Spec.read(self.spec_path)
+                self.stop_sync()
                 self.stop_server()
                 self.start_server()
                 continue
@@ -130,6 +138,7 @@ class Keeper:
                     return self.finish(0)
                 self.start_server()
                 continue
+            self.tend_sync()
             self.wait(TICK)
 
     def server_ended(self, code: int) -> int | None:
@@ -155,6 +164,7 @@ class Keeper:
 
     def finish(self, code: int, state: str = contract.KEEPER_STOPPED, **extra: object) -> int:
         """End the server and the keeper; the port is free once this returns."""
+        self.stop_sync()
         self.stop_server()
         self.write_state(state, **extra)
         if self.holding:
@@ -203,6 +213,46 @@ class Keeper:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.child.pid, signum)
 
+    # --- the sync (``--sync-to``) ---------------------------------------------------------
+
+    def tend_sync(self) -> None:
+        """Run the sync next to a running server: started again after it ended (at once
+        if it ended because everything was copied, after a backoff if it failed)."""
+        if not self.spec.sync or self.child is None or self.stopping:
+            return
+        if self.syncer is not None and not self.sync_ended():
+            return
+        if time.monotonic() < self.sync_after:
+            return
+        sync = self.spec.sync
+        self.syncer = subprocess.Popen(sync["argv"], env=sync["env"],
+                                       stdin=subprocess.DEVNULL, preexec_fn=os.setpgrp)
+
+    def sync_ended(self) -> bool:
+        """Reap a sync that ended (True), and when to start the next."""
+        if self.syncer is None or self.syncer.poll() is None:
+            return False
+        failed = self.syncer.returncode != 0
+        self.sync_failures = self.sync_failures + 1 if failed else 0
+        self.sync_after = time.monotonic() + (
+            BACKOFF[min(self.sync_failures, len(BACKOFF)) - 1] if failed else 0.0)
+        self.syncer = None
+        return True
+
+    def stop_sync(self) -> None:
+        """SIGTERM the sync (any moment is a safe one for it), SIGKILL after a grace."""
+        if self.syncer is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.syncer.pid, signal.SIGTERM)
+        try:
+            self.syncer.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.syncer.pid, signal.SIGKILL)
+            self.syncer.wait(timeout=5)
+        self.syncer = None
+
     # --- idle and sleep -----------------------------------------------------------------
 
     def touch(self) -> None:
@@ -247,6 +297,7 @@ class Keeper:
                 return False
             ready, _, _ = select.select([self.fd, self._wake_r], [], [], TICK)
             self.drain_wakeups()
+            self.sync_ended()  # it ends by itself once everything is copied
             if self.fd in ready:
                 return True
         return False

@@ -28,9 +28,12 @@ from ..contract import (
     ACTIVITY_FILE_ENV,
     ARGS_ENV,
     CACHE_DIR_ENV,
+    JOURNAL_ENV,
     LISTEN_FD_ENV,
     LOG_ENV,
     PRIVATE_DIR_ENV,
+    STATE_DIR_ENV,
+    SYNC_TO_ENV,
     TOKEN_ENV,
     UPGRADE_ENV,
 )
@@ -53,7 +56,7 @@ from ..settings.server_command import (
     server_env,
     server_flags,
 )
-from ..state import logfile, processes, records
+from ..state import logfile, processes, records, syncstate
 from ..state.records import ServerRecord
 from . import basic_auth, diagnosis, status
 
@@ -263,13 +266,33 @@ def launch_env(config: ServerConfig, port: int, *, token: str, listen_fd: int, l
                 ACTIVITY_FILE_ENV: str(records.activity_path(config.data_dir))})
     if config.upgrade_db:
         env[UPGRADE_ENV] = "1"
+    if config.sync_to:
+        env[JOURNAL_ENV] = str(records.journal_path(config.data_dir))
     return env
 
 
+def sync_spec(config: ServerConfig, env: Mapping[str, str],
+              environ: Mapping[str, str]) -> dict[str, object] | None:
+    """What the keeper runs next to the server for ``--sync-to`` (:mod:`mlflow_magic.syncer`):
+    the server's environment (the push's credentials, ``MLFLOW_TRACKING_*``, pass through
+    it), less what only the server uses, plus the team server's URL. Pure."""
+    if not config.sync_to:
+        return None
+    sync_env = {k: v for k, v in env.items()
+                if k not in (LISTEN_FD_ENV, JOURNAL_ENV, ACTIVITY_FILE_ENV, ARGS_ENV)}
+    sync_env[SYNC_TO_ENV] = config.sync_to
+    if STATE_DIR_ENV in environ:
+        sync_env[STATE_DIR_ENV] = environ[STATE_DIR_ENV]
+    return {"argv": [sys.executable, "-m", "mlflow_magic.syncer.main", str(config.data_dir)],
+            "env": sync_env}
+
+
 def keeper_spec(config: ServerConfig, port: int, argv: list[str], env: Mapping[str, str],
-                starter_pid: int) -> dict[str, object]:
+                starter_pid: int, environ: Mapping[str, str] | None = None
+                ) -> dict[str, object]:
     """What the keeper (:mod:`mlflow_magic.keeper.main`) runs and watches. Pure."""
     return {"argv": argv, "env": dict(env), "port": port,
+            "sync": sync_spec(config, env, os.environ if environ is None else environ),
             "idle_timeout": config.idle_timeout,
             "activity_file": str(records.activity_path(config.data_dir)),
             "state_file": str(records.keeper_state_path(config.data_dir)),
@@ -317,6 +340,8 @@ def _server_environment(config: ServerConfig, port: int, token: str, listen_fd: 
         records.write_private(records.attach_file(config.data_dir), str(os.getpid()))
     env = launch_env(config, port, token=token, listen_fd=listen_fd, log=log,
                      cache=cache_dir(), base=base, app_env=app_env)
+    if not config.sync_to:  # writes from now on are not journaled: a later sync reads all
+        syncstate.forget_cursor(config.data_dir)
     spec = keeper_spec(config, port, server_argv(config, port), env, os.getpid())
     records.write_private(records.keeper_spec_path(config.data_dir), json.dumps(spec))
     return env

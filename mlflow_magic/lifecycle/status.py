@@ -19,12 +19,13 @@ from ..contract import (
     KEEPER_RESTARTING,
     KEEPER_SLEEPING,
     KEEPER_STOPPED,
+    SYNC_BEHIND,
 )
 from ..remote import rest
-from ..results import LogTail, ServerList, ServerStatus
+from ..results import LogTail, ServerList, ServerStatus, SyncStatus
 from ..security import ports
 from ..settings.config import human
-from ..state import records
+from ..state import records, syncstate
 from ..state.records import ServerRecord
 from . import diagnosis, stop
 
@@ -67,10 +68,33 @@ def risks(data_dir: Path, record: ServerRecord | None) -> tuple[str, ...]:
 
 def status(data_dir: Path) -> ServerStatus:
     """The folder's server state, read-only: a stale record is reported, not removed;
-    with what the folder exposes to other users named."""
+    with what the folder exposes to other users named, and where its sync is."""
     found = _status(data_dir)
     warnings = risks(data_dir, found.server) if found.state != "foreign" else ()
-    return dataclasses.replace(found, warnings=warnings) if warnings else found
+    sync = sync_status(data_dir, found.server)
+    return dataclasses.replace(found, warnings=warnings, sync=sync) \
+        if warnings or sync else found
+
+
+def sync_status(data_dir: Path, record: ServerRecord | None = None) -> SyncStatus | None:
+    """Where the folder's ``--sync-to`` is (None: its server does not sync), from the sync's
+    state and the journal: no request to either server."""
+    record = record if record is not None else records.read_record(data_dir)
+    target = record.settings.get("sync_to") if record is not None else None
+    if not target:
+        return None
+    found = syncstate.load(data_dir)
+    if found is None or found.target != target:
+        return SyncStatus(str(data_dir), str(target), SYNC_BEHIND,
+                          "not known yet: the first sync reads the whole folder")
+    lag = syncstate.behind(data_dir, found)
+    return SyncStatus(
+        str(data_dir), found.target, syncstate.summary_state(found, lag),
+        "not known yet: the first sync reads the whole folder" if lag is None
+        else None if lag.nothing else lag.text(),
+        found.last_error, found.last_copied,
+        tuple(f"run {run}: {why}" for run, why in found.left_alone.items()),
+        tuple(found.differences))
 
 
 def _status(data_dir: Path) -> ServerStatus:

@@ -18,7 +18,7 @@ import importlib
 import os
 
 from .. import contract
-from . import activity, failures, gate
+from . import activity, failures, gate, journal
 
 
 def _load(target: str):
@@ -32,10 +32,9 @@ def _load(target: str):
 _KIND = os.environ.get(contract.APP_KIND_ENV, "asgi")
 _MLFLOW_APP = _load(os.environ.get(contract.APP_ENV, "mlflow.server.fastapi_app:app"))
 #: The activity first (the keeper's idle clock), then the gate (nothing gets in without the
-#: key), then clear words for a full disk.
-app = activity.from_environment(
-    gate.from_environment(failures.asgi(_MLFLOW_APP) if _KIND == "asgi" else _MLFLOW_APP,
-                          _KIND), _KIND)
+#: key), then the journal of writes for ``--sync-to``, then clear words for a full disk.
+app = activity.from_environment(gate.from_environment(journal.from_environment(
+    failures.asgi(_MLFLOW_APP) if _KIND == "asgi" else _MLFLOW_APP, _KIND), _KIND), _KIND)
 
 import mlflow.server  # noqa: E402 - imported by the app above; the Flask app lives here
 

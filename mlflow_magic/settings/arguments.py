@@ -93,6 +93,14 @@ def _add_start_flags(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--app-name", metavar="NAME",
                      help="the server app, e.g. basic-auth (MLflow's login; the admin "
                           "password comes from $MLFLOW_AUTH_ADMIN_PASSWORD)")
+    sync = parser.add_argument_group("log locally, share with the team")
+    sync.add_argument("--sync-to", metavar="URL",
+                      help="copy every change to the tracking server at URL in the "
+                           "background, within seconds, resuming after an outage "
+                           "(credentials: $MLFLOW_TRACKING_USERNAME and "
+                           "$MLFLOW_TRACKING_PASSWORD, or $MLFLOW_TRACKING_TOKEN)")
+    sync.add_argument("--no-sync", dest="sync_to", action="store_const", const="",
+                      help="stop copying to the team server (on restart)")
     parser.add_argument("--upgrade-db", action="store_true",
                         help="if the SQLite database was made by an older MLflow, back it "
                              "up next to it and upgrade it (`mlflow db upgrade`)")
@@ -155,6 +163,9 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
                       help="push only this experiment (repeat for several; default: all)")
     push.add_argument("--dry-run", action="store_true",
                       help="say what would be copied, with sizes, and copy nothing")
+    _add_folder(sub.add_parser(
+        "sync", help="where the copy to the team server (start --sync-to URL) is: in sync, "
+                     "how far behind, the last error"))
     ui = sub.add_parser("ui", help="show the UI (inline in notebooks), optionally at an "
                                    "experiment or run")
     _add_folder(ui)
@@ -239,5 +250,6 @@ def server_options(ns: argparse.Namespace,
         cors_allowed_origins=ns.cors_allowed_origins,
         app_name=ns.app_name,
         extra_args=None if extra_args is None else tuple(extra_args),
+        sync_to=ns.sync_to,
         upgrade_db=ns.upgrade_db,
     )

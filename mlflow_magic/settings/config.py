@@ -121,6 +121,8 @@ class ServerConfig:
     cors_allowed_origins: str | None = None
     app_name: str | None = None
     extra_args: tuple[str, ...] = ()
+    #: the team server every change is copied to (``--sync-to``), or None
+    sync_to: str | None = None
     upgrade_db: bool = False
     #: settings the user named explicitly: only these are compared on reuse
     explicit: frozenset[str] = field(default_factory=frozenset)
@@ -164,6 +166,7 @@ class ServerConfig:
             "cors_allowed_origins": self.cors_allowed_origins,
             "app_name": self.app_name,
             "extra_args": mask_args(self.extra_args),
+            "sync_to": mask_uri(self.sync_to),
         }
 
 
@@ -325,6 +328,7 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
         cors_allowed_origins=options.cors_allowed_origins,
         app_name=options.app_name,
         extra_args=tuple(options.extra_args or ()),
+        sync_to=_sync_target(options.sync_to),
         upgrade_db=options.upgrade_db,
         explicit=_explicit_settings(options),
         options=options,
@@ -372,6 +376,20 @@ def _check_conflicts(options: ServerOptions) -> None:
             f"--artifacts-only runs a server without a tracking backend, so {', '.join(stores)}"
             " has no effect. Drop it, or drop --artifacts-only to run a tracking server."
         )
+
+
+def _sync_target(url: str | None) -> str | None:
+    """``--sync-to``'s URL, checked: the team server's http(s) address ("" or None: none)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"--sync-to needs the http(s) URL of a tracking server, not {mask_uri(url)!r}: "
+            "give it as `--sync-to https://mlflow.example.org` (credentials come from "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
+            "MLFLOW_TRACKING_TOKEN), or leave the flag out.")
+    return url.rstrip("/")
 
 
 def _check_numbers(options: ServerOptions) -> None:

@@ -31,6 +31,7 @@ SETTING_FLAGS: dict[str, str] = {
     "cors_allowed_origins": "--cors-allowed-origins",
     "app_name": "--app-name",
     "extra_args": "the arguments after `--`",
+    "sync_to": "--sync-to/--no-sync",
 }
 
 
@@ -62,6 +63,8 @@ class ServerOptions:
     app_name: str | None = None
     #: arguments for `mlflow server` itself (after ``--``); None: not said, () : none
     extra_args: tuple[str, ...] | None = None
+    #: the team server every change is copied to (None: not said; "": no sync)
+    sync_to: str | None = None
     #: back up an SQLite database of an older MLflow and upgrade it (an action, not a setting)
     upgrade_db: bool = False
 

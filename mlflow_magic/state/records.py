@@ -42,6 +42,7 @@ import psutil
 from ..contract import (
     ACTIVITY_FILE,
     ATTACH_FILE,
+    JOURNAL_FILE,
     KEEPER_SPEC_FILE,
     KEEPER_STATE_FILE,
     LOCK_FILE,
@@ -50,6 +51,7 @@ from ..contract import (
     RECORD_DIR,
     RECORD_FILE,
     STATE_DIR_ENV,
+    SYNC_STATE_FILE,
 )
 from ..errors import BusyError, ConfigError, ForeignHostError
 from ..paths import state_dir
@@ -170,6 +172,14 @@ def keeper_spec_path(data_dir: Path) -> Path:
 
 def keeper_state_path(data_dir: Path) -> Path:
     return record_dir(data_dir) / KEEPER_STATE_FILE
+
+
+def journal_path(data_dir: Path) -> Path:
+    return record_dir(data_dir) / JOURNAL_FILE
+
+
+def sync_state_path(data_dir: Path) -> Path:
+    return record_dir(data_dir) / SYNC_STATE_FILE
 
 
 def activity_path(data_dir: Path) -> Path:

@@ -44,7 +44,7 @@ def verify(source: MlflowClient, target: MlflowClient,
     if not again.empty:
         checked.differences.append(f"the target still lacks {again.summary()}")
     compared = [run for run in again.runs if run.target is not None]
-    for found_here in reading.parallel(lambda run: _compare_run(source, target, run, again),
+    for found_here in reading.parallel(lambda run: compare_run(source, target, run, again),
                                 compared):
         checked.params += found_here.params
         checked.tags += found_here.tags
@@ -69,7 +69,7 @@ def verify(source: MlflowClient, target: MlflowClient,
     return checked
 
 
-def _compare_run(source: MlflowClient, target: MlflowClient, run: RunPlan, found: Plan
+def compare_run(source: MlflowClient, target: MlflowClient, run: RunPlan, found: Plan
                  ) -> Verified:
     """What differs between a run and its copy (in a worker thread: its own tally)."""
     checked = Verified()

@@ -81,7 +81,7 @@ def apply(source: MlflowClient, target: MlflowClient, found: Plan,
     pending = found.pending_runs
     tally = Tally(len(pending), found.points, found.bytes)
     report = on_progress or (lambda _tally: None)
-    experiment_ids = {e.name: _apply_experiment(target, e) for e in found.experiments}
+    experiment_ids = {e.name: apply_experiment(target, e) for e in found.experiments}
     report(tally)
     # Every new run first: a nested run's link and a logged model need their run's new id.
     new = [run for run in pending if run.target_id is None]
@@ -98,7 +98,7 @@ def apply(source: MlflowClient, target: MlflowClient, found: Plan,
         report(tally)
     tally.phase = "runs"
     with ThreadPoolExecutor(reading.WORKERS) as pool:
-        copies = {pool.submit(_apply_run, source, target, run, found): run for run in pending}
+        copies = {pool.submit(apply_run, source, target, run, found): run for run in pending}
         try:
             for copied in as_completed(copies):  # progress from this thread only (a cell's)
                 copied.result()
@@ -124,7 +124,7 @@ def apply(source: MlflowClient, target: MlflowClient, found: Plan,
     return tally
 
 
-def _apply_experiment(target: MlflowClient, experiment: ExperimentPlan) -> str:
+def apply_experiment(target: MlflowClient, experiment: ExperimentPlan) -> str:
     if experiment.target_id is None:
         experiment.target_id = target.create_experiment(experiment.name,
                                                         tags=experiment.tags or None)
@@ -134,7 +134,7 @@ def _apply_experiment(target: MlflowClient, experiment: ExperimentPlan) -> str:
     return experiment.target_id
 
 
-def _apply_run(source: MlflowClient, target: MlflowClient, run: RunPlan, found: Plan) -> None:
+def apply_run(source: MlflowClient, target: MlflowClient, run: RunPlan, found: Plan) -> None:
     """Everything a run lacks on the target (in a worker thread: it reports nothing)."""
     from mlflow.entities import Metric, Param, RunTag
 

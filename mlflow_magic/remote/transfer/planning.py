@@ -159,7 +159,7 @@ def plan(source: MlflowClient, target: MlflowClient,
     found = Plan()
     for experiment in _source_experiments(source, experiments):
         _plan_experiment(source, target, experiment, found)
-    _plan_registered(source, target, found)
+    plan_registered(source, target, found)
     return found
 
 
@@ -211,8 +211,8 @@ def _plan_experiment(source: MlflowClient, target: MlflowClient, experiment: Any
             found.run_ids[run.info.run_id] = targets[run.info.run_id].info.run_id
     found.runs.extend(reading.parallel(lambda run: _plan_run(
         source, target, run, experiment.name, targets.get(run.info.run_id), found), runs))
-    _plan_models(source, target, experiment, there, found)
-    _plan_traces(source, target, experiment, there, found)
+    plan_models(source, target, experiment, there, found)
+    plan_traces(source, target, experiment, there, found)
 
 
 def _plan_run(source: MlflowClient, target: MlflowClient, run: Run, experiment: str,
@@ -267,7 +267,7 @@ def _model_origin(found: Plan, target_ids: Iterable[str]) -> set[str]:
     return {back.get(t, t) for t in target_ids}
 
 
-def _plan_models(source: MlflowClient, target: MlflowClient, experiment: Any,
+def plan_models(source: MlflowClient, target: MlflowClient, experiment: Any,
                  there: Any, found: Plan) -> None:
     targets: dict[str, Any] = {}
     if there is not None:
@@ -294,7 +294,7 @@ def _plan_models(source: MlflowClient, target: MlflowClient, experiment: Any,
         _drop_linked_models(run, mine_run, found)
 
 
-def _plan_traces(source: MlflowClient, target: MlflowClient, experiment: Any,
+def plan_traces(source: MlflowClient, target: MlflowClient, experiment: Any,
                  there: Any, found: Plan) -> None:
     have: set[str] = set()
     if there is not None:
@@ -307,8 +307,9 @@ def _plan_traces(source: MlflowClient, target: MlflowClient, experiment: Any,
             found.traces.append((experiment.name, trace))
 
 
-def _plan_registered(source: MlflowClient, target: MlflowClient, found: Plan) -> None:
-    pushed_runs = {run.source_id for run in found.runs}
+def plan_registered(source: MlflowClient, target: MlflowClient, found: Plan) -> None:
+    # The runs planned, and those already mapped (a sync plans the registry alone).
+    pushed_runs = {run.source_id for run in found.runs} | set(found.run_ids)
     for model in reading.pages(lambda token: source.search_registered_models(
             max_results=reading.PAGE, page_token=token)):
         versions = sorted(reading.versions_of(source, model.name), key=lambda v: int(v.version))
