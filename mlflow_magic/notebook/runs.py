@@ -83,6 +83,8 @@ class RunCard(Result):
     metrics: Mapping[str, float] = field(default_factory=dict)
     artifacts: int | None = 0
     link: str | None = None
+    #: the run on the team server, once ``--sync-to`` copied it there
+    team_link: str | None = None
     parent_run_id: str | None = None
     #: each metric's history, cut down for the chart
     histories: Mapping[str, Sequence[Point]] = field(default_factory=dict)
@@ -108,6 +110,8 @@ class RunCard(Result):
                   for c in self.children]
         if self.link:
             lines.append(f"  {'UI':<20} {self.link}")
+        if self.team_link:
+            lines.append(f"  {'team server':<20} {self.team_link}")
         return "\n".join(lines)
 
     def html(self) -> str:
@@ -117,6 +121,8 @@ class RunCard(Result):
             link = f" &middot; {link_html(self.link, 'open this run in the MLflow UI')}"
             if self.link.startswith("/"):  # through Jupyter's proxy: a JupyterLab tab works
                 link += f" &middot; {lab_tab_link(self.link)}"
+        if self.team_link:
+            link += f" &middot; {link_html(self.team_link, 'on the team server')}"
         return (f'<div class="mlflow-magic-run"><b>MLflow run {html.escape(self.run_name)}</b> '
                 f'<span style="color:{colour}">{html.escape(self.status)}</span>{link}'
                 f"{table_html(self._rows())}{self._charts()}{self._children()}</div>")
@@ -150,13 +156,15 @@ def run_cell(execute: Callable[[], bool], *, experiment: str | None = None,
              name: str | None = None, tags: Mapping[str, str] | None = None,
              autolog: bool = False, link_for: Callable[[str, str], str | None] | None = None,
              show: Callable[[RunCard], None] | None = None, server_url: str | None = None,
-             live_every: float = LIVE_EVERY) -> RunCard:
+             live_every: float = LIVE_EVERY,
+             team_for: Callable[[str], str | None] | None = None) -> RunCard:
     """Run ``execute`` inside a new MLflow run; the run ends FAILED if it fails.
 
     Inside an active run (an enclosing ``with mlflow.start_run()`` or another
     ``%%mlflow_run``) the new run is nested under it. With ``show`` and
     ``server_url``, ``show(card)`` is called at once and then every ``live_every``
-    seconds while the cell runs; the final card is returned.
+    seconds while the cell runs; the final card is returned. ``team_for(run_id)``: the
+    run's link on the team server (``--sync-to``), once it is there.
     """
     import mlflow
 
@@ -180,7 +188,7 @@ def run_cell(execute: Callable[[], bool], *, experiment: str | None = None,
                         link=link_for(run.info.experiment_id, run.info.run_id)
                         if link_for else None)
         show(first)
-        live = LiveCard(first, server_url, started, show, live_every).begin()
+        live = LiveCard(first, server_url, started, show, live_every, team_for).begin()
     ok = False
     try:
         ok = execute()
@@ -190,7 +198,8 @@ def run_cell(execute: Callable[[], bool], *, experiment: str | None = None,
         mlflow.end_run(status="FINISHED" if ok else "FAILED")
         if autolog:
             mlflow.autolog(disable=True)
-    return card_of(client, run.info.run_id, time.monotonic() - started, parent_id, link_for)
+    return card_of(client, run.info.run_id, time.monotonic() - started, parent_id, link_for,
+                   team_for)
 
 
 class LiveCard:
@@ -203,9 +212,10 @@ class LiveCard:
     """
 
     def __init__(self, card: RunCard, server_url: str, started: float,
-                 show: Callable[[RunCard], None], every: float = LIVE_EVERY) -> None:
+                 show: Callable[[RunCard], None], every: float = LIVE_EVERY,
+                 team_for: Callable[[str], str | None] | None = None) -> None:
         self.card, self.url, self.started = card, server_url.rstrip("/"), started
-        self.show, self.every = show, every
+        self.show, self.every, self.team_for = show, every, team_for
         self.points: dict[str, list[Point]] = {}
         self.children: Sequence[ChildRun] = ()
         self._stop = threading.Event()
@@ -250,7 +260,8 @@ class LiveCard:
             params={p["key"]: p["value"] for p in data.get("data", {}).get("params", [])},
             metrics={k: v for k, (_, v) in latest.items()},
             histories={k: charts.downsample(v) for k, v in self.points.items()},
-            children=self.children)
+            children=self.children,
+            team_link=self.team_for(self.card.run_id) if self.team_for else None)
         return self.card
 
 
@@ -298,7 +309,8 @@ def history(client, run_id: str, key: str) -> list[Point]:
 
 
 def card_of(client, run_id: str, seconds: float, parent_run_id: str | None,
-            link_for: Callable[[str, str], str | None] | None) -> RunCard:
+            link_for: Callable[[str, str], str | None] | None,
+            team_for: Callable[[str], str | None] | None = None) -> RunCard:
     """The static final card of a run: every metric's history, the nested runs."""
     import mlflow
 
@@ -316,6 +328,7 @@ def card_of(client, run_id: str, seconds: float, parent_run_id: str | None,
         metrics=dict(run.data.metrics),
         artifacts=_count_artifacts(client, run_id),
         link=link_for(run.info.experiment_id, run_id) if link_for else None,
+        team_link=team_for(run_id) if team_for else None,
         parent_run_id=parent_run_id,
         histories={key: history(client, run_id, key) for key in run.data.metrics},
         children=[ChildRun(c.info.run_id, c.info.run_name or c.info.run_id, c.info.status,

@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..remote.transfer import copying, planning, reading
+from ..remote.transfer import checking, copying, planning, reading
 from ..remote.transfer.planning import ExperimentPlan
-from ..state import journal, records
+from ..settings.masking import mask_text
+from ..state import journal, pushstate, records
 from ..state.syncstate import SyncState
 from .runs import LeftAlone, Runs, ordered
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+#: What a team server answers for a run it will never take as it is (not a passing failure).
+REFUSED = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST"})
 
 
 @dataclass(frozen=True)
@@ -69,17 +73,29 @@ class Cycle:
         return done
 
     def full(self) -> Done:
-        """Everything the team server lacks, as a push finds it (the journal from here on
-        names what changes meanwhile: it is read again next, and finds it copied)."""
+        """Everything the team server lacks, as a push finds, copies and verifies it (what
+        earlier pushes to that server found equal is not read there again). The journal from
+        here on names what changes meanwhile: it is read next, and finds it copied."""
         start = journal.size(self.journal)
+        url = self.target.tracking_uri
+        earlier = pushstate.known(self.data_dir, url)
         with copying.quiet():
-            found = planning.plan(self.source, self.target)
+            found = planning.plan(self.source, self.target, known=earlier)
             if not found.empty:
                 copying.apply(self.source, self.target, found)
+            checked = checking.verify(self.source, self.target, known=earlier,
+                                      already=found if found.empty else None)
         self.state.runs.update(found.run_ids)
         self.state.models.update(found.model_ids)
+        finished = {r.source_id for r in found.runs if r.source.info.status != "RUNNING"}
         for run in found.runs:
             self.state.names.setdefault(run.source_id, run.source.info.run_name or "")
+            if run.source_id in finished and run.source_id in checked.equal \
+                    and run.source_id not in self.state.verified:
+                self.state.verified.append(run.source_id)
+        self.state.differences.extend(checked.differences)
+        if not checked.differences:
+            pushstate.remember(self.data_dir, url, {**earlier, **checked.equal})
         self.state.cursor = start
         self.save()
         return Done(runs=len(found.pending_runs), points=found.points, full=True)
@@ -120,12 +136,20 @@ class Cycle:
         return ordered(found)
 
     def _guarded(self, run_id: str, work: Callable[[], Any]) -> Any:
-        """A run whose copy was deleted there is left alone and named, once."""
+        """A run whose copy was deleted there, or that the team server refuses (a value it
+        does not take), is left alone and named, once: it must not hold up the others."""
+        from mlflow.exceptions import MlflowException
+
         try:
             return work()
         except LeftAlone as why:
             self.state.left_alone[run_id] = str(why)
-            return None
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") not in REFUSED:
+                raise
+            self.state.left_alone[run_id] = "the team server refuses it: " + mask_text(
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc.error_code)
+        return None
 
     def _others(self, changes: journal.Changes, models: bool, late: bool) -> None:
         """Logged models (early), registered models and traces (late), with the push's own

@@ -32,18 +32,24 @@ class Verified:
     versions: int = 0
     traces: int = 0
     differences: list[str] = field(default_factory=list)
+    #: runs found equal: source run -> (its copy, its digest), for the next push
+    equal: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def verify(source: MlflowClient, target: MlflowClient,
-           experiments: Sequence[str] | None = None, already: Plan | None = None) -> Verified:
+           experiments: Sequence[str] | None = None, already: Plan | None = None,
+           known: dict[str, tuple[str, str]] | None = None) -> Verified:
     """Compare source and target: a fresh plan must be empty, and nothing may differ that a
     plan does not copy (extra metric points, params of another value, file contents).
-    ``already``: a plan read just now, with nothing copied since."""
-    again = already if already is not None else plan(source, target, experiments)
+    ``already``: a plan read just now, with nothing copied since. ``known``: runs an earlier
+    push found equal (unchanged since: not compared again, see :func:`plan`)."""
+    again = already if already is not None else plan(source, target, experiments, known)
     checked = Verified(runs=again.source_runs, points=again.source_points)
+    checked.equal = {run.source_id: (run.target_id, run.digest) for run in again.runs
+                     if run.target_id is not None and run.empty}
     if not again.empty:
         checked.differences.append(f"the target still lacks {again.summary()}")
-    compared = [run for run in again.runs if run.target is not None]
+    compared = [run for run in again.runs if run.target is not None and not run.unchanged]
     for found_here in reading.parallel(lambda run: compare_run(source, target, run, again),
                                 compared):
         checked.params += found_here.params

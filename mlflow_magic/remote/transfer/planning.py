@@ -34,6 +34,9 @@ class RunPlan:
     model_outputs: list[tuple[str, int]] = field(default_factory=list)
     artifacts: list[tuple[str, int]] = field(default_factory=list)  # (path, size)
     finish: bool = False  # its status and end time are still to be set
+    #: nothing of it changed since a push found it equal there: not read there, not compared
+    unchanged: bool = False
+    digest: str = ""
 
     @property
     def source_id(self) -> str:
@@ -102,6 +105,8 @@ class Plan:
     histories: dict[tuple[str, str], list[Metric]] = field(default_factory=dict)
     source_runs: int = 0
     source_points: int = 0
+    #: source run -> (its copy, its digest) that earlier pushes found equal on the target
+    known: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def pending_runs(self) -> list[RunPlan]:
@@ -154,9 +159,12 @@ class Plan:
 
 
 def plan(source: MlflowClient, target: MlflowClient,
-         experiments: Sequence[str] | None = None) -> Plan:
-    """What ``target`` lacks of ``source`` (all experiments, or those named)."""
-    found = Plan()
+         experiments: Sequence[str] | None = None,
+         known: dict[str, tuple[str, str]] | None = None) -> Plan:
+    """What ``target`` lacks of ``source`` (all experiments, or those named). ``known``: the
+    runs earlier pushes found equal there, with their digests (see :func:`reading.digest`):
+    those whose digest is the same are not read on the target at all."""
+    found = Plan(known=dict(known or {}))
     for experiment in _source_experiments(source, experiments):
         _plan_experiment(source, target, experiment, found)
     plan_registered(source, target, found)
@@ -201,8 +209,15 @@ def _plan_experiment(source: MlflowClient, target: MlflowClient, experiment: Any
                 plan_.others += 1
     runs = reading.runs_of(source, experiment.experiment_id)
     found.histories.update(reading.histories(source, runs))
+    files = dict(zip((r.info.run_id for r in runs), reading.parallel(
+        lambda run: reading.files_of(source, run), runs), strict=True))
+    digests = {r.info.run_id: reading.digest(r, found.histories, files[r.info.run_id])
+               for r in runs}
+    unchanged = {rid for rid, digest in digests.items() if rid in targets
+                 and found.known.get(rid) == (targets[rid].info.run_id, digest)}
     found.histories.update(reading.histories(target, [targets[r.info.run_id] for r in runs
-                                               if r.info.run_id in targets]))
+                                               if r.info.run_id in targets
+                                               and r.info.run_id not in unchanged]))
     for run in runs:
         found.source_runs += 1
         found.source_points += sum(len(found.histories.get((run.info.run_id, key), []))
@@ -210,14 +225,20 @@ def _plan_experiment(source: MlflowClient, target: MlflowClient, experiment: Any
         if run.info.run_id in targets:
             found.run_ids[run.info.run_id] = targets[run.info.run_id].info.run_id
     found.runs.extend(reading.parallel(lambda run: _plan_run(
-        source, target, run, experiment.name, targets.get(run.info.run_id), found), runs))
+        source, target, run, experiment.name, targets.get(run.info.run_id), found,
+        files[run.info.run_id], digests[run.info.run_id], run.info.run_id in unchanged),
+        runs))
     plan_models(source, target, experiment, there, found)
     plan_traces(source, target, experiment, there, found)
 
 
 def _plan_run(source: MlflowClient, target: MlflowClient, run: Run, experiment: str,
-              mine: Run | None, found: Plan) -> RunPlan:
-    plan_ = RunPlan(run, experiment, mine.info.run_id if mine else None, mine)
+              mine: Run | None, found: Plan, files: list[tuple[str, int]], digest: str,
+              unchanged: bool) -> RunPlan:
+    plan_ = RunPlan(run, experiment, mine.info.run_id if mine else None, mine, files=files,
+                    unchanged=unchanged, digest=digest)
+    if unchanged:  # equal there at an earlier push, and not changed here since
+        return plan_
     have_params = mine.data.params if mine else {}
     plan_.params = {k: v for k, v in run.data.params.items() if k not in have_params}
     have_tags = mine.data.tags if mine else {}
@@ -241,7 +262,6 @@ def _plan_run(source: MlflowClient, target: MlflowClient, run: Run, experiment: 
     if mine is not None:  # only the links not there yet (mapped once models are known)
         _drop_linked_models(plan_, mine, found)
     have_files = dict(reading.files_of(target, mine)) if mine else {}
-    plan_.files = reading.files_of(source, run)
     plan_.artifacts = [(path, size) for path, size in plan_.files
                        if have_files.get(path) != size]
     plan_.finish = run.info.status != "RUNNING" and (

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from ...errors import PushError
 from ...results import Pushed
 from ...settings.masking import mask_text, mask_uri
+from ...state import pushstate
 from .checking import verify
 from .copying import Progress, apply, quiet
 from .planning import plan
@@ -27,8 +29,9 @@ def push(data_dir: str, source_url: str, to: str, experiments: Sequence[str] | N
 
     source, target = MlflowClient(source_url), MlflowClient(to)
     t0 = time.monotonic()
+    earlier = pushstate.known(Path(data_dir), to)
     with _stopped_push_explained(to), quiet():
-        found = plan(source, target, experiments)
+        found = plan(source, target, experiments, earlier)
         created = tuple(e.name for e in found.experiments if e.target_id is None)
         merged = tuple((e.name, e.others) for e in found.experiments if e.others)
         summary = found.summary()
@@ -37,7 +40,10 @@ def push(data_dir: str, source_url: str, to: str, experiments: Sequence[str] | N
                           merged)
         tally = None if found.empty else apply(source, target, found, on_progress)
         # Nothing copied: the plan just read is what the comparison reads (no second pass).
-        checked = verify(source, target, experiments, already=found if tally is None else None)
+        checked = verify(source, target, experiments, already=found if tally is None else None,
+                         known=earlier)
+    if not checked.differences:  # the next push reads only what changes from now on
+        pushstate.remember(Path(data_dir), to, {**earlier, **checked.equal})
     if checked.differences:
         listed = "; ".join(checked.differences[:10])
         more = len(checked.differences) - 10

@@ -248,6 +248,23 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def digest(run: Run, histories: dict[tuple[str, str], list[Metric]],
+           files: list[tuple[str, int]]) -> str:
+    """Everything a push copies of a run, as one hash: its params, tags, status and times,
+    every metric point, dataset and model links, artifact files and sizes. Equal digests:
+    nothing of the run changed since it was found equal on the target."""
+    data = [sorted(run.data.params.items()), sorted(run.data.tags.items()),
+            [run.info.status, run.info.start_time, run.info.end_time, run.info.run_name],
+            [[key, sorted(point(m) for m in histories.get((run.info.run_id, key), []))]
+             for key in sorted(run.data.metrics)],
+            sorted(repr(dataset_key(d)) for d in (run.inputs.dataset_inputs
+                                                   if run.inputs else [])),
+            sorted(m.model_id for m in model_inputs(run)),
+            sorted(f"{m.model_id}@{m.step}" for m in model_outputs(run)),
+            sorted(files)]
+    return hashlib.sha256(repr(data).encode()).hexdigest()
+
+
 def count_text(count: int, what: str) -> str:
     return f"{count:,} {what}" + ("" if count == 1 else "s")
 
