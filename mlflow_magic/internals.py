@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import sys
+import threading
 from urllib.parse import urlparse
 
 #: MLflow's module that sends every REST request (tracking, registry, artifacts, traces).
@@ -135,6 +136,7 @@ def last_trace_id() -> str | None:
 #: ``TrackingServiceClient._log_url`` writes "🏃 View run ... at: <URL>" to ``sys.stdout``
 #: as a run ends, built from the tracking URI (MLflow 3.13 to 3.17, checked).
 _CLIENT_MODULE = "mlflow.tracking._tracking_service.client"
+_LOG_URL_LOCK = threading.Lock()
 
 
 def rewrite_printed_links(rewrite) -> bool:
@@ -146,9 +148,13 @@ def rewrite_printed_links(rewrite) -> bool:
         return False
 
     def _log_url(self, run_id):
-        printed = io.StringIO()
-        with contextlib.redirect_stdout(printed):
-            original(self, run_id)
+        # One at a time: ``redirect_stdout`` swaps the process's ``sys.stdout``, and two
+        # threads ending runs at once (a push copies four runs at a time) would restore each
+        # other's buffer, leaving the process's output in a StringIO for good.
+        with _LOG_URL_LOCK:
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                original(self, run_id)
         sys.stdout.write(rewrite(printed.getvalue()))
 
     _log_url._mlflow_magic = True  # type: ignore[attr-defined]

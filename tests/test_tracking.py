@@ -71,3 +71,40 @@ def test_mlflows_link_printer_is_where_mlflow_magic_looks_for_it():
         assert printed.getvalue() == "VIEW RUN AT: R1\n"
     finally:
         TrackingServiceClient._log_url = original
+
+
+@pytest.mark.integration  # importing MLflow runs `uname`
+def test_runs_ended_in_several_threads_at_once_leave_the_processs_output_alone():
+    """A push ends four runs at a time: MLflow's printer, wrapped, must not leave
+    ``sys.stdout`` pointing at one thread's buffer (every later print lost)."""
+    import sys
+    import threading
+    import time
+
+    from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+    from mlflow_magic import internals
+
+    def slow_printer(self, run_id):
+        time.sleep(0.001)  # as MLflow's: a request to the server between swap and write
+        sys.stdout.write(f"View run at: {run_id}\n")
+
+    original = TrackingServiceClient._log_url
+    before = sys.stdout
+    try:
+        TrackingServiceClient._log_url = slow_printer
+        assert internals.rewrite_printed_links(str.upper)
+
+        def end_runs(n: int) -> None:
+            for i in range(40):
+                TrackingServiceClient._log_url(None, f"r{n}-{i}")
+
+        threads = [threading.Thread(target=end_runs, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sys.stdout is before
+    finally:
+        TrackingServiceClient._log_url = original
+        sys.stdout = before

@@ -74,6 +74,7 @@ class Sync:
         self.data_dir, self.url = data_dir, url
         self.state = syncstate.load_for(data_dir, url)
         self.state.pid = os.getpid()
+        self.keeper = os.getppid()
         self.failures = 0
 
     def publish(self) -> None:
@@ -85,17 +86,17 @@ class Sync:
         syncstate.save(self.data_dir, self.state)
 
     def run(self) -> int:
+        record = records.read_record(self.data_dir)
+        if record is None:  # not recorded yet (a start in progress): the keeper tries again
+            return 0
         from mlflow import MlflowClient
 
         from .cycle import Cycle
 
-        record = records.read_record(self.data_dir)
-        if record is None:
-            return 0
         cycle = Cycle(self.data_dir, MlflowClient(record.url), MlflowClient(self.url),
                       self.state, self.publish)
         self.publish()
-        while True:
+        while os.getppid() == self.keeper:  # a keeper killed (-9) takes its sync with it
             if cycle.pending() or self.state.last_error:
                 try:
                     done = cycle.run_once()
@@ -115,6 +116,7 @@ class Sync:
             if self._server_sleeps():
                 return 0
             time.sleep(POLL)
+        return 0
 
     def _server_sleeps(self) -> bool:
         state = records.read_keeper_state(self.data_dir)
