@@ -303,6 +303,7 @@ def team_run_link(server_url: str, run_id: str) -> str | None:
     """Where the team server shows a run of this folder's server, once ``--sync-to`` has
     copied it there (None before, or for a server that does not sync). MLflow's UI opens
     ``#/runs/<id>`` in its experiment; the link carries no credentials."""
+    from ..settings.masking import without_credentials
     from ..state import records, syncstate
 
     port = urlsplit(server_url).port
@@ -311,6 +312,4 @@ def team_run_link(server_url: str, run_id: str) -> str | None:
     copy = state.runs.get(run_id) if state is not None else None
     if state is None or copy is None:
         return None
-    parts = urlsplit(state.target)
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return f"{parts.scheme}://{host}{parts.path.rstrip('/')}/#/runs/{copy}"
+    return f"{without_credentials(state.target)}/#/runs/{copy}"

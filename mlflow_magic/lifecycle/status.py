@@ -76,6 +76,10 @@ def status(data_dir: Path) -> ServerStatus:
         if warnings or sync else found
 
 
+#: How far behind a sync is before it has read the folder once.
+_FIRST_SYNC = "not known yet: the first sync reads the whole folder"
+
+
 def sync_status(data_dir: Path, record: ServerRecord | None = None) -> SyncStatus | None:
     """Where the folder's ``--sync-to`` is (None: its server does not sync), from the sync's
     state and the journal: no request to either server."""
@@ -85,13 +89,11 @@ def sync_status(data_dir: Path, record: ServerRecord | None = None) -> SyncStatu
         return None
     found = syncstate.load(data_dir)
     if found is None or found.target != target:
-        return SyncStatus(str(data_dir), str(target), SYNC_BEHIND,
-                          "not known yet: the first sync reads the whole folder")
+        return SyncStatus(str(data_dir), str(target), SYNC_BEHIND, _FIRST_SYNC)
     lag = syncstate.behind(data_dir, found)
     return SyncStatus(
         str(data_dir), found.target, syncstate.summary_state(found, lag),
-        "not known yet: the first sync reads the whole folder" if lag is None
-        else None if lag.nothing else lag.text(),
+        _FIRST_SYNC if lag is None else None if lag.nothing else lag.text(),
         found.last_error, found.last_copied,
         tuple(f"run {run}: {why}" for run, why in found.left_alone.items()),
         tuple(found.differences))

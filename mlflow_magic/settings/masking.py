@@ -53,6 +53,14 @@ def mask_uri(uri: str | None) -> str | None:
     return masked
 
 
+def without_credentials(url: str) -> str:
+    """``url`` with no ``user:password@`` and no query: the address to link to, or to know
+    a server by whatever credentials its URL carries."""
+    parts = urlsplit(url.rstrip("/"))
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
 def _mask_query_item(item: str) -> str:
     name, sep, value = item.partition("=")
     return f"{name}={MASK}" if sep and value and _SECRET_NAME.search(name) else item

@@ -13,18 +13,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..contract import PUSH_STATE_FILE
 from . import records
 from .syncstate import target_key
 
 
-def _path(data_dir: Path) -> Path:
-    return records.record_dir(data_dir) / PUSH_STATE_FILE
-
-
 def _read(data_dir: Path) -> dict:
     try:
-        found = json.loads(records.read_private(_path(data_dir)))
+        found = json.loads(records.read_private(records.push_state_path(data_dir)))
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
@@ -41,4 +36,4 @@ def remember(data_dir: Path, url: str, equal: dict[str, tuple[str, str]]) -> Non
     """Keep what a push just found equal on ``url`` (the runs of other targets stay)."""
     data = _read(data_dir)
     data[target_key(url)] = {run: list(pair) for run, pair in equal.items()}
-    records.write_private(_path(data_dir), json.dumps(data))
+    records.write_private(records.push_state_path(data_dir), json.dumps(data))

@@ -48,6 +48,7 @@ from ..contract import (
     LOCK_FILE,
     LOG_FILE,
     OPTIONS_FILE,
+    PUSH_STATE_FILE,
     RECORD_DIR,
     RECORD_FILE,
     STATE_DIR_ENV,
@@ -180,6 +181,10 @@ def journal_path(data_dir: Path) -> Path:
 
 def sync_state_path(data_dir: Path) -> Path:
     return record_dir(data_dir) / SYNC_STATE_FILE
+
+
+def push_state_path(data_dir: Path) -> Path:
+    return record_dir(data_dir) / PUSH_STATE_FILE
 
 
 def activity_path(data_dir: Path) -> Path:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from ..contract import SYNC_BEHIND, SYNC_IN_SYNC, SYNC_WAITING
-from ..settings.masking import mask_uri
+from ..settings.masking import mask_uri, without_credentials
 from . import journal, records
 
 
@@ -37,11 +35,8 @@ class SyncState:
     left_alone: dict[str, str] = field(default_factory=dict)  # run id -> why
     verified: list[str] = field(default_factory=list)  # finished runs compared once
     differences: list[str] = field(default_factory=list)
-    state: str = SYNC_BEHIND
-    since: float = field(default_factory=time.time)
     last_error: str | None = None
     last_copied: float | None = None  # when a cycle last copied something
-    pid: int | None = None  # the sync process
 
     @classmethod
     def new(cls, url: str) -> SyncState:
@@ -59,10 +54,7 @@ class SyncState:
 
 def target_key(url: str) -> str:
     """The same server whatever credentials its URL carries."""
-    parts = urlsplit(url.rstrip("/"))
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    bare = urlunsplit((parts.scheme, host, parts.path, "", ""))
-    return hashlib.sha256(bare.encode()).hexdigest()[:16]
+    return hashlib.sha256(without_credentials(url).encode()).hexdigest()[:16]
 
 
 def load(data_dir: Path) -> SyncState | None:

@@ -114,8 +114,7 @@ class Cycle:
             points = 0
             for run in runs:
                 points += self._guarded(run.info.run_id, functools.partial(
-                    self.runs.sync, run.info.run_id,
-                    run.info.run_id in changes.artifact_runs)) or 0
+                    self.runs.sync, run, run.info.run_id in changes.artifact_runs)) or 0
             if kinds & {journal.REGISTRY, journal.TRACE, journal.OTHER}:
                 self._others(changes, models=False, late=True)
         return Done(len(runs), points, other)

@@ -73,16 +73,11 @@ class Sync:
     def __init__(self, data_dir: Path, url: str) -> None:
         self.data_dir, self.url = data_dir, url
         self.state = syncstate.load_for(data_dir, url)
-        self.state.pid = os.getpid()
         self.keeper = os.getppid()
         self.failures = 0
 
     def publish(self) -> None:
-        """Say where the sync is (atomically, 0600)."""
-        lag = syncstate.behind(self.data_dir, self.state)
-        state = syncstate.summary_state(self.state, lag)
-        if state != self.state.state:
-            self.state.state, self.state.since = state, time.time()
+        """Say where the sync is (atomically, 0600): ``status`` reads it with the journal."""
         syncstate.save(self.data_dir, self.state)
 
     def run(self) -> int:

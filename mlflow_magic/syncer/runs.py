@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 NAME_TAG = "mlflow.runName"
+DELETED_THERE = "its copy was deleted on the team server"
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Copy:
     """What the team server's copy of one run holds, as far as this process knows."""
 
     target_id: str
+    artifact_uri: str  # the copy's, where its files are listed
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     points: dict[str, Counter] = field(default_factory=dict)
@@ -52,7 +54,7 @@ class Runs:
     def __init__(self, source: MlflowClient, target: MlflowClient, state: SyncState) -> None:
         self.source, self.target, self.state = source, target, state
         self.copies: dict[str, Copy] = {}
-        self.experiment_names: dict[str, str] = {}
+        self.experiments: dict[str, Any] = {}  # this folder's, by id
         self.experiment_ids: dict[str, str] = {}  # name -> id there
 
     def maps(self) -> Plan:
@@ -61,26 +63,26 @@ class Runs:
 
     # --- which run is which ---------------------------------------------------------------
 
-    def experiment_name(self, experiment_id: str) -> str:
-        if experiment_id not in self.experiment_names:
-            self.experiment_names[experiment_id] = self.source.get_experiment(
-                experiment_id).name
-        return self.experiment_names[experiment_id]
+    def experiment(self, experiment_id: str) -> Any:
+        """This folder's experiment (read once per process)."""
+        if experiment_id not in self.experiments:
+            self.experiments[experiment_id] = self.source.get_experiment(experiment_id)
+        return self.experiments[experiment_id]
 
-    def target_experiment(self, name: str) -> str:
-        """The experiment of that name there, made if missing (with this folder's tags)."""
-        if name not in self.experiment_ids:
-            there = self.target.get_experiment_by_name(name)
+    def experiment_name(self, experiment_id: str) -> str:
+        return self.experiment(experiment_id).name
+
+    def target_experiment(self, experiment_id: str) -> str:
+        """The experiment of the same name there, made if missing (with this one's tags)."""
+        here = self.experiment(experiment_id)
+        if here.name not in self.experiment_ids:
+            there = self.target.get_experiment_by_name(here.name)
             if there is not None and there.lifecycle_stage == "deleted":
-                raise LeftAlone(f"its experiment {name!r} was deleted on the team server")
-            if there is None:
-                here = self.source.get_experiment_by_name(name)
-                plan = ExperimentPlan(name, here.experiment_id if here else "", None,
-                                      dict(here.tags) if here else {})
-                self.experiment_ids[name] = copying.apply_experiment(self.target, plan)
-            else:
-                self.experiment_ids[name] = there.experiment_id
-        return self.experiment_ids[name]
+                raise LeftAlone(f"its experiment {here.name!r} was deleted on the team server")
+            self.experiment_ids[here.name] = there.experiment_id if there is not None else \
+                copying.apply_experiment(self.target, ExperimentPlan(
+                    here.name, here.experiment_id, None, dict(here.tags)))
+        return self.experiment_ids[here.name]
 
     def ensure(self, run: Run) -> str:
         """The run's copy there: known, found by its source tag (a sync killed right after
@@ -91,7 +93,7 @@ class Runs:
         known = self.state.runs.get(run_id)
         if known is not None:
             return known
-        experiment = self.target_experiment(self.experiment_name(run.info.experiment_id))
+        experiment = self.target_experiment(run.info.experiment_id)
         found = self.target.search_runs(
             [experiment], f"tags.`{PUSH_SOURCE_TAG}` = '{run_id}'", max_results=1,
             run_view_type=3)  # ALL: a copy deleted there is found, and left alone
@@ -103,8 +105,8 @@ class Runs:
                                       tags={PUSH_SOURCE_TAG: run_id})
         self.state.runs[run_id] = made.info.run_id
         self.state.names[run_id] = run.info.run_name or ""
-        self.copies[run_id] = Copy(made.info.run_id, tags=dict(made.data.tags),
-                                   files={})
+        self.copies[run_id] = Copy(made.info.run_id, made.info.artifact_uri,
+                                   tags=dict(made.data.tags), files={})
         return made.info.run_id
 
     def read_copy(self, run: Run, target_id: str) -> Copy:
@@ -115,14 +117,14 @@ class Runs:
             there = self.target.get_run(target_id)
         except MlflowException as exc:
             if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
-                raise LeftAlone("its copy was deleted on the team server") from None
+                raise LeftAlone(DELETED_THERE) from None
             raise
         if there.info.lifecycle_stage == "deleted":
-            raise LeftAlone("its copy was deleted on the team server")
+            raise LeftAlone(DELETED_THERE)
         histories = reading.histories(self.target, [there])
         back = {t: s for s, t in self.state.models.items()}
         return Copy(
-            target_id, dict(there.data.params), dict(there.data.tags),
+            target_id, there.info.artifact_uri, dict(there.data.params), dict(there.data.tags),
             {key: Counter(reading.point(m) for m in histories.get((target_id, key), []))
              for key in there.data.metrics},
             None,
@@ -134,11 +136,11 @@ class Runs:
 
     # --- the copy -------------------------------------------------------------------------
 
-    def sync(self, run_id: str, artifacts: bool) -> int:
+    def sync(self, run: Run, artifacts: bool) -> int:
         """Copy what the run's copy lacks; the metric points sent."""
         from mlflow.exceptions import MlflowException
 
-        run = self.source.get_run(run_id)
+        run_id = run.info.run_id
         if run.info.lifecycle_stage == "deleted":
             return 0  # deleting here is not copied there (the sync never deletes)
         target_id = self.ensure(run)
@@ -159,7 +161,7 @@ class Runs:
         except BaseException as exc:
             self.copies.pop(run_id, None)  # the next cycle reads the copy back
             if isinstance(exc, MlflowException) and "must be in the 'active' state" in str(exc):
-                raise LeftAlone("its copy was deleted on the team server") from None
+                raise LeftAlone(DELETED_THERE) from None
             raise
         if plan.finish and run_id not in self.state.verified:
             self.verify(run, target_id, histories, plan.files)
@@ -191,8 +193,7 @@ class Runs:
                               and m.model_id in mapped]
         if artifacts or copy.files is None or run.info.status != "RUNNING":
             if copy.files is None:
-                copy.files = dict(reading.files_of(self.target, self.target.get_run(
-                    copy.target_id)))
+                copy.files = dict(reading.files_at(self.target, copy.artifact_uri))
             plan.files = reading.files_of(self.source, run)
             plan.artifacts = [(p, s) for p, s in plan.files if copy.files.get(p) != s]
         plan.finish = run.info.status != "RUNNING" and (

@@ -42,8 +42,6 @@ def push(data_dir: str, source_url: str, to: str, experiments: Sequence[str] | N
         # Nothing copied: the plan just read is what the comparison reads (no second pass).
         checked = verify(source, target, experiments, already=found if tally is None else None,
                          known=earlier)
-    if not checked.differences:  # the next push reads only what changes from now on
-        pushstate.remember(Path(data_dir), to, {**earlier, **checked.equal})
     if checked.differences:
         listed = "; ".join(checked.differences[:10])
         more = len(checked.differences) - 10
@@ -53,6 +51,7 @@ def push(data_dir: str, source_url: str, to: str, experiments: Sequence[str] | N
             + ". Run the same push again to copy what is missing; a difference that stays "
               "(a param with another value there, extra metric points) was made on the "
               "target by something else and needs a look there.")
+    pushstate.remember(Path(data_dir), to, {**earlier, **checked.equal})  # the next push
     return Pushed(data_dir, mask_uri(to) or to, False, summary, found.empty, created, merged,
                   time.monotonic() - t0, tally.rate_values() if tally is not None else None,
                   checked)

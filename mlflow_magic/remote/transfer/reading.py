@@ -119,9 +119,14 @@ def files_of(client: MlflowClient, run: Run) -> list[tuple[str, int]]:
     from the run's artifact URI. (``MlflowClient.list_artifacts`` reads the run again for
     each folder and, below its root, searches the experiment's logged models too: three
     requests, each a password hash on a server with a login.)"""
+    return files_at(client, run.info.artifact_uri)
+
+
+def files_at(client: MlflowClient, artifact_uri: str) -> list[tuple[str, int]]:
+    """Every file under ``artifact_uri`` (a run's), with its size (see :func:`files_of`)."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    repository = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
+    repository = get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)
 
     def walk(path: str | None) -> Iterator[tuple[str, int]]:
         for item in repository.list_artifacts(path):
