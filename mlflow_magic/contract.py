@@ -169,6 +169,11 @@ PUSH_SOURCE_TAG = "mlflow_magic.push.source"
 #: run, its copy's id and a digest of everything a push copies. A later push reads only the
 #: runs whose digest changed on the target side (``push``'s incremental cursor).
 PUSH_STATE_FILE = "push.json"
+#: The folder's server's own read (a GET, behind the gate, ``?experiment_id=``): per run, its
+#: metric point count per key and its artifact files with sizes, from the database and the
+#: artifact folder. What a push's digest needs in one request, instead of every history and
+#: a listing per run (``mlflow_magic/server/summaries.py``).
+RUN_SUMMARIES_PATH = "/mlflow-magic/api/run-summaries"
 
 
 # --- the keeper: the process that holds a folder's port while its server is wanted ---------

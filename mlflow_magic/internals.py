@@ -191,11 +191,17 @@ _HISTORY_BULK_MAX = 25_000
 
 
 def metric_histories(tracking_uri: str, run_ids: list[str], key: str
-                     ) -> dict[str, list[dict]] | None:
+                     ) -> tuple[dict[str, list[dict]], list[str]] | None:
     """The whole history of ``key`` for up to 100 runs in one request (the route MLflow's UI
     charts use: one request instead of one per run, which counts where each request costs a
-    password hash); None when the route is not there, ``{}`` when the answer was cut at its
-    cap (ask for fewer runs)."""
+    password hash): the runs answered whole, and those still to ask for. None when the route
+    is not there.
+
+    An answer holds at most 25,000 points. MLflow fills it run by run in id order, so a cut
+    answer still holds every run before the one it cut in: those are kept, and only the
+    rest is asked again (asking for half as many runs would throw the whole answer away, and
+    read up to 2.5 times the points). An answer in another order keeps nothing: all runs
+    come back as still to ask for."""
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
@@ -206,33 +212,197 @@ def metric_histories(tracking_uri: str, run_ids: list[str], key: str
     if resp.status_code != 200:
         return None
     metrics = resp.json().get("metrics", [])
-    if len(metrics) >= _HISTORY_BULK_MAX:
-        return {}  # cut: ask for fewer runs at a time
-    found: dict[str, list[dict]] = {run_id: [] for run_id in run_ids}
+    asked = sorted(run_ids)
+    cut = len(metrics) >= _HISTORY_BULK_MAX
+    answered = list(dict.fromkeys(metric["run_id"] for metric in metrics))
+    if cut and (answered != sorted(answered) or not set(answered) <= set(asked)):
+        return {}, run_ids
+    last = answered[-1] if cut else None
+    whole = [run_id for run_id in asked if last is None or run_id < last]
+    found: dict[str, list[dict]] = {run_id: [] for run_id in whole}
     for metric in metrics:
-        found.setdefault(metric["run_id"], []).append(metric)
-    return found
+        if metric["run_id"] in found:
+            found[metric["run_id"]].append(metric)
+    return found, [run_id for run_id in asked if run_id not in found]
 
 
-def artifact_sha256(tracking_uri: str, artifact_uri: str, path: str) -> str | None:
-    """The sha256 of a run's artifact read as a stream from the server that proxies it
-    (``mlflow-artifacts:`` URIs): one request, no file on disk; None for other stores."""
-    import hashlib
-    from urllib.parse import quote
-
+def get_json(tracking_uri: str, endpoint: str, params: dict) -> dict | None:
+    """A GET to the tracking server with MLflow's own credentials and headers (the folder's
+    key among them); its JSON, or None for any answer but 200."""
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
+
+    resp = http_request(get_default_host_creds(tracking_uri), endpoint, "GET", params=params,
+                        raise_on_status=False)
+    if resp.status_code != 200:
+        return None
+    try:
+        found = resp.json()
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+#: A run's metric point counts per key, counted in the tracking store's own tables
+#: (``metrics``, ``runs``: MLflow's schema since 1.x).
+_POINT_COUNTS = ("SELECT m.run_uuid, m.key, COUNT(*) FROM metrics m JOIN runs r "
+                 "ON r.run_uuid = m.run_uuid WHERE r.experiment_id = :experiment "
+                 "GROUP BY m.run_uuid, m.key")
+_RUN_ARTIFACTS = ("SELECT run_uuid, artifact_uri FROM runs WHERE experiment_id = :experiment "
+                  "AND lifecycle_stage = 'active'")
+
+
+def _store_rows(query: str, experiment_id: str) -> list[tuple] | None:
+    """Rows of ``query`` in this server's tracking store; None for a store that is not SQL
+    (or whose tables moved)."""
+    if not experiment_id.isdigit():
+        return None
+    try:
+        from mlflow.server.handlers import _get_tracking_store
+        from sqlalchemy import text
+
+        engine = getattr(_get_tracking_store(), "engine", None)
+        if engine is None:
+            return None
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(
+                text(query), {"experiment": int(experiment_id)})]
+    except Exception:  # any surprise in MLflow's store: the caller reads the API
+        return None
+
+
+def point_counts(experiment_id: str) -> dict[str, dict[str, int]] | None:
+    """In the server: per run of the experiment, its number of metric points per key (one
+    query; MLflow keeps every point it accepts and changes none, so a count that is the same
+    means a history that is the same). None where the store is not SQL."""
+    rows = _store_rows(_POINT_COUNTS, experiment_id)
+    if rows is None:
+        return None
+    counts: dict[str, dict[str, int]] = {}
+    for run_id, key, count in rows:
+        counts.setdefault(str(run_id), {})[str(key)] = int(count)
+    return counts
+
+
+def run_artifact_files(experiment_id: str) -> dict[str, list[tuple[str, int]] | None] | None:
+    """In the server: per active run of the experiment, every artifact file with its size,
+    read from disk where its artifacts are in a local folder (None for a run whose artifacts
+    are elsewhere: S3 and the like are listed through the API). None where the store is not
+    SQL."""
+    rows = _store_rows(_RUN_ARTIFACTS, experiment_id)
+    if rows is None:
+        return None
+    return {str(run_id): _local_files(str(uri or "")) for run_id, uri in rows}
+
+
+def _local_files(artifact_uri: str) -> list[tuple[str, int]] | None:
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "mlflow-artifacts":
+        served = served_artifacts_folder()
+        if served is None:
+            return None
+        root = os.path.join(served, parsed.path.lstrip("/"))
+    elif parsed.scheme in ("", "file"):
+        root = parsed.path
+    else:
+        return None
+    files = []
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                files.append((os.path.relpath(path, root).replace(os.sep, "/"),
+                              os.path.getsize(path)))
+    return sorted(files)
+
+
+_ARTIFACTS_ROUTE = "/api/2.0/mlflow-artifacts/artifacts/"
+
+
+def _proxied_endpoint(artifact_uri: str, path: str) -> str | None:
+    """The server route of a run's artifact where the server proxies it (``mlflow-artifacts:``
+    URIs, MLflow's ``MlflowArtifactsRepository``); None for other stores."""
+    from urllib.parse import quote
 
     if not artifact_uri.startswith("mlflow-artifacts:"):
         return None
     where = urlparse(artifact_uri).path.lstrip("/")
-    endpoint = f"/api/2.0/mlflow-artifacts/artifacts/{quote(f'{where}/{path}')}"
+    return _ARTIFACTS_ROUTE + quote(f"{where}/{path}")
+
+
+def artifact_sha256(tracking_uri: str, artifact_uri: str, path: str) -> str | None:
+    """The sha256 of a run's artifact read as a stream from the server that proxies it: one
+    request, no file on disk; None for other stores."""
+    import hashlib
+
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    endpoint = _proxied_endpoint(artifact_uri, path)
+    if endpoint is None:
+        return None
     digest = hashlib.sha256()
     with http_request(get_default_host_creds(tracking_uri), endpoint, "GET",
                       stream=True) as resp:
         for block in resp.iter_content(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+class _Body:
+    """A download read as the body of an upload, block by block (``http.client`` reads its
+    body with ``read(blocksize)``; ``requests`` sends ``Content-Length`` from ``len``)."""
+
+    def __init__(self, blocks, length: int) -> None:
+        self._blocks, self._length = blocks, length
+        self._block, self._at, self.sent = b"", 0, 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self):  # requests streams a body only if it is iterable
+        return iter(lambda: self.read(1 << 16), b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if self._at >= len(self._block):
+            self._block, self._at = next(self._blocks, b""), 0
+        end = len(self._block) if size is None or size < 0 else self._at + size
+        out = self._block[self._at:end]
+        self._at += len(out)
+        self.sent += len(out)
+        return out
+
+
+def stream_artifact(source_uri: str, source_artifacts: str, target_uri: str,
+                    target_artifacts: str, path: str) -> bool:
+    """Copy one run artifact between two servers that proxy artifacts, as a stream: the
+    download is the upload's body, nothing goes to disk, and one request each side (MLflow's
+    client reads the run again and lists the path before each download). False, having sent
+    nothing, where either side is another store, or the download's length is not known (a
+    compressed answer): the caller copies through a file."""
+    import mimetypes
+
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import augmented_raise_for_status, http_request
+
+    get = _proxied_endpoint(source_artifacts, path)
+    put = _proxied_endpoint(target_artifacts, path)
+    if get is None or put is None:
+        return False
+    with http_request(get_default_host_creds(source_uri), get, "GET", stream=True) as resp:
+        augmented_raise_for_status(resp)
+        length = resp.headers.get("Content-Length", "")
+        if resp.headers.get("Content-Encoding") or not length.isdigit():
+            return False
+        body = _Body(resp.iter_content(1 << 20), int(length))
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        # No retry: a retried upload would send the rest of a body already read.
+        sent = http_request(get_default_host_creds(target_uri), put, "PUT", data=body,
+                            max_retries=0, extra_headers={"Content-Type": kind})
+        augmented_raise_for_status(sent)
+    if body.sent != int(length):
+        raise OSError(f"artifact {path}: {body.sent} of {length} bytes read")
+    return True
 
 
 # --- copying traces (transfer.py) --------------------------------------------------------------

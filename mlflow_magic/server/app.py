@@ -39,6 +39,8 @@ app = activity.from_environment(gate.from_environment(journal.from_environment(
 import mlflow.server  # noqa: E402 - imported by the app above; the Flask app lives here
 
 from .renderer import serve_relative_trace_renderer, serve_storage_safe_index  # noqa: E402
+from .summaries import serve_run_summaries  # noqa: E402
 
 serve_relative_trace_renderer(mlflow.server.app)
 serve_storage_safe_index(mlflow.server.app)
+serve_run_summaries(mlflow.server.app)

@@ -169,7 +169,8 @@ class Runs:
 
     def plan(self, run: Run, copy: Copy, histories: dict, artifacts: bool) -> RunPlan:
         """What the copy lacks: the push's :class:`RunPlan`, from memory, not from a read."""
-        plan = RunPlan(run, self.experiment_name(run.info.experiment_id), copy.target_id)
+        plan = RunPlan(run, self.experiment_name(run.info.experiment_id), copy.target_id,
+                       target_artifact_uri=copy.artifact_uri)
         plan.params = {k: v for k, v in run.data.params.items() if k not in copy.params}
         plan.tags = {k: v for k, v in run.data.tags.items()
                      if k not in (reading.PARENT_TAG, NAME_TAG) and copy.tags.get(k) != v}

@@ -89,7 +89,7 @@ def apply(source: MlflowClient, target: MlflowClient, found: Plan,
             experiment_ids[run.experiment], start_time=run.source.info.start_time,
             run_name=run.source.info.run_name,
             tags={PUSH_SOURCE_TAG: run.source_id}), new), strict=True):
-        run.target_id = made.info.run_id
+        run.target_id, run.target_artifact_uri = made.info.run_id, made.info.artifact_uri
         found.run_ids[run.source_id] = run.target_id
     tally.phase = "logged models"
     for model in found.models:
@@ -160,12 +160,23 @@ def apply_run(source: MlflowClient, target: MlflowClient, run: RunPlan, found: P
         target.log_batch(run.target_id, metrics=some_points, params=some_params,
                          tags=some_tags, synchronous=True)
     _apply_links(target, run, found)
-    for path, _size in run.artifacts:
-        reading.copy_file(functools.partial(source.download_artifacts, run.source_id, path),
-                   functools.partial(target.log_artifact, run.target_id,
-                                     artifact_path=posixpath.dirname(path) or None))
+    reading.parallel(lambda item: _copy_artifact(source, target, run, item[0]), run.artifacts)
     if run.finish:
         target.set_terminated(run.target_id, run.source.info.status, run.source.info.end_time)
+
+
+def _copy_artifact(source: MlflowClient, target: MlflowClient, run: RunPlan, path: str
+                   ) -> None:
+    """One artifact file: streamed from server to server where both proxy artifacts, else
+    through a temporary file with MLflow's client (any store it knows)."""
+    assert run.target_id is not None
+    if run.target_artifact_uri and internals.stream_artifact(
+            source.tracking_uri, run.source.info.artifact_uri, target.tracking_uri,
+            run.target_artifact_uri, path):
+        return
+    reading.copy_file(functools.partial(source.download_artifacts, run.source_id, path),
+                      functools.partial(target.log_artifact, run.target_id,
+                                        artifact_path=posixpath.dirname(path) or None))
 
 
 def _apply_links(target: MlflowClient, run: RunPlan, found: Plan) -> None:

@@ -25,6 +25,7 @@ class RunPlan:
     experiment: str  # the source experiment's name
     target_id: str | None = None  # None: the run is new
     target: Run | None = None  # the copy as the plan found it
+    target_artifact_uri: str = ""  # where the copy's artifacts go ("": ask MLflow's client)
     files: list[tuple[str, int]] = field(default_factory=list)  # every artifact of the source
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
@@ -208,20 +209,19 @@ def _plan_experiment(source: MlflowClient, target: MlflowClient, experiment: Any
             else:
                 plan_.others += 1
     runs = reading.runs_of(source, experiment.experiment_id)
-    found.histories.update(reading.histories(source, runs))
-    files = dict(zip((r.info.run_id for r in runs), reading.parallel(
-        lambda run: reading.files_of(source, run), runs), strict=True))
-    digests = {r.info.run_id: reading.digest(r, found.histories, files[r.info.run_id])
+    points, files, read = _source_summaries(source, experiment.experiment_id, runs, found)
+    digests = {r.info.run_id: reading.digest(r, points[r.info.run_id], files[r.info.run_id])
                for r in runs}
     unchanged = {rid for rid, digest in digests.items() if rid in targets
                  and found.known.get(rid) == (targets[rid].info.run_id, digest)}
-    found.histories.update(reading.histories(target, [targets[r.info.run_id] for r in runs
-                                               if r.info.run_id in targets
-                                               and r.info.run_id not in unchanged]))
+    changed = [run for run in runs if run.info.run_id not in unchanged]
+    if not read:
+        found.histories.update(reading.histories(source, changed))
+    found.histories.update(reading.histories(target, [targets[r.info.run_id] for r in changed
+                                                      if r.info.run_id in targets]))
     for run in runs:
         found.source_runs += 1
-        found.source_points += sum(len(found.histories.get((run.info.run_id, key), []))
-                                   for key in run.data.metrics)
+        found.source_points += sum(points[run.info.run_id].values())
         if run.info.run_id in targets:
             found.run_ids[run.info.run_id] = targets[run.info.run_id].info.run_id
     found.runs.extend(reading.parallel(lambda run: _plan_run(
@@ -232,11 +232,34 @@ def _plan_experiment(source: MlflowClient, target: MlflowClient, experiment: Any
     plan_traces(source, target, experiment, there, found)
 
 
+def _source_summaries(source: MlflowClient, experiment_id: str, runs: list[Run], found: Plan
+                      ) -> tuple[dict[str, dict[str, int]], dict[str, list[tuple[str, int]]],
+                                 bool]:
+    """Per source run, its point count per key and its artifact files: from the folder's
+    server in one request where it answers (:func:`reading.run_summaries`), else from every
+    history (kept in ``found``: then True) and a listing per run.
+
+    Read before any history the plan compares, so a digest never describes a later state
+    than what was compared: a point logged in between changes the next digest, and is
+    copied then."""
+    told = reading.run_summaries(source, experiment_id)
+    if told is None:
+        found.histories.update(reading.histories(source, runs))
+    points = {r.info.run_id: told[r.info.run_id][0] if told and r.info.run_id in told
+              else reading.counts(r, found.histories) for r in runs}
+    files = {rid: listed for rid, (_, listed) in (told or {}).items() if listed is not None}
+    unlisted = [r for r in runs if r.info.run_id not in files]
+    files.update(zip((r.info.run_id for r in unlisted), reading.parallel(
+        lambda run: reading.files_of(source, run), unlisted), strict=True))
+    return points, files, told is None
+
+
 def _plan_run(source: MlflowClient, target: MlflowClient, run: Run, experiment: str,
               mine: Run | None, found: Plan, files: list[tuple[str, int]], digest: str,
               unchanged: bool) -> RunPlan:
-    plan_ = RunPlan(run, experiment, mine.info.run_id if mine else None, mine, files=files,
-                    unchanged=unchanged, digest=digest)
+    plan_ = RunPlan(run, experiment, mine.info.run_id if mine else None, mine,
+                    mine.info.artifact_uri if mine else "", files=files, unchanged=unchanged,
+                    digest=digest)
     if unchanged:  # equal there at an earlier push, and not changed here since
         return plan_
     have_params = mine.data.params if mine else {}

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ... import internals
-from ...contract import PUSH_SOURCE_TAG
+from ...contract import PUSH_SOURCE_TAG, RUN_SUMMARIES_PATH
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -46,24 +46,53 @@ def histories(client: MlflowClient, runs: list[Run]) -> dict[tuple[str, str], li
 
 def fetch_histories(client: MlflowClient, key: str, run_ids: list[str],
                      found: dict[tuple[str, str], list[Metric]]) -> None:
+    """The histories of ``key`` for ``run_ids`` into ``found``: as many runs per request as
+    the answer's cap allows (see :func:`internals.metric_histories`)."""
     from mlflow.entities import Metric
 
-    bulk = internals.metric_histories(client.tracking_uri, run_ids, key)
-    if bulk == {} and len(run_ids) > 1:  # more points than one answer holds: halves
-        half = len(run_ids) // 2
-        fetch_histories(client, key, run_ids[:half], found)
-        fetch_histories(client, key, run_ids[half:], found)
-        return
-    if not bulk:  # no such route (or one run over its cap): one request per run
-        for run_id in run_ids:
-            found[(run_id, key)] = client.get_metric_history(run_id, key)
-        return
-    for run_id, metrics in bulk.items():
-        found[(run_id, key)] = [
-            Metric(m["key"], m["value"], m["timestamp"], m["step"],
-                   model_id=m.get("model_id"), dataset_name=m.get("dataset_name"),
-                   dataset_digest=m.get("dataset_digest"))
-            for m in metrics]
+    while run_ids:
+        answer = internals.metric_histories(client.tracking_uri, run_ids, key)
+        if answer is None:  # no such route: one request per run
+            for run_id in run_ids:
+                found[(run_id, key)] = client.get_metric_history(run_id, key)
+            return
+        whole, rest = answer
+        for run_id, metrics in whole.items():
+            found[(run_id, key)] = [
+                Metric(m["key"], m["value"], m["timestamp"], m["step"],
+                       model_id=m.get("model_id"), dataset_name=m.get("dataset_name"),
+                       dataset_digest=m.get("dataset_digest"))
+                for m in metrics]
+        if rest and not whole:  # nothing answered whole: fewer runs, or one run by itself
+            if len(rest) == 1:
+                found[(rest[0], key)] = client.get_metric_history(rest[0], key)
+                return
+            half = len(rest) // 2
+            fetch_histories(client, key, rest[:half], found)
+            fetch_histories(client, key, rest[half:], found)
+            return
+        run_ids = rest
+
+
+def run_summaries(client: MlflowClient, experiment_id: str
+                  ) -> dict[str, tuple[dict[str, int], list[tuple[str, int]] | None]] | None:
+    """Per run of the experiment: its metric point count per key, and its artifact files
+    with sizes (None where the server does not see them on disk), in one request to the
+    folder's own server (:mod:`mlflow_magic.server.summaries`). None from a server that does
+    not serve it (another server, an older mlflow_magic, MLflow's auth app)."""
+    answer = internals.get_json(client.tracking_uri, RUN_SUMMARIES_PATH,
+                                {"experiment_id": experiment_id})
+    if answer is None or not isinstance(answer.get("runs"), dict):
+        return None
+    return {run_id: ({str(k): int(v) for k, v in (told.get("points") or {}).items()},
+                     None if told.get("files") is None
+                     else [(str(path), int(size)) for path, size in told["files"]])
+            for run_id, told in answer["runs"].items()}
+
+
+def counts(run: Run, histories: dict[tuple[str, str], list[Metric]]) -> dict[str, int]:
+    """A run's metric point count per key, from its histories."""
+    return {key: len(histories.get((run.info.run_id, key), [])) for key in run.data.metrics}
 
 
 def parallel(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
@@ -253,15 +282,19 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def digest(run: Run, histories: dict[tuple[str, str], list[Metric]],
-           files: list[tuple[str, int]]) -> str:
+#: Changes with what a digest covers, so digests of an older formula never match.
+DIGEST_FORMAT = 2
+
+
+def digest(run: Run, points: dict[str, int], files: list[tuple[str, int]]) -> str:
     """Everything a push copies of a run, as one hash: its params, tags, status and times,
-    every metric point, dataset and model links, artifact files and sizes. Equal digests:
-    nothing of the run changed since it was found equal on the target."""
-    data = [sorted(run.data.params.items()), sorted(run.data.tags.items()),
+    its metric point count per key (MLflow keeps every point it accepts and changes none,
+    so the same count is the same history), dataset and model links, artifact files and
+    sizes. Equal digests: nothing of the run changed since it was found equal on the
+    target."""
+    data = [DIGEST_FORMAT, sorted(run.data.params.items()), sorted(run.data.tags.items()),
             [run.info.status, run.info.start_time, run.info.end_time, run.info.run_name],
-            [[key, sorted(point(m) for m in histories.get((run.info.run_id, key), []))]
-             for key in sorted(run.data.metrics)],
+            [[key, points.get(key, 0)] for key in sorted(run.data.metrics)],
             sorted(repr(dataset_key(d)) for d in (run.inputs.dataset_inputs
                                                    if run.inputs else [])),
             sorted(m.model_id for m in model_inputs(run)),
