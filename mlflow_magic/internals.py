@@ -396,9 +396,11 @@ def stream_artifact(source_uri: str, source_artifacts: str, target_uri: str,
             return False
         body = _Body(resp.iter_content(1 << 20), int(length))
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        # No retry: a retried upload would send the rest of a body already read.
-        sent = http_request(get_default_host_creds(target_uri), put, "PUT", data=body,
-                            max_retries=0, extra_headers={"Content-Type": kind})
+        # No retry: a retried upload would send the rest of a body already read. An empty
+        # file is an empty body (requests sends a body of length 0 as chunked).
+        sent = http_request(get_default_host_creds(target_uri), put, "PUT",
+                            data=body if len(body) else b"", max_retries=0,
+                            extra_headers={"Content-Type": kind})
         augmented_raise_for_status(sent)
     if body.sent != int(length):
         raise OSError(f"artifact {path}: {body.sent} of {length} bytes read")

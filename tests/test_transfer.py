@@ -337,3 +337,91 @@ def test_a_wrong_password_or_no_server_is_one_paragraph_and_copies_nothing(
     with pytest.raises(Exception, match="No experiment named 'nope'"):
         ip.run_line_magic("mlflow_server", f"push --to {team} --path {folder} --experiment nope")
     assert client(team).get_experiment_by_name(made["experiment"]) is None
+
+
+@pytest.mark.integration
+def test_the_folders_server_counts_and_lists_each_run_as_mlflows_api_reads_it(laptop, team):
+    """What a push's digest reads in one request equals what MLflow's API gives run by run,
+    so a push that uses it decides exactly as one that reads everything; a server of MLflow's
+    auth app does not serve it (its permissions are per experiment), and a push reads that
+    one through the API."""
+    folder, made = laptop
+    src = client(mlflow_magic.status(folder).server.url)
+    experiment = src.get_experiment_by_name(made["experiment"]).experiment_id
+    runs = reading.runs_of(src, experiment)
+    told = reading.run_summaries(src, experiment)
+    assert told is not None and set(told) == {r.info.run_id for r in runs}
+    histories = reading.histories(src, runs)
+    for run in runs:
+        points, files = told[run.info.run_id]
+        assert points == reading.counts(run, histories), run.info.run_name
+        assert files == sorted(reading.files_of(src, run)), run.info.run_name
+    assert sum(sum(points.values()) for points, _ in told.values()) == 10 * 1000 + 5
+    assert ("checkpoints/weights.bin", 20_000_000) in told[made["big"]][1]
+    assert reading.run_summaries(src, "no-such-experiment") is None
+    assert reading.run_summaries(client(team), "0") is None
+
+
+@pytest.mark.integration
+def test_bulk_histories_keep_the_runs_a_cut_answer_holds_whole(laptop, monkeypatch):
+    """An answer cut at its cap still holds every run before the one it cut in: only the
+    rest is asked again (halving the request threw the whole answer away). A run longer than
+    the cap by itself is read with MLflow's own paged call."""
+    from mlflow_magic import internals
+
+    folder, _made = laptop
+    src = client(mlflow_magic.status(folder).server.url)
+    runs = [r for r in reading.runs_of(src, src.get_experiment_by_name(
+        "laptop-experiments").experiment_id) if "loss" in r.data.metrics
+        and "acc" in r.data.metrics]
+    assert len(runs) == 10  # 500 points of each key
+    asked: list[int] = []
+    real = internals.metric_histories
+
+    def counted(uri, run_ids, key):
+        asked.append(len(run_ids))
+        return real(uri, run_ids, key)
+
+    monkeypatch.setattr(internals, "metric_histories", counted)
+    monkeypatch.setattr(internals, "_HISTORY_BULK_MAX", 1200)  # two runs and a bit
+    found: dict = {}
+    reading.fetch_histories(src, "loss", [r.info.run_id for r in runs], found)
+    assert asked == [10, 8, 6, 4, 2]
+    for run in runs:
+        expected = sorted((m.step, m.timestamp, m.value)
+                          for m in src.get_metric_history(run.info.run_id, "loss"))
+        assert sorted((m.step, m.timestamp, m.value)
+                      for m in found[(run.info.run_id, "loss")]) == expected
+        assert len(expected) == 500
+    monkeypatch.setattr(internals, "_HISTORY_BULK_MAX", 300)  # less than one run
+    alone: dict = {}
+    reading.fetch_histories(src, "acc", [runs[0].info.run_id], alone)
+    assert len(alone[(runs[0].info.run_id, "acc")]) == 500
+
+
+@pytest.mark.integration
+def test_artifacts_stream_from_server_to_server_byte_for_byte(laptop, team, tmp_path):
+    """Files go from the folder's server to the team server's S3 as one stream each way:
+    an empty file, a name with a space, a file in a folder; a store that is not proxied by
+    its server is left to MLflow's client."""
+    from mlflow_magic import internals
+
+    folder, _made = laptop
+    src, dst = client(mlflow_magic.status(folder).server.url), client(team)
+    files = {"empty.txt": b"", "with space.csv": b"a,b\n1,2\n",
+             "deep/er/blob.bin": os.urandom(3_000_000)}
+    for name, data in files.items():
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_bytes(data)
+    run = src.create_run(src.create_experiment("streamed")).info
+    src.log_artifacts(run.run_id, str(tmp_path / "src"))
+    copy = dst.create_run(dst.create_experiment("streamed")).info
+    for name in files:
+        assert internals.stream_artifact(src.tracking_uri, run.artifact_uri, dst.tracking_uri,
+                                         copy.artifact_uri, name), name
+    assert copy.artifact_uri.startswith("mlflow-artifacts:")
+    for name, data in files.items():
+        local = dst.download_artifacts(copy.run_id, name, str(tmp_path / "back"))
+        assert Path(local).read_bytes() == data, name
+    assert not internals.stream_artifact(src.tracking_uri, run.artifact_uri, dst.tracking_uri,
+                                         f"file://{tmp_path}/elsewhere", "empty.txt")
