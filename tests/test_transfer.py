@@ -356,7 +356,9 @@ def test_the_folders_server_counts_and_lists_each_run_as_mlflows_api_reads_it(la
         points, files = told[run.info.run_id]
         assert points == reading.counts(run, histories), run.info.run_name
         assert files == sorted(reading.files_of(src, run)), run.info.run_name
-    assert sum(sum(points.values()) for points, _ in told.values()) == 10 * 1000 + 5
+    # every point the module's runs logged (an earlier test may have added one since)
+    assert sum(sum(p.values()) for p, _ in told.values()) == sum(
+        len(points) for points in histories.values()) >= 10 * 1000 + 5
     assert ("checkpoints/weights.bin", 20_000_000) in told[made["big"]][1]
     assert reading.run_summaries(src, "no-such-experiment") is None
     assert reading.run_summaries(client(team), "0") is None
@@ -374,7 +376,7 @@ def test_bulk_histories_keep_the_runs_a_cut_answer_holds_whole(laptop, monkeypat
     runs = [r for r in reading.runs_of(src, src.get_experiment_by_name(
         "laptop-experiments").experiment_id) if "loss" in r.data.metrics
         and "acc" in r.data.metrics]
-    assert len(runs) == 10  # 500 points of each key
+    assert len(runs) == 10  # 500 points of each key (an earlier test adds one to an "acc")
     asked: list[int] = []
     real = internals.metric_histories
 
@@ -396,7 +398,8 @@ def test_bulk_histories_keep_the_runs_a_cut_answer_holds_whole(laptop, monkeypat
     monkeypatch.setattr(internals, "_HISTORY_BULK_MAX", 300)  # less than one run
     alone: dict = {}
     reading.fetch_histories(src, "acc", [runs[0].info.run_id], alone)
-    assert len(alone[(runs[0].info.run_id, "acc")]) == 500
+    assert len(alone[(runs[0].info.run_id, "acc")]) == len(
+        src.get_metric_history(runs[0].info.run_id, "acc")) >= 500
 
 
 @pytest.mark.integration
