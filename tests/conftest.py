@@ -548,7 +548,9 @@ def postgres():
 
 @pytest.fixture(scope="session")
 def mariadb():
-    """A throwaway MariaDB server on a free port; yields a ``mysql+pymysql://`` URI."""
+    """A throwaway MariaDB server on a free port, with the compiled-in default character set
+    (latin1); yields a ``mysql+pymysql://`` URI of a utf8mb4 database. Its other database,
+    ``mlflow_latin1``, is in latin1."""
     mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     install_db = shutil.which("mariadb-install-db")
     if not Path(mariadbd).exists() or not install_db:
@@ -580,9 +582,14 @@ def mariadb():
     try:
         conn = wait_for(ready, timeout=60, interval=0.3)
         with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE mlflow")
+            # As users' servers create it (Debian's packaged MariaDB defaults to utf8mb4);
+            # this server runs with the compiled-in latin1, kept for one database that
+            # shows what MLflow then does (test_team_server).
+            cur.execute("CREATE DATABASE mlflow CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            cur.execute("CREATE DATABASE mlflow_latin1")
             cur.execute(f"CREATE USER 'mlflow'@'127.0.0.1' IDENTIFIED BY '{password}'")
             cur.execute("GRANT ALL ON mlflow.* TO 'mlflow'@'127.0.0.1'")
+            cur.execute("GRANT ALL ON mlflow_latin1.* TO 'mlflow'@'127.0.0.1'")
         conn.commit()
         conn.close()
         yield f"mysql+pymysql://mlflow:{password}@127.0.0.1:{port}/mlflow"

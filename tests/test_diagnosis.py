@@ -38,3 +38,15 @@ def test_known_failures_get_their_fix_with_the_password_masked(log, words):
 
 def test_an_unknown_failure_gets_no_guess():
     assert hint("Traceback ...\nValueError: something new", None) is None
+
+
+def test_a_latin1_database_gets_its_name_and_the_commands_with_no_password():
+    log = ("sqlalchemy.exc.OperationalError: (pymysql.err.OperationalError) (1253, "
+           "\"COLLATION 'utf8mb4_bin' is not valid for CHARACTER SET 'latin1'\")")
+    said = hint(log, "mysql+pymysql://u:secret@db.example:3307/runs")
+    assert said is not None and "secret" not in said
+    assert said.startswith("The database runs uses the character set latin1")
+    assert "mariadb -h db.example -P 3307 -u u -p -e 'ALTER DATABASE runs CHARACTER SET " \
+           "utf8mb4 COLLATE utf8mb4_bin;'" in said
+    assert "mariadb-dump -h db.example -P 3307 -u u -p --default-character-set=utf8mb4 runs" \
+           in said

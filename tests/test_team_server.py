@@ -15,6 +15,7 @@ import pytest
 from conftest import BROWSER_MARKS, owner, serving
 
 import mlflow_magic
+from mlflow_magic.errors import StartFailedError
 from mlflow_magic.state import records
 
 
@@ -129,6 +130,30 @@ def test_sql_backend_with_s3_keeps_everything_across_restart(backend, folder, s3
              str(mlflow_magic.logs(folder, 500)), str(mlflow_magic.list_servers()),
              " ".join(serving(again).cmdline())]
     assert not [text for text in shown if password in text or "secret" in text]
+
+
+def test_a_latin1_mariadb_database_gets_the_commands_that_convert_it(folder, mariadb):
+    """MLflow 3.18's first migration fails on a database in latin1 (plain ``mlflow server``
+    too): the start says which database, why, and the exact commands, above the log's end,
+    and leaves nothing running."""
+    import psutil
+
+    uri = mariadb.rsplit("/", 1)[0] + "/mlflow_latin1"
+    before = {p.pid for p in psutil.process_iter()}
+    with pytest.raises(StartFailedError) as info:
+        mlflow_magic.start(folder, use=False, backend_store_uri=uri, timeout=180)
+    message = str(info.value)
+    paragraph, _, tail = message.partition("Last lines of its log")
+    assert "The database mlflow_latin1 uses the character set latin1" in paragraph
+    assert ("-e 'ALTER DATABASE mlflow_latin1 CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;'"
+            in paragraph)
+    assert "mariadb-dump" in paragraph and "CONVERT TO CHARACTER SET utf8mb4" in paragraph
+    assert "utf8mb4_bin' is not valid for CHARACTER SET 'latin1'" in tail
+    assert "maria-s3cret-pw" not in message
+    assert records.read_record(folder) is None
+    left = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.pid not in before
+            and str(folder) in " ".join(p.info["cmdline"] or [])]
+    assert left == []
 
 
 def test_clients_write_to_s3_directly_without_proxying(folder, postgres, s3, monkeypatch):

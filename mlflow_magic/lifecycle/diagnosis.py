@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..contract import DATABASE_TABLES, OUT_OF_DATE, SERVER_PROCESS_STARTED, UVICORN_RUNNING
 from ..settings.masking import mask_text, mask_uri
@@ -42,6 +43,9 @@ def phase(text: str) -> str:
 def hint(log_tail: str, backend_store_uri: str | None) -> str | None:
     """A specific fix for the known causes of a failed start, found in the log."""
     lowered = log_tail.lower()
+    charset = _NOT_UTF8MB4.search(lowered)
+    if charset:
+        return _charset_fix(charset.group(1), backend_store_uri)
     if OUT_OF_DATE.lower() in lowered:  # our guard's message and MLflow's own
         return (f"The database was created by an older MLflow and was left as it is. Start "
                 "again with --upgrade-db to back up the SQLite file next to it and upgrade it, "
@@ -67,6 +71,31 @@ def hint(log_tail: str, backend_store_uri: str | None) -> str | None:
     if missing:
         return f"A Python module is missing: install it with `pip install {missing.group(1)}`."
     return None
+
+
+#: MariaDB's and MySQL's refusal of MLflow's ``utf8mb4_bin`` collation in a database of
+#: another character set (MLflow 3.18's first migration; server default latin1).
+_NOT_UTF8MB4 = re.compile(r"collation 'utf8mb4\w*' is not valid for character set '(\w+)'")
+
+
+def _charset_fix(charset: str, backend_store_uri: str | None) -> str:
+    """Why MLflow cannot use a MariaDB/MySQL database in ``charset``, and the commands that
+    convert it: MLflow's tables compare names with ``utf8mb4_bin``."""
+    parts = urlsplit(backend_store_uri or "")
+    name = parts.path.lstrip("/").split("/", 1)[0] or "<database>"
+    host = f" -h {parts.hostname}" if parts.hostname else ""
+    port = f" -P {parts.port}" if parts.port else ""
+    user = f" -u {parts.username}" if parts.username else ""
+    alter = f"ALTER DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;"
+    return (f"The database {name} uses the character set {charset}, and MLflow needs "
+            "utf8mb4 (its tables compare names with utf8mb4_bin). For a new, empty database, "
+            f"run `mariadb{host}{port}{user} -p -e '{alter}'` and start again. For one that "
+            f"holds data, back it up first (`mariadb-dump{host}{port}{user} -p "
+            f"--default-character-set=utf8mb4 {name} > {name}-backup.sql`), then run that "
+            "ALTER DATABASE and, for each of its tables, `ALTER TABLE <table> CONVERT TO "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;`. A server whose default character "
+            "set is utf8mb4 (`character-set-server = utf8mb4`, as in Debian's packaged "
+            "configuration) creates new databases right.")
 
 
 def log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
