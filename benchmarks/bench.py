@@ -38,7 +38,6 @@ import psutil
 
 import mlflow_magic
 from mlflow_magic.contract import CACHE_DIR_ENV
-from mlflow_magic.remote import rest
 from mlflow_magic.security import keys, ports
 from mlflow_magic.server import newdb
 from mlflow_magic.state import processes, records
@@ -47,19 +46,10 @@ from mlflow_magic.tracking import environment
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the test suite's services and crash loop
 import crash_loop  # noqa: E402
+import requests_vs_plain  # noqa: E402
 import services  # noqa: E402
+from harness import jupyter_server, median, table, wait_health  # noqa: E402
 from services import free_port  # noqa: E402
-
-
-def wait_health(url: str, proc: subprocess.Popen | None = None, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        if rest.probe(url, timeout=1).healthy:
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
 def tree_rss_mb(pid: int) -> tuple[float, int]:
@@ -370,28 +360,6 @@ def rest_latency_ms(url: str, n: int = 50, headers: dict | None = None) -> float
     return statistics.median(times)
 
 
-def jupyter_server(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, str]:
-    """A real Jupyter server with jupyter-server-proxy; returns (proc, base URL, token)."""
-    port, token = free_port(), "bench-token"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "server", "--no-browser", f"--port={port}",
-         f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1", "--allow-root",
-         f"--ServerApp.root_dir={tempfile.gettempdir()}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, **(env or {})})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("Jupyter server did not start") from None
-            time.sleep(0.2)
-    return proc, base, token
-
-
 def log_tail_ms(root: Path, size_mb: int = 1024) -> tuple[float, float]:
     """Reading the last 40 lines of a ``size_mb`` log: the whole file (before) vs its end."""
     from mlflow_magic.state import logfile
@@ -521,8 +489,8 @@ def gate_call_us(mode: str, n: int = 20000) -> tuple[float, float]:
 def tcp_sockets() -> int:
     """How many TCP sockets this machine lists (what the owner check reads)."""
     count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as fh:
+    for listing in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(listing) as fh:
             count += sum(1 for _ in fh) - 1
     return count
 
@@ -1500,10 +1468,6 @@ def team_requests(team) -> int:
     return Path(team.log_path).read_text(errors="replace").count('HTTP/1.1"')
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def measure_starts(rounds: int, root: Path) -> dict[str, dict[str, list[float]]]:
     """Cold and warm starts plus memory, alternating the contenders each round."""
     contenders: dict[str, Callable[[Path], object]] = {
@@ -1550,25 +1514,6 @@ def machine() -> str:
             f"Python {platform.python_version()}; MLflow {mlflow.version.VERSION}")
 
 
-HEADER = ("measure", "plain `mlflow server`", "plain, tuned: --workers 1, no job runner",
-          "mlflow_magic", "vs plain", "vs tuned", "target")
-
-
-def table(rows: list[tuple[str, ...]], markdown: bool) -> str:
-    """Rows of 7 columns (HEADER); a 5-column row (measure, before, now, ratio, target)
-    compares against one baseline and is spread over the plain columns."""
-    rows = [r if len(r) == len(HEADER) else (r[0], r[1], "", r[2], r[3], "", r[4])
-            for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(r[i])) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*HEADER), fmt.format(*("-" * w for w in widths)),
-                      *(fmt.format(*r) for r in rows)])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1593,6 +1538,9 @@ def main() -> None:
     parser.add_argument("--sync-only", action="store_true",
                         help="only --sync-to: logging with the sync on and off, lag, idle "
                              "cycles on 100 and 1,000 runs")
+    parser.add_argument("--requests-only", action="store_true",
+                        help="only requests against plain `mlflow server` with the same flags "
+                             "(requests_vs_plain.py)")
     parser.add_argument("--push-only", action="store_true",
                         help="only a push of 200 runs to PostgreSQL (and export-import)")
     parser.add_argument("--export-import", metavar="BIN", type=Path,
@@ -1614,6 +1562,8 @@ def main() -> None:
             "cards_only": lambda: card_rows(root, args.rounds),
             "daily_only": lambda: daily_rows(root, args.rounds),
             "push_only": lambda: push_rows(root, args.postgres_uri, args.export_import),
+            "requests_only": lambda: requests_vs_plain.rows(root, args.rounds,
+                                                            args.postgres_uri),
             "always_only": lambda: always_rows(root, args.rounds),
             "sync_only": lambda: sync_rows(root, args.rounds)}
     for flag, rows_of in only.items():
@@ -1625,7 +1575,9 @@ def main() -> None:
                 shutil.rmtree(root, ignore_errors=True)
             return
     try:
-        costs = (start_rows(root, args.rounds) + costs_rows(root, args.rounds)
+        costs = (start_rows(root, args.rounds)
+                 + requests_vs_plain.rows(root, args.rounds, args.postgres_uri)
+                 + costs_rows(root, args.rounds)
                  + privacy_rows(root, args.rounds) + card_rows(root, args.rounds)
                  + daily_rows(root, args.rounds) + always_rows(root, args.rounds)
                  + writers_rows(root, args.postgres_uri))
