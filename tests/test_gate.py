@@ -135,15 +135,38 @@ def test_a_team_server_has_no_gate(monkeypatch):
 
 def test_a_kernel_pass_lets_a_frame_of_another_site_in_under_its_path(gate, folder):
     """``/mlflow-magic-pass/<pass>/...`` is MLflow's root for as long as the pass holds: no
-    cookie, no key, browser marks or not; MLflow sees its own path, a loopback Host and no
-    cross-site Origin; the response may be framed by the embedders only."""
+    cookie, no key; the frame's own requests (same-origin) and its navigation from the
+    embedding page get in; MLflow sees its own path, a loopback Host and no cross-site
+    Origin; the response may be framed by the embedders only."""
     from mlflow_magic.state import passes
 
     token = passes.kernel_pass(records.record_dir(folder), PORT)
+    colab = passes.kernel_pass(records.record_dir(folder), PORT, "abc.googleusercontent.com")
     base = f"/{contract.PASS_PATH}/{token}"
-    marks = {"sec_fetch_site": "cross-site", "origin": "https://x.vscode-cdn.net"}
-    verdict = ask(gate, f"{base}/ajax-api/2.0/mlflow/runs/update", method="POST", **marks)
+    own = {"sec_fetch_site": "same-origin", "sec_fetch_mode": "cors",
+           "origin": f"http://127.0.0.1:{PORT}", "host": f"127.0.0.1:{PORT}"}
+    verdict = ask(gate, f"{base}/ajax-api/2.0/mlflow/runs/update", method="POST", **own)
     assert verdict.allowed and verdict.path == "/ajax-api/2.0/mlflow/runs/update"
+    framed = {"sec_fetch_site": "cross-site", "sec_fetch_mode": "navigate",
+              "sec_fetch_dest": "iframe", "host": f"127.0.0.1:{PORT}"}
+    assert ask(gate, f"{base}/", **framed).allowed
+    # Anything else a page of another site sends through a pass is refused: a no-cors
+    # fetch or sendBeacon, a form's post, an image, an old browser's cross-origin write,
+    # and a name other than loopback or the pass's own (DNS rebinding).
+    for method, marks in [
+            ("POST", {"sec_fetch_site": "cross-site", "sec_fetch_mode": "no-cors",
+                      "sec_fetch_dest": "empty", "origin": "https://evil.example"}),
+            ("POST", {**framed, "origin": "https://evil.example"}),
+            ("GET", {"sec_fetch_site": "cross-site", "sec_fetch_mode": "no-cors",
+                     "sec_fetch_dest": "image"}),
+            ("POST", {"origin": "https://evil.example", "host": f"127.0.0.1:{PORT}"}),
+            ("GET", {"sec_fetch_site": "same-origin", "host": f"rebind.example:{PORT}"}),
+            ("GET", {"sec_fetch_site": "same-origin",
+                     "host": f"abc.googleusercontent.com:{PORT}"})]:
+        assert ask(gate, f"{base}/ajax-api/2.0/mlflow/runs/update", method=method,
+                   **marks).status == 401, (method, marks)
+    assert ask(gate, f"/{contract.PASS_PATH}/{colab}/", sec_fetch_site="same-origin",
+               host="abc.googleusercontent.com").allowed  # the forwarder it was made for
     assert ask(gate, f"{base}/").path == "/"
     slashless = ask(gate, base, query="a=1")
     assert slashless.status == 308 and ("Location", f"{token}/?a=1") in slashless.headers
@@ -161,6 +184,7 @@ def test_a_kernel_pass_lets_a_frame_of_another_site_in_under_its_path(gate, fold
     async def send(message):
         sent.append(message)
 
+    base = f"/{contract.PASS_PATH}/{colab}"
     scope = {"type": "http", "method": "POST", "path": f"{base}/ajax-api/2.0/x",
              "raw_path": f"{base}/ajax-api/2.0/x".encode(), "query_string": b"",
              "server": ("127.0.0.1", PORT),

@@ -23,7 +23,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mlflow_magic"
 #: Our modules that code in the server process may use: its own folder and the shared ones.
 SERVER_MAY_IMPORT = ("mlflow_magic.server", "mlflow_magic.contract", "mlflow_magic.internals",
                      "mlflow_magic.paths", "mlflow_magic.state.logfile",
-                     "mlflow_magic.state.passes", "mlflow_magic.state.journal")
+                     "mlflow_magic.state.passes", "mlflow_magic.state.journal",
+                     "mlflow_magic.state.owned")
 #: The entry points the server process starts from (``python -m``, the app uvicorn loads).
 SERVER_ENTRIES = ("mlflow_magic.server.serve", "mlflow_magic.server.app")
 

@@ -41,11 +41,24 @@ def test_the_kernel_names_the_user_of_a_loopback_connections_client():
         assert peer.client_uid(*client, "127.0.0.1", port) == os.geteuid()
         assert peer.client_uid(*client, None, port) == os.geteuid()  # the family's loopback
         assert peer.client_uid(f"::ffff:{client[0]}", client[1], None, port) == os.geteuid()
-        assert peer.client_uid(*client, None, port - 1) is None  # not a connection to it
-        assert peer.client_uid(client[0], client[1] ^ 1, None, port) is None
-        assert peer.client_uid(*client, "127.0.0.2", port) is None
+        # no such connection: the kernel knows none, which counts as nobody's
+        assert peer.client_uid(*client, None, port - 1) == peer.NO_CONNECTION
+        assert peer.client_uid(client[0], client[1] ^ 1, None, port) == peer.NO_CONNECTION
+        assert peer.client_uid(*client, "127.0.0.2", port) == peer.NO_CONNECTION
         assert peer.client_uid("192.0.2.7", client[1], None, port) is None  # not loopback
         assert peer.client_uid("not an address", client[1], None, port) is None
+
+
+def test_a_forged_client_address_naming_a_listening_port_is_nobodys():
+    """A client address from a header (``X-Forwarded-For: 127.0.0.1:<port>``) names no
+    connection; the kernel answers such a lookup with the socket listening on that port,
+    whose user is the owner. That answer is not the client's."""
+    with connection() as (_, port), socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        assert peer.client_uid("127.0.0.1", port, None, port) == peer.NO_CONNECTION
+        assert peer.client_uid("127.0.0.1", other.getsockname()[1], None, port) == \
+            peer.NO_CONNECTION
 
 
 def test_an_ipv6_loopback_client_is_named_too():

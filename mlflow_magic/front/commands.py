@@ -85,7 +85,8 @@ def ui_view(server_url: str, proxy_url: str | None = None, height: int | None = 
     experiment_id, run = _resolve_route(server_url, experiment, run)
     login = ports.login_query(server_url) if location.needs_login else ""
     if location.needs_pass:  # a frame of another site: a pass in the path, no cookie needed
-        location = dataclasses.replace(location, url=location.url + ports.pass_path(server_url))
+        location = dataclasses.replace(
+            location, url=location.url + ports.pass_path(server_url, location.url))
     return UiView(location, deep_link(experiment_id, run, view), height or DEFAULT_HEIGHT,
                   login)
 

@@ -82,11 +82,14 @@ def still_listening(listener: Listener) -> bool:
     """True while the process that held the socket still holds that very socket.
 
     On Linux: the same descriptor still points at the same socket inode (a
-    socket's inode is unique while it is open, so a recycled pid cannot pass).
+    socket's inode is unique while it is open, so a recycled pid cannot pass); a listener
+    recorded without one is not verified.
     Elsewhere: the same process (pid and create time) is alive.
     """
     if listener.inode:
         return _inode(listener.pid, listener.fd) == listener.inode
+    if sys.platform.startswith("linux"):  # /proc always tells: an inode of 0 was made up
+        return False
     return same_process(listener.pid, listener.create_time) is not None
 
 

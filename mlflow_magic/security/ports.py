@@ -64,14 +64,17 @@ def _own_private_server(url: str) -> tuple[ServerRecord, int] | None:
     return (found.record, port) if found is not None and found.record.private else None
 
 
-def pass_path(url: str) -> str:
+def pass_path(url: str, shown_at: str | None = None) -> str:
     """``<PASS_PATH>/<pass>/`` for a UI frame of another site on this user's private server
-    at ``url`` (see :mod:`mlflow_magic.state.passes`); empty for any other server."""
+    at ``url``, which the browser reaches at ``shown_at`` (another host: a forwarder such as
+    Colab's proxy) (see :mod:`mlflow_magic.state.passes`); empty for any other server."""
     found = _own_private_server(url)
     if found is None:
         return ""
     record, port = found
-    token = passes.kernel_pass(records.record_dir(record.data_dir), port)
+    host = urlsplit(shown_at).hostname if shown_at else None
+    token = passes.kernel_pass(records.record_dir(record.data_dir), port,
+                               None if is_loopback(host) else host)
     return f"{contract.PASS_PATH}/{token}/"
 
 

@@ -31,9 +31,11 @@ def _load(target: str):
 
 _KIND = os.environ.get(contract.APP_KIND_ENV, "asgi")
 _MLFLOW_APP = _load(os.environ.get(contract.APP_ENV, "mlflow.server.fastapi_app:app"))
-#: The activity first (the keeper's idle clock), then the gate (nothing gets in without the
-#: key), then the journal of writes for ``--sync-to``, then clear words for a full disk.
-app = activity.from_environment(gate.from_environment(journal.from_environment(
+#: The gate first (nothing gets in without the key), then the activity (the keeper's idle
+#: clock: only requests the gate let in count, so another user's refused ones never keep the
+#: server awake), then the journal of writes for ``--sync-to``, then clear words for a full
+#: disk.
+app = gate.from_environment(activity.from_environment(journal.from_environment(
     failures.asgi(_MLFLOW_APP) if _KIND == "asgi" else _MLFLOW_APP, _KIND), _KIND), _KIND)
 
 import mlflow.server  # noqa: E402 - imported by the app above; the Flask app lives here

@@ -48,7 +48,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 from .. import contract
-from ..state import passes
+from ..state import owned, passes
 from . import peer as peers
 
 REFUSED = (
@@ -97,9 +97,9 @@ class Gate:
         self.owner = os.geteuid()
         #: passes found to hold, until when (monotonic): a pass is checked every few seconds,
         #: not on each of the UI's requests
-        self._passes: dict[tuple[str, int], float] = {}
+        self._passes: dict[tuple[str, int, str], float] = {}
         try:
-            key = (private_dir / contract.KEY_FILE).read_text().strip()
+            key = owned.read_owned(private_dir / contract.KEY_FILE).strip()
         except OSError as exc:
             raise GateError(f"mlflow_magic: the folder's key cannot be read ({exc}); "
                             "the server does not start without it") from None
@@ -140,8 +140,7 @@ class Gate:
             return False
         path = self.private_dir / contract.LOGINS_DIR / hashlib.sha256(code.encode()).hexdigest()
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd) as fh:
+            with os.fdopen(owned.open_owned(path)) as fh:
                 made, meant_for = os.fstat(fh.fileno()).st_mtime, fh.read().strip()
             path.unlink()
         except OSError:
@@ -157,14 +156,20 @@ class Gate:
         of the accepted connection's other end, ``server_host`` its own end's address, as
         the web server read them off the socket."""
         if path.startswith(_PASS_PREFIX):
-            if self.from_another_user(client, server_host):  # a pass read off a disk
+            # A pass read off a disk by another user, or sent by a page of another site
+            # other than as the frame's own navigation: refused, and the pass stays.
+            if self.from_another_user(client, server_host) or _not_the_frame(method, header):
                 return _refusal(REFUSED, header("accept"))
-            return self._through_pass(path, query, self.port or port, header("accept"))
+            return self._through_pass(path, query, self.port or port, header)
         if path in contract.OPEN_PATHS or self._is_key(header(contract.KEY_HEADER)):
             return Verdict(True)
         scheme, _, token = (header("authorization") or "").partition(" ")
         if scheme.lower() == "bearer" and self._is_key(token):
             return Verdict(True)
+        # A login code and a session cookie are the owner's: another user who opens the
+        # printed link first, or copies the cookie, gets nothing, and the code stays good.
+        if self.from_another_user(client, server_host):
+            return _refusal(REFUSED, header("accept"))
         session = _cookie(header("cookie"), contract.SESSION_COOKIE.format(port=port))
         has_session = self._valid_session(session, port)
         params = parse_qsl(query, keep_blank_values=True)
@@ -185,8 +190,10 @@ class Gate:
 
     def from_another_user(self, client: tuple[str, int] | None,
                           server_host: str | None) -> bool:
-        """The connection is known to be another user's of this machine (a loopback client
-        whose user the kernel names; elsewhere nothing is known)."""
+        """The connection is not known to be the owner's: a loopback client whose user the
+        kernel names as another, or whose connection the kernel does not know
+        (:data:`~mlflow_magic.server.peer.NO_CONNECTION`). Where the kernel cannot be asked,
+        or the client is not on loopback, nothing is known: False."""
         uid = self._client_uid(client, server_host)
         return uid is not None and uid != self.owner
 
@@ -198,15 +205,22 @@ class Gate:
             return None
         return peers.client_uid(client[0], client[1], server_host, self.port)
 
-    def _through_pass(self, path: str, query: str, port: int, accept: str | None) -> Verdict:
+    def _through_pass(self, path: str, query: str, port: int,
+                      header: Callable[[str], str | None]) -> Verdict:
         """A request under ``/<PASS_PATH>/<pass>/``: MLflow's path behind it, if the pass
-        holds on this port."""
+        holds on this port for the request's ``Host`` (this machine's loopback, or the
+        address the pass was made for: a name that resolves elsewhere, as in DNS rebinding,
+        gets nothing)."""
         token, slash, rest = path[len(_PASS_PREFIX):].partition("/")
-        now, known = time.monotonic(), (token, port)
+        host = _host_name(header("host"))
+        now, known = time.monotonic(), (token, port, host)
         if self._passes.get(known, 0.0) < now:
             if not passes.holds(self.private_dir, token, port):
                 self._passes.pop(known, None)
-                return _refusal(PASS_ENDED, accept)
+                return _refusal(PASS_ENDED, header("accept"))
+            if header("host") is not None and not _loopback_host(header("host")) \
+                    and host not in passes.hosts(self.private_dir, token):
+                return _refusal(REFUSED, header("accept"))
             self._passes[known] = now + PASS_RECHECK
         if not slash:  # the UI's relative URLs need the pass's folder: ``<pass>/``
             return Verdict(False, 308, [("Location", f"{token}/" + (f"?{query}" if query
@@ -268,13 +282,43 @@ def _from_a_browser(header: Callable[[str], str | None]) -> bool:
     return any(header(name) is not None for name in _BROWSER_MARKS)
 
 
+#: What a frame's own navigation is (``Sec-Fetch-Dest``): the only cross-site request a pass
+#: lets in (a link opened in a tab of its own is a ``document``).
+_FRAME_DESTS = ("iframe", "frame", "document")
+
+
+def _not_the_frame(method: str, header: Callable[[str], str | None]) -> bool:
+    """A request through a pass that a page of another site made otherwise than by
+    navigating to it: a no-cors fetch, ``sendBeacon``, a form's post, an ``<img>``.
+
+    The frame's own requests are ``same-origin``; its first load from the embedding page
+    is a cross-site GET navigation. A browser without fetch metadata still sends
+    ``Origin`` on a write: one of another origin than the request's is refused.
+    """
+    site = header("sec-fetch-site")
+    if site in ("cross-site", "same-site"):
+        return not (method in ("GET", "HEAD") and header("sec-fetch-mode") == "navigate"
+                    and header("sec-fetch-dest") in _FRAME_DESTS)
+    origin = header("origin")
+    if site is None and origin is not None and method not in ("GET", "HEAD"):
+        return _host_name(origin.partition("://")[2]) != _host_name(header("host"))
+    return False
+
+
+def _host_name(host: str | None) -> str:
+    """The name in a ``Host`` header (``name:port``, ``[::1]:port``), lower case."""
+    if not host:
+        return ""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.strip("[]").lower()
+
+
 def _loopback_host(host: str | None) -> bool:
     """``Host`` names this machine's loopback (a name that resolves elsewhere, as in DNS
     rebinding, does not)."""
     if host is None:
         return False
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    name = name.strip("[]").lower()
+    name = _host_name(host)
     if name == "localhost":
         return True
     try:

@@ -10,10 +10,15 @@ busy host). That is what PostgreSQL's ``peer`` login and RFC 1413's ``ident`` de
 what lets the gate (:mod:`mlflow_magic.server.gate`) let the owner's own programs in with no
 key.
 
-The client's address and port come from the socket the server accepted, and the server's
-port from its own settings: nothing a client sends can point the lookup at another socket.
-Where the kernel cannot be asked (macOS, a sandbox without netlink), the answer is None,
-and the key applies as before.
+The client's address and port come from the socket the server accepted (the web servers
+run with forwarding headers ignored: :func:`mlflow_magic.server.serve.without_forwarding`),
+and the server's port from its own settings. The kernel's answer counts only if it is that
+very connection: the kernel also answers a lookup of any address to the server's port with
+the server's own *listening* socket (whose user is the owner), so an answer that is not an
+established connection with exactly the ends asked about is :data:`NO_CONNECTION`, as is no
+answer: a lookup that finds nothing proves nothing, and counts as someone else. Where the
+kernel cannot be asked (macOS, a sandbox without netlink), the answer is None, and the key
+applies as before.
 
 Imports only the standard library: it runs in every worker, before MLflow's app.
 """
@@ -35,8 +40,15 @@ _HEADER = struct.Struct("=IHHII")
 _REQUEST = struct.Struct("=BBBxI")
 _SOCKID = struct.Struct("!HH16s16s")
 _TAIL = struct.Struct("=III")
-#: In the answer (struct inet_diag_msg after the header): the owner's uid.
+#: In the answer (struct inet_diag_msg after the header): the state, the ends, the uid.
+_STATE_AT = _HEADER.size + 1
+_SOCKID_AT = _HEADER.size + 4
 _UID_AT = _HEADER.size + 4 + _SOCKID.size + _TAIL.size + 12
+#: TCP states of <net/tcp_states.h> a client's end of a served connection can be in.
+_ESTABLISHED, _FIN_WAIT1, _FIN_WAIT2, _CLOSE_WAIT = 1, 4, 5, 8
+_CONNECTED = (_ESTABLISHED, _FIN_WAIT1, _FIN_WAIT2, _CLOSE_WAIT)
+#: The kernel knows no connection with these ends: nobody's, not the owner's.
+NO_CONNECTION = -1
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -56,11 +68,14 @@ def client_uid(client_host: str, client_port: int, server_host: str | None,
                server_port: int) -> int | None:
     """The uid owning the client end of the loopback connection from
     ``client_host:client_port`` to this machine's ``server_host:server_port`` (None for the
-    server's address: the loopback address of the client's family). None if the client is
-    not on this machine's loopback, or the kernel cannot be asked."""
+    server's address: the loopback address of the client's family); :data:`NO_CONNECTION`
+    if the kernel knows no such connection. None if the client is not on this machine's
+    loopback, or the kernel cannot be asked."""
     client = _address(client_host)
     if client is None or not client.is_loopback:
         return None
+    if client_port == server_port:  # a client's end never shares the server's port
+        return NO_CONNECTION
     server = _address(server_host) if server_host else None
     if server is None or server.version != client.version:
         server = ipaddress.ip_address("127.0.0.1" if client.version == 4 else "::1")
@@ -86,5 +101,10 @@ def _ask_kernel(local: Address, local_port: int, remote: Address,
         return None
     if len(answer) < _HEADER.size or _HEADER.unpack_from(answer)[1] != SOCK_DIAG_BY_FAMILY \
             or len(answer) < _UID_AT + 4:
-        return None  # NLMSG_ERROR: no such connection (it closed, or never was)
+        return NO_CONNECTION  # NLMSG_ERROR: no such connection (it closed, or never was)
+    sport, dport, src, dst = _SOCKID.unpack_from(answer, _SOCKID_AT)
+    size = len(local.packed)
+    if answer[_STATE_AT] not in _CONNECTED or (sport, dport) != (local_port, remote_port) \
+            or src[:size] != local.packed or dst[:size] != remote.packed:
+        return NO_CONNECTION  # another socket (the server's listening one): not this peer
     return struct.unpack_from("=I", answer, _UID_AT)[0]

@@ -140,6 +140,7 @@ def install(in_process: bool = True, listen_fd: int | None = None) -> bool:
         if served is None:
             _refuse_if_private(f"its web server command is {list(cmd)[:4]}")
         cmd, extra_env = served or (cmd, dict(extra_env or {}))
+        cmd = without_forwarding(cmd)
         cmd, on_fd = on_inherited_socket(cmd, listen_fd)
         if on_fd:  # MLflow's own launcher starts it as a process of its own: hand it over
             kwargs["pass_fds"] = (*kwargs.get("pass_fds", ()), listen_fd)
@@ -162,6 +163,21 @@ def _refuse_if_private(why: str) -> None:
               "basic-auth`) or without the arguments after `--` that change its web server.",
               file=sys.stderr, flush=True)
         raise SystemExit(1)
+
+
+def without_forwarding(cmd: list) -> list:
+    """The web server's command with forwarding headers ignored.
+
+    uvicorn trusts ``X-Forwarded-For`` from 127.0.0.1 by default and puts its first entry
+    in place of the client's address, before any app code runs. On a shared machine every
+    local user connects from 127.0.0.1, so any of them could name the address the gate asks
+    the kernel about. The client's address must be the socket's: ``--no-proxy-headers``
+    here, and for gunicorn (and uvicorn's own default) an empty ``FORWARDED_ALLOW_IPS``
+    (:func:`main`). waitress trusts no proxy unless told to.
+    """
+    if _is_uvicorn_command(cmd) and "--no-proxy-headers" not in cmd:
+        return [*cmd[:3], "--no-proxy-headers", *cmd[3:]]
+    return list(cmd)
 
 
 def on_inherited_socket(cmd: list, fd: int | None) -> tuple[list, bool]:
@@ -307,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the server process."""
     # Everything the server writes (database, artifacts, its own logs) is its user's alone.
     os.umask(0o077)
+    # No web server of this process or its workers trusts a forwarding header from anyone
+    # (see without_forwarding): gunicorn and uvicorn read their default from here.
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
     parent = os.environ.pop(PARENT_ENV, None)
     attach_file = os.environ.pop(ATTACH_FILE_ENV, None)
     keeper = os.environ.pop(KEEPER_PID_ENV, None)

@@ -12,7 +12,8 @@ may sit in a saved notebook's output, and it is dead once that kernel has ended.
 pid and start time, so a pid reused by another program does not revive it.
 
 The kernel makes passes (:func:`kernel_pass`); the server's gate checks them
-(:func:`holds`). Imports only the standard library and, when a pass is checked, psutil.
+(:func:`holds`). Imports only the standard library, :mod:`~mlflow_magic.state.owned`
+and, when a pass is checked, psutil.
 """
 
 from __future__ import annotations
@@ -26,19 +27,25 @@ import secrets
 from pathlib import Path
 
 from .. import contract
+from . import owned
 
-#: This process's passes, by (record folder, port): one per server, removed at exit.
-_MADE: dict[tuple[str, int], tuple[str, Path]] = {}
+#: This process's passes, by (record folder, port, host): one per server and name, removed
+#: at exit.
+_MADE: dict[tuple[str, int, str], tuple[str, Path]] = {}
 
 
 def pass_file(record_dir: Path, token: str) -> Path:
     return record_dir / contract.PASSES_DIR / hashlib.sha256(token.encode()).hexdigest()
 
 
-def kernel_pass(record_dir: Path, port: int) -> str:
+def kernel_pass(record_dir: Path, port: int, host: str | None = None) -> str:
     """A pass to the server on ``port`` that holds while this process runs, made once per
-    server and process. Passes of processes that have ended are dropped on the way."""
-    made = _MADE.get((str(record_dir), port))
+    server, process and ``host``: the name the browser reaches the server by, when it is not
+    this machine's loopback (Colab's proxy); a request through the pass that names another
+    host is refused (DNS rebinding). Passes of processes that have ended are dropped on the
+    way."""
+    host = (host or "").lower()
+    made = _MADE.get((str(record_dir), port, host))
     if made is not None and made[1].exists():
         return made[0]
     import psutil
@@ -52,11 +59,21 @@ def kernel_pass(record_dir: Path, port: int) -> str:
     path = pass_file(record_dir, token)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"port": port, "pid": me.pid, "born": me.create_time()}, fh)
+        json.dump({"port": port, "pid": me.pid, "born": me.create_time(),
+                   "hosts": [host] if host else []}, fh)
     if not _MADE:
         atexit.register(_drop_own)
-    _MADE[(str(record_dir), port)] = (token, path)
+    _MADE[(str(record_dir), port, host)] = (token, path)
     return token
+
+
+def hosts(record_dir: Path, token: str) -> list[str]:
+    """The names other than loopback that the pass ``token`` was made for."""
+    try:
+        found = json.loads(owned.read_owned(pass_file(record_dir, token))).get("hosts", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(h) for h in found] if isinstance(found, list) else []
 
 
 def holds(record_dir: Path, token: str, port: int) -> bool:
@@ -72,11 +89,9 @@ def _holds_or_drop(path: Path, port: int | None) -> bool:
     import psutil
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd) as fh:
-            found = json.load(fh)
+        found = json.loads(owned.read_owned(path))
         pid, born, made_for = int(found["pid"]), float(found["born"]), int(found["port"])
-    except FileNotFoundError:
+    except (FileNotFoundError, owned.NotOwned):  # none, or not ours: never dropped by us
         return False
     except (OSError, ValueError, KeyError, TypeError):  # damaged: dropped
         alive = False

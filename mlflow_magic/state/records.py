@@ -57,6 +57,7 @@ from ..contract import (
 from ..errors import BusyError, ConfigError, ForeignHostError
 from ..paths import state_dir
 from ..settings.options import ServerOptions
+from . import owned
 from .processes import same_process, user_name
 
 
@@ -325,10 +326,9 @@ def write_private(path: Path, text: str) -> None:
 
 
 def read_private(path: Path) -> str:
-    """The text of a private file, refusing a symlink in its place (OSError)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd) as fh:
-        return fh.read()
+    """The text of a private file, refusing a symlink in its place, and a file or folder
+    that is not this user's alone (OSError: :mod:`mlflow_magic.state.owned`)."""
+    return owned.read_owned(path)
 
 
 def write_options(data_dir: Path, options: ServerOptions) -> None:
@@ -393,11 +393,14 @@ def lock_held(data_dir: Path) -> bool:
 
 
 def read_record(data_dir: Path) -> ServerRecord | None:
-    """The record of the folder, or None if there is none or it is unreadable."""
+    """The record of the folder, or None if there is none, it is unreadable, it or its
+    folder is not this user's alone (planted in a folder someone else made), or it names
+    another folder than its own (its key would be that folder's)."""
     try:
-        return ServerRecord.from_json(read_private(record_path(data_dir)))
+        record = ServerRecord.from_json(read_private(record_path(data_dir)))
     except (OSError, ValueError, TypeError):
         return None
+    return record if Path(record.data_dir) == Path(data_dir) else None
 
 
 def write_record(record: ServerRecord) -> None:
@@ -480,6 +483,6 @@ def known_data_dirs() -> Iterator[Path]:
         return
     for entry in sorted(folder.iterdir()):
         try:
-            yield Path(entry.read_text().strip())
+            yield Path(read_private(entry).strip())
         except OSError:
             continue
