@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import logs_a_run, wait_for
+from conftest import free_port, logs_a_run, wait_for
 
 import mlflow_magic
 from mlflow_magic.security import ports
@@ -76,7 +76,11 @@ def test_after_a_reboot_other_folders_on_the_old_ports_just_work(tmp_path, jupyt
     pairs = [listed_before(tmp_path / str(i), "before", "after") for i in range(3)]
     old, new = [p[0] for p in pairs], [p[1] for p in pairs]
     try:
-        crashed = [mlflow_magic.start(folder, use=False).server for folder in old]
+        # On ports no other test used: a UI tab or a kernel of an earlier test that still
+        # polls its old address would bring back the folder that ran there last (as a user's
+        # open tab does after a reboot), and hold the port before the new folder gets it.
+        crashed = [mlflow_magic.start(folder, use=False, port=free_port()).server
+                   for folder in old]
         for record in crashed:
             kill_9(record)
         servers = [mlflow_magic.start(folder, port=record.port, use=False).server
