@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from .errors import MlflowMagicError
 from .front import commands, render
@@ -11,6 +12,16 @@ from .front.terminal import PushLine, TextProgress
 from .results import Connected, Launched, Reused
 from .settings.arguments import build_parser, split_passthrough
 from .settings.masking import mask_uri
+
+#: A command line is shown to every user of the machine (``ps``, ``/proc/<pid>/cmdline``).
+PASSWORD_IN_ARGV = (
+    "--sync-to holds a password, and a command line can be read by every user of this "
+    "machine (`ps`) for as long as the command runs; nothing was started. Give the URL "
+    "without it and the credentials as MLflow reads them: `export "
+    "MLFLOW_TRACKING_USERNAME=NAME`, then `read -s MLFLOW_TRACKING_PASSWORD && export "
+    "MLFLOW_TRACKING_PASSWORD` (or MLFLOW_TRACKING_TOKEN for a token), and run "
+    "`mlflow-magic start --sync-to https://HOST` again. A password you already typed there "
+    "was visible: change it if others use this machine.")
 
 
 def for_terminal(message: str) -> str:
@@ -29,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     ours, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     ns = parser.parse_args(ours)
+    if urlsplit(getattr(ns, "sync_to", None) or "").password:
+        print(f"mlflow-magic: {PASSWORD_IN_ARGV}", file=sys.stderr)
+        return 2
     tty = sys.stderr.isatty()
     progress = TextProgress(sys.stderr) if tty else _no_progress
     try:

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -324,6 +325,7 @@ def stub_at(port: int, mode: str = "serve"):
 # --- another user of this machine ----------------------------------------------------------
 
 OTHER_USER = "nobody"
+OTHER_UID = pwd.getpwnam(OTHER_USER).pw_uid
 #: The other user runs the system's Python: the virtualenv's may point into a home only its
 #: owner can enter.
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -338,9 +340,10 @@ def as_other_user(argv: list[str]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def shared_tmp():
-    """A folder every user of this machine can enter and write (pytest's own cannot be)."""
+    """A folder every user of this machine can enter and write, sticky as /tmp is (pytest's
+    own cannot be)."""
     root = Path(tempfile.mkdtemp(prefix="mlflow-magic-shared-"))
-    root.chmod(0o777)
+    root.chmod(0o1777)
     shutil.copy(STUB, root / STUB.name)
     (root / STUB.name).chmod(0o644)
     yield root
@@ -366,20 +369,21 @@ def other_user(shared_tmp):
 
 
 @contextlib.contextmanager
-def lure_at(port: int, shared_tmp: Path, mode: str = "serve"):
-    """Another user's program on ``port`` that answers ``/health`` like MLflow and writes
-    down every request it gets; yields a function that reads those requests."""
+def lure_at(port: int, shared_tmp: Path, mode: str = "serve", host: str = "127.0.0.1"):
+    """Another user's program on ``host:port`` that answers ``/health`` like MLflow and
+    writes down every request it gets; yields a function that reads those requests."""
     record = shared_tmp / f"lure-{port}.jsonl"
     record.write_text("")
     record.chmod(0o666)
     proc = subprocess.Popen(as_other_user([SYSTEM_PYTHON, str(shared_tmp / STUB.name),
-                                           "--port", str(port)]),
+                                           "--port", str(port), "--host", host]),
                             env={**os.environ, "STUB_MODE": mode, "STUB_RECORD": str(record)},
                             start_new_session=True, stdout=subprocess.DEVNULL)
-    from mlflow_magic.security.ownership import port_owner
 
     try:
-        wait_for(lambda: port_owner(port) is not None or proc.poll() is not None)
+        from mlflow_magic.security.ownership import port_owners
+
+        wait_for(lambda: OTHER_UID in port_owners(port) or proc.poll() is not None)
         assert proc.poll() is None, "the lure did not start"
 
         def requests_seen() -> list[dict]:

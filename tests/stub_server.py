@@ -92,8 +92,11 @@ def main() -> None:
             print("[Errno 98] error while attempting to bind: address already in use",
                   flush=True)
             sys.exit(1)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler,
-                                             bind_and_activate=fd is None)
+    host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
+    server_class = http.server.ThreadingHTTPServer
+    if ":" in host:  # an IPv6 address: [::1]
+        server_class = type("V6Server", (server_class,), {"address_family": socket.AF_INET6})
+    server = server_class((host, port), Handler, bind_and_activate=fd is None)
     if fd is not None:
         server.socket.close()
         server.socket = socket.socket(fileno=int(fd))

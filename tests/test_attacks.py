@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -34,6 +35,7 @@ from test_privacy import busy_server  # noqa: F401 - a fixture of the server kin
 import mlflow_magic
 from mlflow_magic import contract
 from mlflow_magic.contract import KEY_HEADER
+from mlflow_magic.errors import ConfigError
 from mlflow_magic.front import commands
 from mlflow_magic.state import passes, records
 
@@ -166,7 +168,7 @@ def test_a_record_planted_in_a_gone_folder_gets_neither_key_nor_request(
     other folder and a lure of theirs on the recorded port."""
     gone = shared_tmp / f"gone-{time.time_ns()}"
     gone.mkdir()
-    gone.chmod(0o777)
+    gone.chmod(0o1777)  # as /tmp: everyone may write, nobody may rename what is yours
     data_dir = gone / "mlflow_data"
     started = mlflow_magic.start(data_dir, use=False).server
     port = started.port
@@ -223,3 +225,81 @@ def mlflow_magic_call(url: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", "import mlflow; mlflow.search_experiments()"],
                           env={**os.environ, "MLFLOW_TRACKING_URI": url}, capture_output=True,
                           text=True, timeout=120)
+
+
+# --- the key and the folder, where another user can reach them -----------------------------
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+#: A hosts file that lists ``localhost`` as ``::1`` first, as Debian's default one does.
+HOSTS_V6_FIRST = "::1 localhost\n127.0.0.1 localhost\n"
+
+
+def test_a_lure_on_the_other_address_family_gets_no_key(folder, shared_tmp, tmp_path):
+    """The owner's server holds 127.0.0.1:PORT; another user listens on [::1]:PORT. A call
+    to ``[::1]`` or to ``localhost`` (resolved to ::1 first, in a mount namespace with such a
+    hosts file) is not sent: the lure gets no key and no request."""
+    assert _ipv6_loopback(), "this machine has no IPv6 loopback; CI's has"
+    server = mlflow_magic.start(folder, use=False).server
+    hosts = tmp_path / "hosts"
+    hosts.write_text(HOSTS_V6_FIRST)
+    with lure_at(server.port, shared_tmp, host="::1") as requests_seen:
+        v6 = mlflow_magic_call(f"http://[::1]:{server.port}")
+        assert v6.returncode != 0 and f"held by another user ({OTHER_USER})" in v6.stderr
+        by_name = subprocess.run(
+            ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+             str(hosts), sys.executable, "-c",
+             "import mlflow; mlflow.search_experiments()"],
+            env={**os.environ, "MLFLOW_TRACKING_URI": f"http://localhost:{server.port}"},
+            capture_output=True, text=True, timeout=120)
+        assert by_name.returncode != 0, by_name
+        assert f"held by another user ({OTHER_USER})" in by_name.stderr
+        assert not [r for r in requests_seen() if KEY_HEADER in r["headers"]]
+    # The owner's own address still works, and so does localhost with nobody on ::1.
+    assert mlflow_magic_call(server.url).returncode == 0
+    assert mlflow_magic_call(f"http://localhost:{server.port}").returncode == 0
+
+
+def test_a_data_folder_another_user_could_swap_is_refused_before_anything_is_made(
+        shared_tmp, other_user, tmp_path):
+    """Through a symlink into another user's folder, or under a directory everyone may
+    write: refused in one paragraph, nothing created there."""
+    theirs = shared_tmp / f"theirs-{time.time_ns()}"
+    made = other_user("import os, sys; os.mkdir(sys.argv[1]); os.chmod(sys.argv[1], 0o777)",
+                      str(theirs))
+    assert made.returncode == 0, made.stderr
+    link = tmp_path / "data-link"
+    link.symlink_to(theirs)
+    with pytest.raises(ConfigError) as info:
+        mlflow_magic.start(link / "mlflow_data", use=False)
+    assert f"{theirs} belongs to {OTHER_USER}" in str(info.value)
+    assert "Choose a folder under your home" in str(info.value)
+    assert list(theirs.iterdir()) == []
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"may be written by every user .* \(mode 0777\)"):
+        mlflow_magic.start(open_dir / "mlflow_data", use=False)
+    assert list(open_dir.iterdir()) == []
+    open_dir.chmod(0o1777)  # sticky, as /tmp: others cannot rename what is yours
+    started = mlflow_magic.start(open_dir / "mlflow_data", use=False).server
+    mlflow_magic.stop(started.data_dir)
+
+
+def test_the_cli_takes_no_password_on_its_command_line(folder):
+    done = subprocess.run([str(Path(sys.executable).with_name("mlflow-magic")), "start",
+                           "--path", str(folder), "--sync-to",
+                           "https://me:team-s3cret@team.example.test"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--sync-to holds a password" in done.stderr
+    assert "MLFLOW_TRACKING_PASSWORD" in done.stderr and "team-s3cret" not in done.stderr
+    assert not folder.exists()

@@ -105,18 +105,28 @@ def port_owner(port: int) -> int | None:
     Linux tells every user who listens where (``/proc/net/tcp`` and ``tcp6``);
     elsewhere psutil may, or may need root (None: unknown).
     """
+    owners = port_owners(port)
+    return owners[0] if owners else None
+
+
+def port_owners(port: int) -> list[int]:
+    """Every uid that listens on ``port`` of loopback (or every address), IPv4 and IPv6:
+    a client that connects by name (``localhost``) reaches whichever its resolver lists
+    first, and another user may listen on the family the owner's server does not."""
     if sys.platform.startswith("linux"):
-        return _proc_net_owner(port)
+        return _proc_net_owners(port)
+    found = []
     with contextlib.suppress(psutil.Error, OSError):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port \
                     and conn.pid is not None:
-                return psutil.Process(conn.pid).uids().real
-    return None
+                found.append(psutil.Process(conn.pid).uids().real)
+    return found
 
 
-def _proc_net_owner(port: int) -> int | None:
+def _proc_net_owners(port: int) -> list[int]:
     wanted = f":{port:04X}"
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -128,8 +138,8 @@ def _proc_net_owner(port: int) -> int | None:
                 continue
             address = fields[1].rsplit(":", 1)[0]
             if _covers_loopback(address):
-                return int(fields[7])
-    return None
+                found.append(int(fields[7]))
+    return found
 
 
 def _covers_loopback(address: str) -> bool:

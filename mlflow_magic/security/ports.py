@@ -117,8 +117,40 @@ def headers_for_url(url: str, wait: bool = False) -> dict[str, str]:
         port = parts.port
     except ValueError:
         return {}
-    found = server_on_port(port, wait) if port is not None else None
-    return found.headers() if found is not None else {}
+    if port is None:
+        return {}
+    found = server_on_port(port, wait)
+    if found is None:
+        return {}
+    other = _other_listener(parts.hostname, found.record.host, port) if found.key else None
+    if other is not None:
+        raise PortTaken(_taken(port, other))
+    return found.headers()
+
+
+#: How long a port found to have no other user's listener is taken as such (s): a request
+#: by name (``localhost``) reads the machine's socket tables at most this often.
+OTHERS_RECHECK = 2.0
+_no_others: dict[int, float] = {}
+
+
+def _other_listener(host: str | None, server_host: str, port: int) -> int | None:
+    """Another user who listens on ``port`` where a request to ``host`` may connect, or None:
+    ``host`` is the very address the verified server listens on, or nobody else listens on
+    ``port`` on any loopback address. A name resolves to what the resolver lists first
+    (Debian's ``/etc/hosts`` maps ``localhost`` to ``::1`` too), and another user may listen
+    on the family the server does not hold: the key must not follow the name there."""
+    if host is not None and host.strip("[]") == server_host.strip("[]"):
+        return None
+    now = time.monotonic()
+    with _lock:
+        if _no_others.get(port, 0.0) > now:
+            return None
+    other = next((uid for uid in ownership.port_owners(port) if uid != os.geteuid()), None)
+    if other is None:
+        with _lock:
+            _no_others[port] = now + OTHERS_RECHECK
+    return other
 
 
 def server_on_port(port: int, wait: bool = False) -> OwnServer | None:
@@ -270,7 +302,11 @@ def _refuse_foreign(port: int) -> None:
     uid = ownership.port_owner(port)
     if uid is None or uid == os.geteuid():
         return
-    raise PortTaken(
+    raise PortTaken(_taken(port, uid))
+
+
+def _taken(port: int, uid: int) -> str:
+    return (
         f"This MLflow call was not sent: port {port} on this machine is held by another "
         f"user ({processes.user_name(uid)}), not by an MLflow server of yours, so neither "
         "your runs nor your data folder's key go there. If it was your server's address, "

@@ -242,6 +242,7 @@ def prepare_folder(data_dir: Path) -> Path:
     and command lines, the options file store passwords, the key the server's door.
     """
     refuse_foreign(data_dir)
+    refuse_exposed(data_dir)
     try:
         if not data_dir.exists():
             data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -308,6 +309,39 @@ def refuse_foreign(data_dir: Path) -> None:
             "another user. Use a folder of your own (--path DIR, or MLFLOW_PATH); to share "
             "runs with that user, one of you runs a team server (`--host 0.0.0.0 "
             "--app-name basic-auth`) and the other connects to it.")
+
+
+def exposed_ancestor(data_dir: Path) -> str | None:
+    """Why another user could swap the folder or what is in it, or None: a directory on its
+    path (symlinks followed, as the server will) that belongs to another user than root and
+    this one, or that everyone may write without the sticky bit (``/tmp`` has it: others
+    may not rename what is yours there). The folder itself counts too."""
+    me = os.geteuid()
+    real = Path(os.path.realpath(data_dir))
+    for path in [*reversed(real.parents), real]:
+        try:
+            info = path.stat()
+        except OSError:
+            break  # not made yet: its parent was the last to check
+        if info.st_uid not in (0, me):
+            return f"{path} belongs to {user_name(info.st_uid)}"
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            return (f"{path} may be written by every user of this machine (mode "
+                    f"{stat.S_IMODE(info.st_mode):04o})")
+    return None
+
+
+def refuse_exposed(data_dir: Path) -> None:
+    """Refuse, before anything is made, a folder another user could swap for their own."""
+    why = exposed_ancestor(data_dir)
+    if why is not None:
+        raise ConfigError(
+            f"The data folder {data_dir} is not safe to use: {why}. Another user could "
+            "rename the folder and put one of theirs in its place, with a record, a key or a "
+            "login of their own, and your runs would go to them. Choose a folder under "
+            "your home (--path DIR, or MLFLOW_PATH), or, if you own that directory, take "
+            "the others' write access away (`chmod o-w DIR`, or `chmod +t DIR` for a "
+            "shared one, as /tmp is).")
 
 
 def write_private(path: Path, text: str) -> None:
