@@ -6,9 +6,11 @@ start`` does; the magics, the console script and the widgets all call these.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -37,10 +39,11 @@ from .results import (
     StoppedAll,
     SyncStatus,
 )
-from .settings.config import DEFAULT_TIMEOUT, data_folder, resolve, resolve_data_dir
+from .settings.config import DEFAULT_TIMEOUT, data_folder, is_loopback, resolve, resolve_data_dir
 from .settings.masking import mask_uri
 from .settings.options import ServerOptions
-from .tracking import TRACKING_ENV, use_tracking_server
+from .state.records import folder_last_on
+from .tracking import TRACKING_ENV, http_tracking_uri, use_tracking_server
 
 PathLike = str | os.PathLike[str] | None
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,6 +106,8 @@ def launch(options: ServerOptions, *, restart: bool = False,
     Bad flags, a taken port or other settings on the running server are refused at
     once, also with ``wait=False``.
     """
+    if restart and options.path is None:
+        options = dataclasses.replace(options, path=folder_in_use())
     config = None if restart else resolve(options)
     if use:
         pending.forget()  # an earlier background start no longer speaks for this process
@@ -143,6 +148,25 @@ def _use(result: Launched | Reused) -> None:
     use_tracking_server(result.url)
 
 
+def folder_in_use() -> Path | None:
+    """The data folder whose server this process's MLflow uses: its tracking URI names a
+    port of this machine where that folder's server runs, or ran last (after a ``stop``).
+    None for any other tracking URI: a team server, or none set."""
+    parts = urlsplit(http_tracking_uri() or "")
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return folder_last_on(port) if port and is_loopback(parts.hostname) else None
+
+
+def _folder(path: PathLike) -> Path:
+    """The folder a command acts on: ``path``; else the one this process uses (its last
+    ``start``, ``restart`` or ``connect`` to a server of ours); else ``$MLFLOW_PATH``, else
+    ``~/mlflow_data``."""
+    return data_folder(path if path is not None else folder_in_use())
+
+
 @explained("stop the server")
 def stop(path: PathLike = None, *, all: bool = False,
          force: bool = False) -> Stopped | StoppedAll:
@@ -153,20 +177,20 @@ def stop(path: PathLike = None, *, all: bool = False,
     """
     if all:
         return stop_all()
-    return stop_server(data_folder(path), force=force)
+    return stop_server(_folder(path), force=force)
 
 
 @explained("read the server's status")
 def status(path: PathLike = None) -> ServerStatus:
     """State, URL, pid, uptime, stores and log of the folder's server."""
-    return server_status(data_folder(path))
+    return server_status(_folder(path))
 
 
 @explained("read the sync's status")
 def sync(path: PathLike = None) -> SyncStatus:
     """Where the copy of the folder to its team server (``start --sync-to URL``) is: in
     sync, how far behind, the last error with its fix."""
-    folder = data_folder(path)
+    folder = _folder(path)
     found = sync_status(folder)
     if found is None:
         raise ConfigError(
@@ -185,7 +209,7 @@ def list_servers() -> ServerList:
 @explained("read the server's log")
 def logs(path: PathLike = None, lines: int = 30) -> LogTail:
     """The last ``lines`` lines of the folder's server log."""
-    return server_logs(data_folder(path), lines)
+    return server_logs(_folder(path), lines)
 
 
 def connect(uri: str, *, registry_uri: str | None = None, use: bool = True) -> Connected:
@@ -212,7 +236,8 @@ def push(path: PathLike = None, *, to: str, experiments: Sequence[str] | None = 
         raise PushError(
             f"{mask_uri(to)} is not the address of a tracking server: `push --to` takes its "
             "http(s) URL, e.g. `%mlflow_server push --to https://mlflow.example.org`.")
-    folder = data_folder(path)
+    folder = _folder(path)
+    path = folder
     if not folder.exists():  # a start would make an empty one, and push nothing from it
         raise PushError(
             f"There is no data folder at {folder} to push. Name the folder your runs are in "

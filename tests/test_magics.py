@@ -99,14 +99,22 @@ def on_shared_server(shared_server, clean_tracking_env, monkeypatch):
     return shared_server
 
 
-def last_card(ip, line: str, cell: str):
-    """Run %%mlflow_run and return the RunCard it displayed."""
+def last_card(ip, line: str, cell: str, fails: bool = False):
+    """Run %%mlflow_run and return the RunCard it displayed (``fails``: the cell's error
+    fails the magic's cell too, as a plain ``with mlflow.start_run()`` cell would)."""
+    from IPython.core.error import UsageError
+
     from mlflow_magic.notebook import runs
 
     shown = []
     ip.display_pub.publish = lambda data, **kw: shown.append(data)  # capture display()
     try:
-        ip.run_cell_magic("mlflow_run", line, cell)
+        if fails:
+            with pytest.raises(UsageError, match=r"The cell failed with ZeroDivisionError: "
+                                                 r"division by zero .* marked FAILED"):
+                ip.run_cell_magic("mlflow_run", line, cell)
+        else:
+            ip.run_cell_magic("mlflow_run", line, cell)
     finally:
         del ip.display_pub.publish
     texts = [d.get("text/plain", "") for d in shown]
@@ -133,7 +141,7 @@ def test_mlflow_run_logs_a_finished_run_with_a_card(ip, on_shared_server):
 def test_mlflow_run_marks_a_failing_cell_failed(ip, on_shared_server):
     import mlflow
 
-    card, _ = last_card(ip, "--experiment cell-runs --name broken", "1 / 0")
+    card, _ = last_card(ip, "--experiment cell-runs --name broken", "1 / 0", fails=True)
     assert "FAILED" in card
     run = mlflow.search_runs(experiment_names=["cell-runs"], filter_string=
                              "tags.mlflow.runName = 'broken'", output_format="list")[0]

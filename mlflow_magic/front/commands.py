@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .. import api
@@ -18,7 +19,7 @@ from ..remote import transfer
 from ..remote.rest import experiment_id_by_name, experiment_id_of_run
 from ..security import ports
 from ..settings.arguments import server_options
-from ..settings.config import is_loopback
+from ..settings.config import is_loopback, start_command
 from ..tracking import http_tracking_uri
 from .ui import DEFAULT_HEIGHT, UiLocation, UiView, deep_link, ui_location
 
@@ -95,13 +96,18 @@ def _ui_server_url(path: str | None) -> str:
     """The server ``ui`` shows: the folder's (``--path``), else the one MLflow uses."""
     tracking = http_tracking_uri()
     if path is None and tracking:
-        return tracking
+        in_use = api.folder_in_use()
+        if in_use is None:  # a team server, or one that is not ours: shown as it is
+            return tracking
+        path = str(in_use)
     status = api.status(path)
     if not status.up or status.server is None:
+        port = urlsplit(tracking).port if tracking and path is not None else None
+        again = start_command(Path(status.data_dir), port)
         raise ConfigError(
-            f"No MLflow server is running for {status.data_dir}, so there is no UI to show. "
-            "Start it with `%mlflow_server start` (or connect with `%mlflow_server connect "
-            "URL`)."
+            f"No MLflow server is running for {status.data_dir} ({status.state}), so there "
+            f"is no UI to show. Start it again with `{again}` (or connect to another with "
+            "`%mlflow_server connect URL`), then run `%mlflow_server ui` again."
         )
     return status.server.url
 

@@ -239,7 +239,8 @@ def _stopped_text(r: Stopped) -> str:
                 f"started for {r.data_dir} (pid {r.forgot.pid} there); nothing was stopped")
     if r.server is None:
         return f"No MLflow server is running for {r.data_dir}"
-    return f"Stopped MLflow server at {r.server.url} (pid {r.server.pid})"
+    return (f"Stopped MLflow server at {r.server.url} (pid {r.server.pid}), the server of "
+            f"{r.data_dir}")
 
 
 def _stopped_all_text(r: StoppedAll) -> str:

@@ -152,8 +152,20 @@ def wait_ready(
 
 def check_port(config: ServerConfig) -> None:
     """A taken ``--port`` is explained before anything is created."""
-    if config.port is not None and not processes.port_is_free(config.host, config.port):
+    if config.port is None:
+        return
+    try:
+        free = processes.port_is_free(config.host, config.port)
+    except PermissionError:
+        raise ConfigError(_privileged(config.port)) from None
+    if not free:
         _port_taken(config)
+
+
+def _privileged(port: int) -> str:
+    return (f"Port {port} cannot be used: ports below 1024 need root (nothing else holds "
+            "it). Leave --port out to take the first free port from 5000, or choose one from "
+            "1024 up.")
 
 
 def _listen(config: ServerConfig, tried: list[int]) -> socket.socket:
@@ -167,6 +179,8 @@ def _listen(config: ServerConfig, tried: list[int]) -> socket.socket:
         while sock is None and _passing(config.port) and time.monotonic() < deadline:
             time.sleep(0.2)
             sock = processes.listen_on(config.host, config.port)
+    except PermissionError:
+        raise ConfigError(_privileged(config.port or first_port())) from None
     except OSError as exc:
         raise ConfigError(
             f"No port could be held on {config.host} for the MLflow server: "

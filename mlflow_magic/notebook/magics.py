@@ -16,7 +16,15 @@ from IPython.display import display
 from IPython.utils.process import arg_split
 
 from ..errors import MlflowMagicError
-from ..settings.arguments import build_parser, build_run_parser, split_passthrough
+from ..settings.arguments import (
+    build_parser,
+    build_run_parser,
+    did_you_mean,
+    full_help,
+    help_asked,
+    root_of,
+    split_passthrough,
+)
 
 PROG = "%mlflow_server"
 
@@ -25,8 +33,9 @@ class _Parser(MagicArgumentParser):
     """IPython's magic parser (errors raise UsageError), with a pointer to the help."""
 
     def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}. See `%mlflow_server?` for the commands "
-                         "and flags.")
+        raise UsageError(f"{self.prog}: {did_you_mean(root_of(self), message)}. See "
+                         "`%mlflow_server?` for the commands and flags, or add --help to "
+                         "a command for its own.")
 
 
 PARSER = build_parser(_Parser, prog=PROG)
@@ -62,6 +71,10 @@ class MlflowMagics(Magics):
         from .progress import CellProgress, follow, for_this_shell
 
         argv, extra = split_passthrough(arg_split(line))
+        asked = help_asked(PARSER, argv)
+        if asked is not None:  # as `mlflow-magic COMMAND --help` prints it
+            print(asked)
+            return None
         ns = PARSER.parse_args(argv)
         here = context.current()
         if ns.command in (None, "panel") and here.notebook and here.widgets:
@@ -125,10 +138,12 @@ class MlflowMagics(Magics):
             display(result)
 
     def _panel(self, ns) -> None:
+        from ..api import folder_in_use
         from ..settings.options import ServerOptions
         from .panel import ServerPanel
 
-        display(ServerPanel(ServerOptions(path=getattr(ns, "path", None)),
+        path = getattr(ns, "path", None)
+        display(ServerPanel(ServerOptions(path=path if path is not None else folder_in_use()),
                             getattr(ns, "proxy_url", None)))
 
     @cell_magic
@@ -139,17 +154,30 @@ class MlflowMagics(Magics):
         from . import runs
         from .progress import InPlace
 
+        asked = help_asked(RUN_PARSER, arg_split(line))
+        if asked is not None:
+            print(asked)
+            return
         ns = RUN_PARSER.parse_args(arg_split(line))
         card_output = InPlace()  # the card, at the top of the cell's output, redrawn in place
         shell = self.shell
         assert shell is not None  # a registered magic runs in its shell
         live = context.current().notebook  # a front end to redraw it in
+        failed: list[BaseException] = []
+
+        def execute() -> bool:
+            result = shell.run_cell(cell)
+            error = result.error_in_exec or result.error_before_exec
+            if error is not None:
+                failed.append(error)
+            return result.success
+
         try:
             tags = runs.parse_tags(ns.tags)
             server_url = self._tracking_server(ns.path)
             view = commands.ui_view(server_url)
             card = runs.run_cell(
-                lambda: shell.run_cell(cell).success,
+                execute,
                 experiment=ns.experiment, name=ns.name, tags=tags, autolog=ns.autolog,
                 link_for=lambda exp, run: view.link(deep_link(exp, run)),
                 show=card_output.show if live else None, server_url=server_url,
@@ -161,6 +189,12 @@ class MlflowMagics(Magics):
             card_output.show(card)
         else:
             display(card)
+        if failed:  # as `with mlflow.start_run(): ...` would: the cell fails, Run All stops
+            error = failed[0]
+            raise UsageError(
+                f"The cell failed with {type(error).__name__}: {error} (its traceback is "
+                f"above), so its run {card.run_name!r} is marked FAILED and the cells after it "
+                "do not run.")
 
     @staticmethod
     def _tracking_server(path: str | None) -> str:
@@ -185,5 +219,5 @@ class MlflowMagics(Magics):
         return result.url
 
 
-MlflowMagics.mlflow_server.__doc__ = PARSER.format_help()
+MlflowMagics.mlflow_server.__doc__ = full_help(PARSER)
 MlflowMagics.mlflow_run.__doc__ = RUN_PARSER.format_help()

@@ -9,6 +9,8 @@ magic's ``?`` help and ``mlflow-magic --help`` never drift apart.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 from collections.abc import Sequence
 
 from ..contract import IDLE_TIMEOUT_ENV
@@ -205,11 +207,63 @@ def build_run_parser(parser_class: type[argparse.ArgumentParser] = argparse.Argu
     return parser
 
 
-def build_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+def commands_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser of each subcommand, by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def help_asked(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """The help that ``-h``/``--help`` in ``argv`` asks for: the named command's flags (what
+    ``mlflow-magic COMMAND --help`` prints), else the commands; None if none was asked."""
+    if not {"-h", "--help"} & set(argv):
+        return None
+    commands = commands_of(parser)
+    named = next((arg for arg in argv if arg in commands), None)
+    return (commands[named] if named else parser).format_help()
+
+
+def full_help(parser: argparse.ArgumentParser) -> str:
+    """The commands, then every command's flags: what ``%mlflow_server?`` shows."""
+    return "\n".join([parser.format_help(), *(
+        f"\n{name}\n{'-' * len(name)}\n{sub.format_help()}"
+        for name, sub in commands_of(parser).items())])
+
+
+def did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
+    """``message`` of an argparse error, with the closest known flag to each unknown one."""
+    unknown = re.findall(r"(?<![\w-])(--?[\w-]+)", message.partition("arguments:")[2])
+    known = {flag for sub in [parser, *commands_of(parser).values()] for action in sub._actions
+             for flag in action.option_strings}
+    hints = [f"did you mean `{match[0]}` for `{flag}`?" for flag in unknown
+             if (match := difflib.get_close_matches(flag, known, n=1, cutoff=0.6))]
+    return f"{message} ({'; '.join(hints)})" if hints else message
+
+
+class Parser(argparse.ArgumentParser):
+    """The console script's parser: an unknown flag gets the closest known one."""
+
+    def error(self, message: str):
+        super().error(did_you_mean(root_of(self), message))
+
+
+#: Each subcommand's parser, to its top parser (for the flags an error may suggest).
+_ROOTS: dict[int, argparse.ArgumentParser] = {}
+
+
+def root_of(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    return _ROOTS.get(id(parser), parser)
+
+
+def build_parser(parser_class: type[argparse.ArgumentParser] = Parser,
                  prog: str = "mlflow-magic") -> argparse.ArgumentParser:
     parser = parser_class(prog=prog, description=DESCRIPTION,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_subcommands(parser)
+    for sub in commands_of(parser).values():
+        _ROOTS[id(sub)] = parser
     return parser
 
 

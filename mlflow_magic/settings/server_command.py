@@ -85,6 +85,8 @@ SERVER_ENV_DENYLIST = frozenset({
     "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE", "MLFLOW_SERVER_X_FRAME_OPTIONS",
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "MLFLOW_ALLOW_FILE_STORE", "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI", "PROMETHEUS_MULTIPROC_DIR",
+    # A client's choice of experiment (a kernel's `set_experiment`): nothing to a server.
+    "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID",
 })
 SERVER_ENV_DENY_PREFIXES = ("_MLFLOW_SERVER_", "MLFLOW_MAGIC_",
                             # Jupyter's and JupyterHub's credentials: the server needs none,

@@ -41,7 +41,9 @@ def port_is_free(host: str, port: int) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.EACCES:  # a privileged port: see listen_on
+                raise
             return False
     return True
 
@@ -70,8 +72,10 @@ def listen_on(host: str, port: int) -> socket.socket | None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(BACKLOG)
-    except OSError:
+    except OSError as exc:
         sock.close()
+        if exc.errno == errno.EACCES:  # a privileged port: nobody holds it, we may not
+            raise
         return None
     return sock
 
