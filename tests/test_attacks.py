@@ -303,3 +303,39 @@ def test_the_cli_takes_no_password_on_its_command_line(folder):
     assert "--sync-to holds a password" in done.stderr
     assert "MLFLOW_TRACKING_PASSWORD" in done.stderr and "team-s3cret" not in done.stderr
     assert not folder.exists()
+
+
+def test_a_page_of_another_site_that_learnt_a_pass_writes_nothing_through_it(
+        shared_server, page):
+    """In Chromium, a page of another site posts ``model.pkl`` through a kernel pass with a
+    no-cors fetch (a typeless Blob: no Content-Type), ``sendBeacon`` and a form: nothing
+    lands in the run, and the owner's frame on the same pass still reads."""
+    run = rest(shared_server.url, "/api/2.0/mlflow/runs/create",
+               {"experiment_id": "0", "run_name": "lured"})["run"]["info"]["run_id"]
+    token = passes.kernel_pass(records.record_dir(shared_server.data_dir), shared_server.port)
+    through = f"{shared_server.url}/{contract.PASS_PATH}/{token}"
+    upload = (f"{through}/ajax-api/2.0/mlflow/upload-artifact?run_uuid={run}"
+              "&path=model/model.pkl")
+    page.route("https://evil.example/", lambda route: route.fulfill(
+        content_type="text/html", body=f"""<!doctype html><title>another site</title>
+        <form id=post method=POST enctype=text/plain target=sink action="{upload}">
+          <input name=x value=evil></form>
+        <iframe name=sink></iframe>
+        <script>
+          window.fetched = fetch("{upload}", {{mode: "no-cors", method: "POST",
+                                               body: new Blob(["evil"])}})
+            .then(r => r.type, e => "blocked: " + e);
+          window.beaconed = navigator.sendBeacon("{upload}", new Blob(["evil"]));
+          document.getElementById("post").submit();
+        </script>"""))
+    page.goto("https://evil.example/")
+    page.evaluate("window.fetched")
+    sink = page.frame(name="sink")
+    wait_for(lambda: "This MLflow server is private" in sink.content(), timeout=30)
+    time.sleep(1)  # the beacon went out with the page
+    listed = rest(shared_server.url, f"/api/2.0/mlflow/artifacts/list?run_id={run}")
+    assert listed.get("files", []) == [], listed
+    # The owner's own frame (same origin as the server) still reads through the pass.
+    assert requests.get(f"{through}/ajax-api/2.0/mlflow/runs/get?run_id={run}",
+                        headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"},
+                        timeout=30).status_code == 200
