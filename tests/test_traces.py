@@ -28,7 +28,15 @@ add(1, 2)
 def ip(ipython_shell, shared_server, clean_tracking_env, monkeypatch):
     """A shell with the extension loaded, MLflow pointed at a real server."""
     import mlflow
+    from mlflow.tracing.display.display_handler import IPythonTraceDisplayHandler
 
+    # MLflow makes its display handler once per process, and it hooks into IPython only if
+    # a shell exists then. An earlier test of this worker that traced before the test shell
+    # started left one that never shows anything; in a kernel the shell always comes first.
+    made = IPythonTraceDisplayHandler._instance
+    if made is not None and made._display_traces_post_run not in \
+            ipython_shell.events.callbacks["post_run_cell"]:
+        IPythonTraceDisplayHandler._instance = None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_server.url)
     mlflow.set_tracking_uri(shared_server.url)
     mlflow.set_experiment("traces")
