@@ -130,7 +130,7 @@ def launch(options: ServerOptions, *, restart: bool = False,
                 pending.track(started, options.timeout or DEFAULT_TIMEOUT,
                               resolve_data_dir(options.path))
                 started.add_done_callback(_use_if_moved)
-            return Starting(url, str(resolve_data_dir(options.path)), started)
+            return Starting(url, str(resolve_data_dir(options.path)), started, restart)
         result = started.result()  # reused, or refused: as a blocking start would
     if use:
         _use(result)

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 
 class MlflowMagicError(Exception):
-    """Base class: the message is meant for the user, as is."""
+    """Base class: the message is meant for the user, as is.
+
+    In a notebook (``mlflow_magic.start()``, ``compare()`` called in a cell) IPython shows
+    the paragraph alone, no stack: the fix is in it. Elsewhere it is a plain exception.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 class ConfigError(MlflowMagicError):

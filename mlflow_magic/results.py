@@ -79,6 +79,8 @@ class Launched(Result):
     seconds: float
     #: risks to name: a server open beyond this machine, data others can read
     warnings: tuple[str, ...] = ()
+    #: a restart: what it changed (``workers 1 → 2``; empty: nothing); None for a start
+    changes: tuple[str, ...] | None = None
 
     @property
     def url(self) -> str:
@@ -96,6 +98,8 @@ class Starting(Result):
     url: str
     data_dir: str
     pending: PendingStart
+    #: a restart going on in the background
+    restarting: bool = False
 
 
 @dataclass(frozen=True, repr=False)

@@ -142,13 +142,13 @@ def test_an_installed_driver_stands_in_for_a_missing_default(monkeypatch, instal
     assert config.with_installed_driver(uri) == chosen
 
 
-def test_no_driver_at_all_names_our_extra(tmp_path, monkeypatch):
+def test_no_driver_at_all_names_the_package_that_installs(tmp_path, monkeypatch):
     from mlflow_magic.settings import config
 
     monkeypatch.setattr(config, "_module_installed", lambda module: False)
-    with pytest.raises(ConfigError, match=r"pip install 'mlflow-magic\[postgres\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'psycopg\[binary\]'"):
         resolve(ServerOptions(path=tmp_path, backend_store_uri="postgresql://u:p@h/db"))
-    with pytest.raises(ConfigError, match=r"pip install 'mlflow-magic\[s3\]'"):
+    with pytest.raises(ConfigError, match=r"pip install boto3"):
         resolve(ServerOptions(path=tmp_path, artifacts_destination="s3://bucket/p"))
 
 

@@ -145,3 +145,43 @@ def test_every_command_has_its_help_and_a_typo_gets_the_closest_flag(kernel):
     shown, _ = kernel.run("print(get_ipython().find_line_magic('mlflow_server').__doc__)")
     for flag in ("--idle-timeout", "--lines", "--dry-run", "--view", "--registry-uri"):
         assert flag in shown, flag  # `%mlflow_server?` lists every command's flags
+
+
+def test_an_unreachable_database_fails_at_once_with_one_paragraph(kernel, folders):
+    """A start whose server cannot reach its database (an unknown host) does not wait out
+    MLflow's retries: the next MLflow call raises the paragraph, with no stack, and nothing
+    is left running."""
+    uri = "postgresql://me:db-s3cret@nohost.invalid/runs"
+    _, errors = kernel.run(f"%mlflow_server start --backend-store-uri {uri}")
+    assert errors == []  # a background start: the cell returns at once
+    shown, errors = kernel.run("import mlflow\nmlflow.search_experiments()")
+    shown += str([e.get("traceback") for e in errors])
+    assert "cannot reach its database, so it was stopped" in shown
+    assert "The database host 'nohost.invalid'" in shown
+    assert "db-s3cret" not in shown
+    assert errors and all(len(e["traceback"]) == 1 for e in errors)  # the paragraph alone
+    assert mlflow_magic.status(folders[0]).state == "stopped"
+
+
+def test_a_restart_says_what_it_changed(kernel):
+    _, errors = kernel.run("%mlflow_server start --wait --no-ui")
+    assert errors == []
+    before = len(kernel.shown)
+    _, errors = kernel.run("%mlflow_server restart --workers 2 --wait --no-ui")
+    shown = kernel.shown[-1]  # the cell's one output, replaced in place as the restart goes
+    assert errors == [] and len(kernel.shown) > before
+    assert "Restarted MLflow server at" in shown
+    assert "workers 1 → 2" in shown and "Started MLflow" not in shown
+
+
+def test_compare_with_a_misspelt_metric_names_the_ones_there(kernel):
+    _, errors = kernel.run("%mlflow_server start --wait --no-ui")
+    assert errors == []
+    shown, errors = kernel.run(
+        "import mlflow, mlflow_magic\nmlflow.set_experiment('tour')\n"
+        "for lr in (0.1, 0.2):\n    with mlflow.start_run():\n"
+        "        mlflow.log_metric('loss', lr)\n        mlflow.log_metric('accuracy', 1 - lr)\n"
+        "mlflow_magic.compare('tour', metrics=['los'])")
+    assert "has the metric 'los'. Did you mean 'loss'?" in shown + str(errors)
+    assert "The runs have 'accuracy', 'loss'" in shown + str(errors)
+    assert all(not e.get("traceback") or len(e["traceback"]) == 1 for e in errors)

@@ -199,14 +199,21 @@ def _server_html(verb: str, s: ServerRecord, when: str, warnings: tuple[str, ...
             + warnings_html(warnings) + "</div>")
 
 
+def _launched_detail(r: Launched) -> str:
+    detail = f"pid {r.server.pid}, ready in {r.seconds:.1f} s"
+    if r.changes is not None:  # a restart says what it changed
+        detail += "; " + (", ".join(r.changes) if r.changes else "no setting changed")
+    return detail
+
+
 def _launched_text(r: Launched) -> str:
-    return _server_text("Started", r.server, f"pid {r.server.pid}, ready in {r.seconds:.1f} s",
-                        r.warnings)
+    return _server_text("Started" if r.changes is None else "Restarted", r.server,
+                        _launched_detail(r), r.warnings)
 
 
 def _launched_html(r: Launched) -> str:
-    return _server_html("Started", r.server, f"pid {r.server.pid}, ready in {r.seconds:.1f} s",
-                        r.warnings)
+    return _server_html("Started" if r.changes is None else "Restarted", r.server,
+                        _launched_detail(r), r.warnings)
 
 
 def _reused_text(r: Reused) -> str:
@@ -219,13 +226,17 @@ def _reused_html(r: Reused) -> str:
                         f"{human_duration(r.server.uptime)}", r.warnings)
 
 
+def _starting_verb(r: Starting) -> str:
+    return "Restarting" if r.restarting else "Starting"
+
+
 def _starting_text(r: Starting) -> str:
-    return (f"Starting MLflow server at {r.url}: MLflow calls wait for it\n"
+    return (f"{_starting_verb(r)} MLflow server at {r.url}: MLflow calls wait for it\n"
             f"  data folder {r.data_dir}")
 
 
 def _starting_html(r: Starting) -> str:
-    return (f"<div>Starting MLflow server at {code_html(r.url)} &middot; data folder "
+    return (f"<div>{_starting_verb(r)} MLflow server at {code_html(r.url)} &middot; data folder "
             f"<code>{html.escape(r.data_dir)}</code>. The tracking URI is set: MLflow "
             "calls in the next cells wait for it.</div>")
 

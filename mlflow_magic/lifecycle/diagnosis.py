@@ -61,7 +61,26 @@ def hint(log_tail: str, backend_store_uri: str | None) -> str | None:
     if "read-only file system" in lowered or "permission denied" in lowered:
         return ("The server cannot write to the data folder: choose a writable folder with "
                 "--path, or fix its permissions.")
-    if "connection refused" in lowered or "could not connect" in lowered:
+    unknown_host = re.search(r"could not translate host name \"([^\"]+)\"|"
+                             r"unknown mysql server host '([^']+)'|"
+                             r"failed to resolve host '([^']+)'", lowered)
+    if unknown_host:
+        host = next(g for g in unknown_host.groups() if g)
+        return (f"The database host {host!r} in {mask_uri(backend_store_uri)} is not known to "
+                "this machine: check the host name in --backend-store-uri (and that this "
+                "machine can reach it).")
+    missing_db = re.search(r"database \"([^\"]+)\" does not exist|unknown database '([^']+)'",
+                           lowered)
+    if missing_db:
+        name = missing_db.group(1) or missing_db.group(2)
+        return (f"The database {name!r} does not exist on that server: create it first "
+                f"(`createdb {name}` for PostgreSQL, `CREATE DATABASE {name} CHARACTER SET "
+                "utf8mb4 COLLATE utf8mb4_bin;` for MariaDB/MySQL), or name another in "
+                "--backend-store-uri.")
+    if "access denied for user" in lowered:
+        return "The database refused the user name or password in --backend-store-uri."
+    if "connection refused" in lowered or "could not connect" in lowered \
+            or "can't connect to mysql server" in lowered:
         return (f"The database at {mask_uri(backend_store_uri)} does not accept "
                 "connections: check that it runs and that host, port and credentials are "
                 "right.")
@@ -96,6 +115,24 @@ def _charset_fix(charset: str, backend_store_uri: str | None) -> str:
             "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;`. A server whose default character "
             "set is utf8mb4 (`character-set-server = utf8mb4`, as in Debian's packaged "
             "configuration) creates new databases right.")
+
+
+#: What a server's log says when its database cannot be reached at all: MLflow retries for
+#: minutes, a start says so at once.
+_STORE_UNREACHABLE = re.compile(
+    r"could not translate host name|failed to resolve host|unknown mysql server host|"
+    r"name or service not known|password authentication "
+    r"failed|access denied for user|database \"[^\"]+\" does not exist|unknown database '|"
+    r"connection to server at .* failed|can't connect to mysql server|could not connect to "
+    r"server", re.I)
+
+
+def store_unreachable(log_tail: str) -> str | None:
+    """The first line of a start's log that says its database cannot be reached, if any."""
+    for line in log_tail.splitlines():
+        if _STORE_UNREACHABLE.search(line):
+            return mask_text(line.strip())
+    return None
 
 
 def log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:

@@ -49,6 +49,7 @@ from ..remote import rest
 from ..results import Launched
 from ..security import keys, ownership, ports
 from ..settings.config import ServerConfig, client_url, first_port
+from ..settings.masking import mask_uri
 from ..settings.server_command import (
     equivalent_command,
     inherited_settings,
@@ -104,6 +105,13 @@ class Taken:
 
 
 @dataclass(frozen=True)
+class Unreachable:
+    """The server's log says its database cannot be reached (it would retry for minutes)."""
+
+    line: str
+
+
+@dataclass(frozen=True)
 class TimedOut:
     """Neither ready nor exited within the timeout."""
 
@@ -116,20 +124,25 @@ def wait_ready(
     timeout: float,
     on_tick: Callable[[float], None] | None = None,
     credentials: Callable[[], Mapping[str, str] | None] | None = None,
-) -> Ready | Exited | Taken | TimedOut:
+    fatal: Callable[[], str | None] | None = None,
+) -> Ready | Exited | Taken | TimedOut | Unreachable:
     """Poll ``url`` until the server answers, ``poll()`` reports an exit, or time runs out.
 
     ``poll`` is ``Popen.poll`` for a server we just spawned, or a liveness check
     for one we found running. Once ``/health`` (open on every server) answers,
     ``credentials()`` gives the headers ``/version`` needs (the folder's key), or
     None if the port is not held by our server: then the answer is someone
-    else's (:class:`Taken`), and nothing of ours is sent there.
+    else's (:class:`Taken`), and nothing of ours is sent there. ``fatal()`` names a failure
+    the server would only retry (its database cannot be reached): :class:`Unreachable`.
     """
     start = time.monotonic()
     while True:
         code = poll()
         if code is not None:
             return Exited(code)
+        said = fatal() if fatal is not None else None
+        if said is not None:
+            return Unreachable(said)
         last = rest.health(url, timeout=1.0)
         if last.healthy:
             headers = credentials() if credentials is not None else {}
@@ -321,10 +334,16 @@ def keeper_argv(data_dir: Path) -> list[str]:
             str(records.keeper_spec_path(data_dir))]
 
 
-def outcome_error(config: ServerConfig, outcome: Exited | Taken | TimedOut, url: str,
-                  port: int, log: Path, offset: int) -> MlflowMagicError:
+def outcome_error(config: ServerConfig, outcome: Exited | Taken | TimedOut | Unreachable,
+                  url: str, port: int, log: Path, offset: int) -> MlflowMagicError:
     """How a start that did not get ready ended, as the one paragraph the user reads (with
     the end of the server's log where it says why)."""
+    if isinstance(outcome, Unreachable):  # the stack stays in the log: one line of it here
+        hint = diagnosis.hint(outcome.line, config.backend_store_uri) or (
+            f"The database at {mask_uri(config.backend_store_uri)} cannot be reached.")
+        return StartFailedError(
+            f"The MLflow server for {config.data_dir} cannot reach its database, so it was "
+            f"stopped. {hint} Its log ({log}) says:\n{outcome.line}", log_tail=outcome.line)
     if isinstance(outcome, Exited):
         return _start_failed(config, outcome.exit_code, diagnosis.log_tail(log, offset))
     if isinstance(outcome, TimedOut):
@@ -490,7 +509,8 @@ def _launch_on(config: ServerConfig, sock: socket.socket, started: float,
             proc.poll, url, config.timeout,
             on_tick=lambda _: on_progress(diagnosis.phase(logfile.tail(log, 200, offset)),
                                           time.monotonic() - started),
-            credentials=credentials)
+            credentials=credentials,
+            fatal=lambda: diagnosis.store_unreachable(logfile.tail(log, 200, offset)))
         if not isinstance(outcome, Ready) or not held:  # only our own listener counts
             raise outcome_error(config, outcome if not isinstance(outcome, Ready) else Taken(),
                                 url, port, log, offset)

@@ -84,7 +84,7 @@ def _reuse_live(config: ServerConfig, record: ServerRecord,
             record.url, config.timeout,
             on_tick=lambda _: on_progress(diagnosis.BUSY_PHASE, time.monotonic() - started),
             credentials=lambda: ports.credentials(record))
-        if isinstance(outcome, launch.Exited):  # it died while we waited: replace it
+        if isinstance(outcome, (launch.Exited, launch.Unreachable)):  # it died: replace it
             stop.end_remains(record)
             records.remove_record(config.data_dir)
             return launch.launch(config, on_progress, on_url)
@@ -179,10 +179,30 @@ def restart(options: ServerOptions, on_progress: Progress | None = None,
         if merged.port is None and record is not None:
             merged = dataclasses.replace(merged, port=record.port)  # kernels keep their URL
         config = resolve(merged)
+        changes = tuple(changed(record.settings if record else {}, config.settings()))
         if record is not None and _keeps_its_socket(record, config):
-            return launch.relaunch(config, record, on_progress, on_url or launch.no_url)
-        stop.stop_locked(data_dir)
-        return launch.launch(config, on_progress, on_url or launch.no_url)
+            done = launch.relaunch(config, record, on_progress, on_url or launch.no_url)
+        else:
+            stop.stop_locked(data_dir)
+            done = launch.launch(config, on_progress, on_url or launch.no_url)
+        return dataclasses.replace(done, changes=changes)
+
+
+def changed(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """What a restart changed, as ``workers 1 → 2`` (secrets are masked in both)."""
+    if not before:
+        return []
+    return [f"{name.replace('_', ' ')} {_shown(before.get(name))} → {_shown(value)}"
+            for name, value in after.items()
+            if name != "port" and _shown(before.get(name)) != _shown(value)]
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return "(none)"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
 
 
 def _keeps_its_socket(record: ServerRecord, config: ServerConfig) -> bool:

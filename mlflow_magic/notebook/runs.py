@@ -18,6 +18,7 @@ MLflow is imported here, on first use only.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import html
 import logging
 import threading
@@ -410,9 +411,13 @@ def compare(runs: str | Iterable[object], metrics: Sequence[str] | None = None, 
             last[(label, key)] = run.data.metrics[key]
     missing = [k for k in keys if k not in drawn]
     if missing:
-        raise ConfigError(f"No run of {title} has the metric {', '.join(map(repr, missing))}. "
-                          "Check the name (each run's card lists its metrics), or leave "
-                          "metrics out to chart every metric.")
+        have = sorted({k for r in found for k in r.data.metrics})
+        close = [m for k in missing for m in difflib.get_close_matches(k, have, n=1)]
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(
+            f"No run compared ({title}) has the metric {', '.join(map(repr, missing))}.{hint} "
+            f"The runs have {', '.join(map(repr, have)) or 'no metrics'}; name some of "
+            "them, or leave metrics out to chart every one.")
     return Comparison(title, labels, drawn, last)
 
 

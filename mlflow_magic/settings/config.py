@@ -41,11 +41,11 @@ def _pip(*packages: str) -> str:
 
 #: SQLAlchemy driver name -> (Python module it imports, how to install it).
 DB_DRIVERS: dict[str, tuple[str, str]] = {
-    "psycopg": ("psycopg", _pip("'mlflow-magic[postgres]'", "psycopg2-binary")),
-    "psycopg2": ("psycopg2", _pip("psycopg2-binary", "'mlflow-magic[postgres]'")),
+    "psycopg": ("psycopg", _pip("'psycopg[binary]'")),
+    "psycopg2": ("psycopg2", _pip("psycopg2-binary")),
     "pg8000": ("pg8000", _pip("pg8000")),
-    "mysqldb": ("MySQLdb", _pip("'mlflow-magic[mysql]'", "mysqlclient")),
-    "pymysql": ("pymysql", _pip("'mlflow-magic[mysql]'")),
+    "mysqldb": ("MySQLdb", _pip("mysqlclient")),
+    "pymysql": ("pymysql", _pip("PyMySQL")),
     "mysqlconnector": ("mysql.connector", _pip("mysql-connector-python")),
     "pyodbc": ("pyodbc", _pip("pyodbc")),
     "pymssql": ("pymssql", _pip("pymssql")),
@@ -59,7 +59,7 @@ ARTIFACT_SCHEMES: dict[str, tuple[str, str] | None] = {
     "mlflow-artifacts": None,
     "http": None,
     "https": None,
-    "s3": ("boto3", _pip("'mlflow-magic[s3]'", "boto3")),
+    "s3": ("boto3", _pip("boto3")),
     "gs": ("google.cloud.storage", _pip("google-cloud-storage")),
     "wasbs": ("azure.storage.blob", _pip("azure-storage-blob azure-identity")),
     "abfss": ("azure.storage.filedatalake", _pip("azure-storage-file-datalake azure-identity")),
@@ -299,7 +299,7 @@ def resolve(options: ServerOptions, environ: Mapping[str, str] | None = None) ->
     if options.registry_store_uri is not None:
         check_backend_uri(options.registry_store_uri, "--registry-store-uri")
     if options.app_name == BASIC_AUTH_APP:
-        _require_module("flask_wtf", _pip("'mlflow-magic[auth]'", "'mlflow[auth]'"),
+        _require_module("flask_wtf", _pip("'mlflow[auth]'"),
                         "--app-name basic-auth (MLflow's login)")
     if options.upgrade_db and not (backend or "").startswith("sqlite:"):
         raise ConfigError(
