@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from . import internals
 from .errors import ConfigError, MlflowMagicError, PushError
 from .lifecycle import pending
 from .lifecycle.launch import Progress, UrlKnown
@@ -26,6 +27,7 @@ from .lifecycle.status import sync_status
 from .lifecycle.stop import stop as stop_server
 from .lifecycle.stop import stop_all
 from .remote import check, transfer
+from .remote.rest import experiment_name
 from .results import (
     Connected,
     Launched,
@@ -39,6 +41,7 @@ from .results import (
     StoppedAll,
     SyncStatus,
 )
+from .security import ports
 from .settings.config import DEFAULT_TIMEOUT, data_folder, is_loopback, resolve, resolve_data_dir
 from .settings.masking import mask_uri
 from .settings.options import ServerOptions
@@ -126,7 +129,7 @@ def launch(options: ServerOptions, *, restart: bool = False,
         url = started.url
         if not started.ended and url is not None:  # still starting: its URL is known
             if use:
-                use_tracking_server(url)
+                _point_at(url)
                 pending.track(started, options.timeout or DEFAULT_TIMEOUT,
                               resolve_data_dir(options.path))
                 started.add_done_callback(_use_if_moved)
@@ -145,7 +148,32 @@ def _use_if_moved(result: Launched | Reused | None, error: BaseException | None)
 
 def _use(result: Launched | Reused) -> None:
     """Tracking URI = the server; the registry too (it is served by the same server)."""
-    use_tracking_server(result.url)
+    _point_at(result.url)
+
+
+def _point_at(url: str, registry_uri: str | None = None) -> None:
+    """Point this process's MLflow at ``url``. MLflow's fluent API keeps the id of its active
+    experiment (``set_experiment``), which means another experiment, or none, on another
+    server: it is looked up again by name there, as ``set_experiment`` would (made if new),
+    and the line that says so is printed."""
+    old = http_tracking_uri()
+    active = internals.active_experiment_id()
+    if active and old and old.rstrip("/") != url.rstrip("/"):
+        try:
+            name: str | None = experiment_name(old, active, ports.headers_for_url(old))
+        except (OSError, KeyError, ValueError, ports.PortTaken, ports.ServerNotRunning):
+            name = None
+        internals.forget_active_experiment()
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        if name:
+            os.environ["MLFLOW_EXPERIMENT_NAME"] = name
+            print(f"MLflow's active experiment {name!r} is now the one of that name on "
+                  f"{mask_uri(url)} (made there by the first run if new).")
+        else:
+            print(f"MLflow's active experiment (id {active} on {mask_uri(old)}) could not be "
+                  f"read there, so runs on {mask_uri(url)} go to its Default experiment until "
+                  "`mlflow.set_experiment(NAME)`.")
+    use_tracking_server(url, registry_uri)
 
 
 def folder_in_use() -> Path | None:
@@ -217,7 +245,7 @@ def connect(uri: str, *, registry_uri: str | None = None, use: bool = True) -> C
     result = check.check(uri, registry_uri)
     if use:
         pending.forget()
-        use_tracking_server(uri, registry_uri)
+        _point_at(uri, registry_uri)
     return result
 
 

@@ -46,6 +46,21 @@ def mlflow_request_url() -> str | None:
 # --- MLflow's server launch (server/serve.py) ----------------------------------------------
 
 
+def active_experiment_id() -> str | None:
+    """The experiment MLflow's fluent API uses in this process (``set_experiment``), if
+    MLflow is imported: ``mlflow.tracking.fluent._active_experiment_id`` (3.13 to 3.18)."""
+    found = getattr(sys.modules.get("mlflow.tracking.fluent"), "_active_experiment_id", None)
+    return str(found) if found else None
+
+
+def forget_active_experiment() -> None:
+    """MLflow's fluent API resolves its experiment again on its next call (from
+    ``MLFLOW_EXPERIMENT_NAME``, else the default experiment)."""
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None and hasattr(fluent, "_active_experiment_id"):
+        fluent._active_experiment_id = None  # type: ignore[attr-defined]
+
+
 def mlflow_exec_cmd():
     """MLflow's ``mlflow.server._exec_cmd``, which ``_run_server`` launches its web server
     with (MLflow 3.13 to 3.17); None if it moved."""

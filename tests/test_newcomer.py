@@ -185,3 +185,22 @@ def test_compare_with_a_misspelt_metric_names_the_ones_there(kernel):
     assert "has the metric 'los'. Did you mean 'loss'?" in shown + str(errors)
     assert "The runs have 'accuracy', 'loss'" in shown + str(errors)
     assert all(not e.get("traceback") or len(e["traceback"]) == 1 for e in errors)
+
+
+def test_a_folder_switch_carries_the_active_experiment_by_name(kernel, folders):
+    b = folders[1]
+    _, errors = kernel.run("%mlflow_server start --wait --no-ui")
+    assert errors == []
+    _, errors = kernel.run("import mlflow\nmlflow.set_experiment('tour')")
+    assert errors == []
+    shown, errors = kernel.run(f"%mlflow_server start --wait --no-ui --path {b}")
+    assert errors == [] and "MLflow's active experiment 'tour' is now the one of that name" \
+        in shown
+    _, errors = kernel.run("%%mlflow_run --name after-the-switch\nx = 1")
+    assert errors == []
+    shown, errors = kernel.run(
+        "print([(r.info.run_name, mlflow.get_experiment(r.info.experiment_id).name)"
+        " for r in mlflow.search_runs(search_all_experiments=True, output_format='list')])")
+    assert "('after-the-switch', 'tour')" in shown, shown + str(errors)
+    # The kernel's experiment variables mean nothing to a server: not inherited.
+    assert "MLFLOW_EXPERIMENT" not in str(mlflow_magic.status(b))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import contract
+from ..state import owned
 
 #: The waits before each start again after a crash (the last one repeats).
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -60,7 +61,10 @@ class Spec:
 
     @classmethod
     def read(cls, path: Path) -> Spec:
-        data = json.loads(path.read_text())
+        """The spec its starter wrote, only if the file and its folder are this user's alone
+        (:mod:`~mlflow_magic.state.owned`): a spec someone else planted names their program
+        and environment."""
+        data = json.loads(owned.read_owned(path))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 

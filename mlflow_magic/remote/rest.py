@@ -129,6 +129,14 @@ def experiment_id_by_name(url: str, name: str,
     return found["experiment"]["experiment_id"]
 
 
+def experiment_name(url: str, experiment_id: str,
+                    headers: Mapping[str, str] | None = None, timeout: float = 2.0) -> str:
+    """The name of experiment ``experiment_id`` (KeyError/OSError if there is none)."""
+    found = get_json(f"{url.rstrip('/')}/api/2.0/mlflow/experiments/get?"
+                     f"experiment_id={quote(experiment_id)}", timeout=timeout, headers=headers)
+    return found["experiment"]["name"]
+
+
 def experiment_id_of_run(url: str, run_id: str,
                          headers: Mapping[str, str] | None = None) -> str:
     """The id of the experiment run ``run_id`` belongs to (KeyError/OSError if unknown)."""
