@@ -27,8 +27,10 @@ Only ``/health`` is open, for readiness checks. The key never reaches MLflow's
 app: the gate removes it from the request. Everything else is refused with 401
 and one paragraph saying how to get in.
 
-Imports only the standard library and :mod:`mlflow_magic.contract`: it runs in
-every worker, before MLflow's app sees a request.
+Imports only the standard library, :mod:`mlflow_magic.contract`,
+:mod:`~mlflow_magic.state.owned`, :mod:`~mlflow_magic.state.passes` and
+:mod:`~mlflow_magic.server.peer`: it runs in every worker, before MLflow's app sees a
+request.
 """
 
 from __future__ import annotations
