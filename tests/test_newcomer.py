@@ -22,9 +22,18 @@ import mlflow_magic
 pytestmark = pytest.mark.integration
 
 
+#: What an earlier test of this process may have left in its environment, which a kernel
+#: started from it would inherit (``set_experiment`` sets MLFLOW_EXPERIMENT_ID).
+CLIENT_CHOICES = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID",
+                  "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
 @pytest.fixture
-def folders(tmp_path):
-    """Two data folders, A (``$MLFLOW_PATH``) and B; both servers stopped afterwards."""
+def folders(tmp_path, monkeypatch):
+    """Two data folders, A (``$MLFLOW_PATH``) and B, for a newcomer's kernel with none of
+    MLflow's client choices set; both servers stopped afterwards."""
+    for name in CLIENT_CHOICES:
+        monkeypatch.delenv(name, raising=False)
     a, b = tmp_path / "A", tmp_path / "B"
     yield a, b
     for folder in (a, b):
