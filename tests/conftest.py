@@ -282,16 +282,22 @@ def shared_server(tmp_path_factory):
 
 @pytest.fixture
 def clean_tracking_env(monkeypatch):
-    """Let a test change MLFLOW_TRACKING_URI and friends without leaking them."""
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    """Let a test change MLFLOW_TRACKING_URI and friends without leaking them (MLflow's
+    ``set_experiment`` sets MLFLOW_EXPERIMENT_ID, which kernels of later tests would inherit)."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID",
+             "MLFLOW_EXPERIMENT_NAME")
+    for name in names:
         monkeypatch.delenv(name, raising=False)
     yield
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # set meanwhile: not undone
+    for name in names:  # set meanwhile: not undone
         os.environ.pop(name, None)  # by monkeypatch, which undoes only what it did
     mlflow = sys.modules.get("mlflow")
     if mlflow is not None:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri("")
+        from mlflow_magic import internals
+
+        internals.forget_active_experiment()  # an id of that test's server
 
 
 def stop_group(proc: subprocess.Popen, grace: float = 30) -> None:
