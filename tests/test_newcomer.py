@@ -213,3 +213,18 @@ def test_a_folder_switch_carries_the_active_experiment_by_name(kernel, folders):
     assert "('after-the-switch', 'tour')" in shown, shown + str(errors)
     # The kernel's experiment variables mean nothing to a server: not inherited.
     assert "MLFLOW_EXPERIMENT" not in str(mlflow_magic.status(b))
+
+
+def test_ui_on_a_stopped_server_says_so_with_the_cell_to_run(kernel, folders):
+    _, errors = kernel.run("%mlflow_server start --wait --no-ui")
+    assert errors == []
+    port = mlflow_magic.status(folders[0]).server.port
+    _, errors = kernel.run("%mlflow_server stop")
+    assert errors == []
+    for line in ("%mlflow_server ui", "%mlflow_server ui --experiment nb",
+                 "%mlflow_server ui --run 0123456789abcdef"):
+        shown, errors = kernel.run(line)
+        assert shown.startswith("UsageError: No MLflow server is running for "), (line, shown)
+        assert f"{folders[0]} (stopped)" in shown
+        assert f"Start it again with `%mlflow_server start --port {port}`" in shown
+        assert "MLflow UI:" not in shown and "has no" not in shown
