@@ -376,10 +376,18 @@ def test_in_a_notebook_the_run_card_links_to_the_run_on_the_team_server(tmp_path
                                  f"{team_server.url}")
         assert errors == [] and "Started" in " ".join(kernel.shown) + out, kernel.shown
         assert mlflow_magic.status(folder).sync is not None
-        out, errors = kernel.run("%%mlflow_run --experiment nb --name card\n"
-                                 "import mlflow, time\n"
-                                 "mlflow.log_metric('acc', 0.9)\n"
-                                 "time.sleep(5)\n")
+        # The cell runs until the sync has copied the run and noted its copy (the sync's lag,
+        # more than a fixed sleep on a loaded machine: each request to the team server costs a
+        # password hash), so the card it draws at its end has the link.
+        out, errors = kernel.run(
+            "%%mlflow_run --experiment nb --name card\n"
+            "import mlflow, time\n"
+            "from mlflow_magic.front.ui import team_run_link\n"
+            "mlflow.log_metric('acc', 0.9)\n"
+            "here, deadline = mlflow.active_run().info.run_id, time.monotonic() + 90\n"
+            "while not team_run_link(mlflow.get_tracking_uri(), here) "
+            "and time.monotonic() < deadline:\n"
+            "    time.sleep(0.5)\n")
         assert errors == [], errors
         card = kernel.shown[-1]  # the final card, drawn in place of the live one
         run_id = card.split("MLflow run 'card' (", 1)[1].split(")", 1)[0]
