@@ -265,14 +265,13 @@ def push(path: PathLike = None, *, to: str, experiments: Sequence[str] | None = 
             f"{mask_uri(to)} is not the address of a tracking server: `push --to` takes its "
             "http(s) URL, e.g. `%mlflow_server push --to https://mlflow.example.org`.")
     folder = _folder(path)
-    path = folder
     if not folder.exists():  # a start would make an empty one, and push nothing from it
         raise PushError(
             f"There is no data folder at {folder} to push. Name the folder your runs are in "
             "with --path DIR (or set MLFLOW_PATH); `%mlflow_server list` shows the folders "
             "of your servers.")
     check.check(to, again="push again")  # unreachable, or a wrong password: one paragraph
-    reading = start(path, use=False)  # waits: never Starting
+    reading = start(folder, use=False)  # waits: never Starting
     assert not isinstance(reading, Starting)
     return transfer.push(str(folder), reading.server.url, to, experiments, dry_run,
                          on_progress)
